@@ -1,0 +1,63 @@
+//! Controller configuration.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use lnet_ipam::PoolSpec;
+
+/// How a [`crate::Controller`] is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Persistent state: the store (`lnet.db`) and the sandboxes' `hosts`/`resolv.conf`.
+    /// Default `/var/lib/lnet`.
+    pub data_root: PathBuf,
+    /// Runtime state: namespace bind mounts under `netns/`. Default `/run/lnet`.
+    pub exec_root: PathBuf,
+    /// Replaces Docker's default local IPv4 pools (`--default-address-pool base=…,size=…`).
+    pub default_address_pools: Option<Vec<PoolSpec>>,
+    /// IPv6 pools to pick from when an IPv6 network gives no subnet (none by default, as in
+    /// Docker).
+    pub default_address_pools_v6: Vec<PoolSpec>,
+    /// The sandboxes the embedding runtime knows to be alive (libnetwork's
+    /// `ActiveSandboxes`). `None`: a sandbox is alive when its namespace still exists.
+    pub active_sandboxes: Option<BTreeSet<String>>,
+    /// The host resolv.conf that sandboxes derive theirs from.
+    pub host_resolv_conf: PathBuf,
+    /// The host hosts file that host-mode sandboxes copy.
+    pub host_hosts: PathBuf,
+    /// Turn on `net.ipv4.ip_forward` when a bridge network is created (dockerd
+    /// `--ip-forward`, default true).
+    pub enable_ip_forward: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_root: PathBuf::from("/var/lib/lnet"),
+            exec_root: PathBuf::from("/run/lnet"),
+            default_address_pools: None,
+            default_address_pools_v6: Vec::new(),
+            active_sandboxes: None,
+            host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
+            host_hosts: PathBuf::from("/etc/hosts"),
+            enable_ip_forward: true,
+        }
+    }
+}
+
+impl Config {
+    /// A configuration rooted in one directory (`<root>/data`, `<root>/run`): what tests,
+    /// examples and benchmarks use.
+    pub fn rooted_at(root: &std::path::Path) -> Self {
+        Config {
+            data_root: root.join("data"),
+            exec_root: root.join("run"),
+            ..Config::default()
+        }
+    }
+
+    /// The store file.
+    pub fn store_path(&self) -> PathBuf {
+        self.data_root.join("lnet.db")
+    }
+}

@@ -1,0 +1,594 @@
+//! The controller and the handles callers hold.
+//!
+//! One owner of mutable state: [`State`] holds every record, the IPAM allocator and the
+//! kernel handles, behind one lock; each operation is a method on it in its own file under
+//! `ops/` (one file per state transition). Handles ([`Network`], [`Endpoint`], [`Sandbox`]) are
+//! ids plus a reference to the controller, so a handle never holds stale data: every call
+//! reads the current record.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use lnet_ipam::{Ipam, IpamConfig};
+use lnet_kernel::{Netlink, Netns};
+use lnet_store::{EndpointRecord, IpamSpec, NetworkRecord, SandboxRecord, Store};
+
+use crate::config::Config;
+use crate::driver::{Driver, HostKernel, SandboxKernel};
+use crate::error::{CoreError, Result};
+use crate::ipam::IpamState;
+use crate::recovery::RecoveryReport;
+
+/// What the operations read but never change: configuration, store and drivers.
+#[derive(Debug)]
+pub(crate) struct Cx {
+    pub(crate) config: Config,
+    pub(crate) store: Store,
+    pub(crate) drivers: BTreeMap<&'static str, Arc<dyn Driver>>,
+}
+
+impl Cx {
+    pub(crate) fn driver(&self, name: &str) -> Result<Arc<dyn Driver>> {
+        self.drivers.get(name).cloned().ok_or_else(|| {
+            CoreError::invalid(
+                "driver",
+                name,
+                format!(
+                    "unknown network driver; built in: {}",
+                    self.drivers.keys().copied().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
+    }
+}
+
+/// A sandbox in memory: its record and, while it is live, its kernel handles.
+#[derive(Debug)]
+pub(crate) struct SandboxEntry {
+    pub(crate) rec: SandboxRecord,
+    pub(crate) kernel: Option<SandboxKernel>,
+}
+
+/// All mutable state of a controller.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) networks: BTreeMap<String, NetworkRecord>,
+    pub(crate) endpoints: BTreeMap<String, EndpointRecord>,
+    pub(crate) sandboxes: BTreeMap<String, SandboxEntry>,
+    pub(crate) ipam: IpamState,
+    pub(crate) host: HostKernel,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cx: Cx,
+    state: Mutex<State>,
+    report: RecoveryReport,
+}
+
+/// The network controller: owns the drivers, IPAM, the store and the kernel handles.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+/// Options of [`Controller::new_network`].
+#[derive(Debug, Clone, Default)]
+pub struct NetworkOptions {
+    /// IPAM driver and configs; an empty driver means `default`.
+    pub ipam: IpamSpec,
+    /// Enable IPv6 (needs an IPv6 subnet or a configured IPv6 pool).
+    pub enable_ipv6: bool,
+    /// No traffic to or from outside the network.
+    pub internal: bool,
+    /// Attachable (stored).
+    pub attachable: bool,
+    /// User labels.
+    pub labels: BTreeMap<String, String>,
+    /// Driver options (`com.docker.network.bridge.name`, …).
+    pub options: BTreeMap<String, String>,
+}
+
+/// Options of [`Network::create_endpoint`].
+#[derive(Debug, Clone, Default)]
+pub struct EndpointOptions {
+    /// A preferred IPv4 address.
+    pub ipv4: Option<IpAddr>,
+    /// A preferred IPv6 address.
+    pub ipv6: Option<IpAddr>,
+    /// A MAC address (`aa:bb:cc:dd:ee:ff`); default derived from the IPv4 address.
+    pub mac: Option<String>,
+    /// DNS aliases on this network.
+    pub aliases: Vec<String>,
+    /// Endpoint driver options.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Options of [`Endpoint::join`].
+#[derive(Debug, Clone, Default)]
+pub struct JoinOptions {
+    /// A higher priority makes this endpoint the sandbox's gateway endpoint first.
+    pub priority: i32,
+}
+
+/// Options of [`Controller::new_sandbox`].
+#[derive(Debug, Clone, Default)]
+pub struct SandboxOptions {
+    /// Container hostname.
+    pub hostname: String,
+    /// Container domain name.
+    pub domainname: String,
+    /// DNS servers (`--dns`).
+    pub dns: Vec<IpAddr>,
+    /// DNS search domains (`--dns-search`).
+    pub dns_search: Vec<String>,
+    /// DNS options (`--dns-option`).
+    pub dns_options: Vec<String>,
+    /// Extra hosts entries (`--add-host name:ip`).
+    pub extra_hosts: Vec<(String, IpAddr)>,
+    /// Use this existing namespace (for example `/proc/<pid>/ns/net`) instead of creating one.
+    pub netns_path: Option<PathBuf>,
+    /// Share the host's network namespace (host networking).
+    pub host_mode: bool,
+}
+
+impl Controller {
+    /// Opens the store under `config.data_root`, recovers every record (finishing or undoing
+    /// interrupted operations, replaying IPAM, repairing kernel objects) and returns the
+    /// controller. The network namespace of the calling thread is the controller's host
+    /// namespace from then on.
+    ///
+    /// Fails only when the store cannot be opened (another process holds it, or the disk
+    /// refuses) or the host namespace cannot be opened; a damaged record never stops it.
+    pub fn new(config: Config) -> Result<Controller> {
+        let ipam = Ipam::new(IpamConfig {
+            local: config.default_address_pools.clone(),
+            global: None,
+            local_v6: config.default_address_pools_v6.clone(),
+            global_v6: Vec::new(),
+        })?;
+        for dir in [&config.data_root, &config.exec_root] {
+            std::fs::create_dir_all(dir)
+                .map_err(CoreError::io(format!("create {}", dir.display())))?;
+        }
+        let (store, notice) = Store::open(&config.store_path())?;
+        let ns = Netns::current().map_err(CoreError::kernel("open the host network namespace"))?;
+        let nl = Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?;
+        let mut state = State {
+            networks: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            sandboxes: BTreeMap::new(),
+            ipam: IpamState::new(ipam),
+            host: HostKernel { ns, nl },
+        };
+        let cx = Cx {
+            config,
+            store,
+            drivers: crate::drivers::builtin(),
+        };
+        let mut report = state.recover(&cx)?;
+        if let Some(n) = notice {
+            report.notices.insert(0, n);
+        }
+        Ok(Controller {
+            inner: Arc::new(Inner {
+                cx,
+                state: Mutex::new(state),
+                report,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in one operation must not wedge every later one; the state it left is a
+        // set of records and kernel objects that recovery-style code already tolerates.
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
+        let mut st = self.lock();
+        f(&mut st, &self.inner.cx)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.inner.cx.config
+    }
+
+    /// What the start-up recovery found and did.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.report
+    }
+
+    /// Creates a network.
+    pub fn new_network(
+        &self,
+        driver: &str,
+        name: &str,
+        options: NetworkOptions,
+    ) -> Result<Network> {
+        let id = self.with(|st, cx| st.create_network(cx, driver, name, options))?;
+        Ok(Network {
+            ctrl: self.clone(),
+            id,
+            name: name.to_string(),
+        })
+    }
+
+    /// Every network, by name.
+    pub fn networks(&self) -> Vec<Network> {
+        let mut v: Vec<Network> = self.with(|st, _| {
+            st.networks
+                .values()
+                .filter(|n| n.state == lnet_store::Lifecycle::Ready)
+                .map(|n| Network {
+                    ctrl: self.clone(),
+                    id: n.id.clone(),
+                    name: n.name.clone(),
+                })
+                .collect()
+        });
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// A network by exact name, full id or unique id prefix.
+    pub fn network(&self, id_or_name: &str) -> Result<Network> {
+        self.with(|st, _| {
+            st.find_network(id_or_name)
+                .map(|n| (n.id.clone(), n.name.clone()))
+        })
+        .map(|(id, name)| Network {
+            ctrl: self.clone(),
+            id,
+            name,
+        })
+    }
+
+    /// Creates a sandbox for a container.
+    pub fn new_sandbox(&self, container_id: &str, options: SandboxOptions) -> Result<Sandbox> {
+        let id = self.with(|st, cx| st.create_sandbox(cx, container_id, options))?;
+        Ok(Sandbox {
+            ctrl: self.clone(),
+            id,
+            container_id: container_id.to_string(),
+        })
+    }
+
+    /// Every sandbox.
+    pub fn sandboxes(&self) -> Vec<Sandbox> {
+        self.with(|st, _| {
+            st.sandboxes
+                .values()
+                .map(|s| Sandbox {
+                    ctrl: self.clone(),
+                    id: s.rec.id.clone(),
+                    container_id: s.rec.container_id.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// A sandbox by id, unique id prefix or container id.
+    pub fn sandbox(&self, id_or_container: &str) -> Result<Sandbox> {
+        self.with(|st, _| {
+            st.find_sandbox(id_or_container)
+                .map(|s| (s.rec.id.clone(), s.rec.container_id.clone()))
+        })
+        .map(|(id, container_id)| Sandbox {
+            ctrl: self.clone(),
+            id,
+            container_id,
+        })
+    }
+
+    /// An endpoint by id.
+    pub fn endpoint(&self, id: &str) -> Result<Endpoint> {
+        self.with(|st, _| {
+            st.endpoints
+                .get(id)
+                .map(|e| Endpoint {
+                    ctrl: self.clone(),
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                })
+                .ok_or_else(|| CoreError::not_found("endpoint", id))
+        })
+    }
+
+    /// The pools IPAM holds right now (for diagnostics and tests).
+    pub fn allocated_pools(&self) -> Vec<ipnet::IpNet> {
+        self.with(|st, _| st.ipam.allocated_pools())
+    }
+}
+
+/// A network handle.
+#[derive(Debug, Clone)]
+pub struct Network {
+    ctrl: Controller,
+    id: String,
+    name: String,
+}
+
+impl Network {
+    /// The id (64 hex).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current record.
+    pub fn info(&self) -> Result<NetworkRecord> {
+        self.ctrl.with(|st, _| {
+            st.networks
+                .get(&self.id)
+                .cloned()
+                .ok_or_else(|| CoreError::not_found("network", &self.name))
+        })
+    }
+
+    /// Creates an endpoint on this network.
+    pub fn create_endpoint(&self, name: &str, options: EndpointOptions) -> Result<Endpoint> {
+        let id = self
+            .ctrl
+            .with(|st, cx| st.create_endpoint(cx, &self.id, name, options))?;
+        Ok(Endpoint {
+            ctrl: self.ctrl.clone(),
+            id,
+            name: name.to_string(),
+        })
+    }
+
+    /// The endpoints of this network.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.ctrl.with(|st, _| {
+            st.endpoints
+                .values()
+                .filter(|e| e.network_id == self.id)
+                .map(|e| Endpoint {
+                    ctrl: self.ctrl.clone(),
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// An endpoint of this network by name.
+    pub fn endpoint_by_name(&self, name: &str) -> Result<Endpoint> {
+        self.endpoints()
+            .into_iter()
+            .find(|e| e.name == name)
+            .ok_or_else(|| CoreError::not_found("endpoint", name))
+    }
+
+    /// Deletes the network; it must have no endpoints.
+    pub fn delete(&self) -> Result<()> {
+        self.ctrl.with(|st, cx| st.delete_network(cx, &self.id))
+    }
+}
+
+/// An endpoint handle.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    ctrl: Controller,
+    id: String,
+    name: String,
+}
+
+impl Endpoint {
+    /// The id (64 hex).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current record.
+    pub fn info(&self) -> Result<EndpointRecord> {
+        self.ctrl.with(|st, _| {
+            st.endpoints
+                .get(&self.id)
+                .cloned()
+                .ok_or_else(|| CoreError::not_found("endpoint", &self.name))
+        })
+    }
+
+    /// Joins the endpoint to a sandbox: its interface appears there, configured.
+    pub fn join(&self, sandbox: &Sandbox, options: JoinOptions) -> Result<()> {
+        self.ctrl
+            .with(|st, cx| st.join(cx, &self.id, &sandbox.id, options))
+    }
+
+    /// Leaves the sandbox: undoes exactly what join did.
+    pub fn leave(&self, sandbox: &Sandbox) -> Result<()> {
+        self.ctrl
+            .with(|st, cx| st.leave(cx, &self.id, Some(&sandbox.id)))
+    }
+
+    /// Deletes the endpoint; it must not be joined.
+    pub fn delete(&self) -> Result<()> {
+        self.ctrl.with(|st, cx| st.delete_endpoint(cx, &self.id))
+    }
+
+    /// Driver facts about the endpoint (MAC, interface names, addresses), as libnetwork's
+    /// `DriverInfo`.
+    pub fn driver_info(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
+        self.ctrl.with(|st, cx| {
+            let ep = st
+                .endpoints
+                .get(&self.id)
+                .ok_or_else(|| CoreError::not_found("endpoint", &self.name))?;
+            let net = st.network_of(ep)?;
+            let mut m = cx.driver(&net.driver)?.endpoint_info(net, ep);
+            if let Some(a) = ep.addr_v4 {
+                m.insert("ipv4_address".into(), a.to_string().into());
+            }
+            if let Some(a) = ep.addr_v6 {
+                m.insert("ipv6_address".into(), a.to_string().into());
+            }
+            if let Some(j) = &ep.join {
+                if let Some(c) = &j.container_ifname {
+                    m.insert("container_interface".into(), c.clone().into());
+                }
+                m.insert("sandbox_id".into(), j.sandbox_id.clone().into());
+            }
+            Ok(m)
+        })
+    }
+}
+
+/// A sandbox handle.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    ctrl: Controller,
+    id: String,
+    container_id: String,
+}
+
+impl Sandbox {
+    /// The id (64 hex).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The container it serves.
+    pub fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    /// The network namespace path (libnetwork's sandbox key).
+    pub fn key(&self) -> Result<PathBuf> {
+        self.info().map(|r| r.netns_path)
+    }
+
+    /// The current record.
+    pub fn info(&self) -> Result<SandboxRecord> {
+        self.ctrl.with(|st, _| {
+            st.sandboxes
+                .get(&self.id)
+                .map(|s| s.rec.clone())
+                .ok_or_else(|| CoreError::not_found("sandbox", &self.container_id))
+        })
+    }
+
+    /// The `hosts` file this sandbox owns.
+    pub fn hosts_path(&self) -> Result<PathBuf> {
+        self.info().map(|r| r.files_dir.join("hosts"))
+    }
+
+    /// The `resolv.conf` this sandbox owns.
+    pub fn resolv_conf_path(&self) -> Result<PathBuf> {
+        self.info().map(|r| r.files_dir.join("resolv.conf"))
+    }
+
+    /// The endpoints joined to this sandbox, in join order.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.ctrl.with(|st, _| {
+            st.joined(&self.id)
+                .into_iter()
+                .map(|e| Endpoint {
+                    ctrl: self.ctrl.clone(),
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                })
+                .collect()
+        })
+    }
+
+    /// Deletes the sandbox: leaves and deletes its endpoints, removes its namespace (if lnet
+    /// made it) and its files.
+    pub fn delete(&self) -> Result<()> {
+        self.ctrl.with(|st, cx| st.delete_sandbox(cx, &self.id))
+    }
+}
+
+impl State {
+    /// Finds a network by exact name, full id or unique id prefix (Docker's lookup order).
+    pub(crate) fn find_network(&self, key: &str) -> Result<&NetworkRecord> {
+        if let Some(n) = self.networks.get(key) {
+            return Ok(n);
+        }
+        if let Some(n) = self.networks.values().find(|n| n.name == key) {
+            return Ok(n);
+        }
+        let matches: Vec<&NetworkRecord> = if key.is_empty() {
+            vec![]
+        } else {
+            self.networks
+                .values()
+                .filter(|n| n.id.starts_with(key))
+                .collect()
+        };
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(CoreError::not_found("network", key)),
+            _ => Err(CoreError::invalid(
+                "network",
+                key,
+                "the id prefix matches several networks; give more of the id",
+            )),
+        }
+    }
+
+    /// Finds a sandbox by id, unique id prefix or container id.
+    pub(crate) fn find_sandbox(&self, key: &str) -> Result<&SandboxEntry> {
+        if let Some(s) = self.sandboxes.get(key) {
+            return Ok(s);
+        }
+        if let Some(s) = self.sandboxes.values().find(|s| s.rec.container_id == key) {
+            return Ok(s);
+        }
+        let matches: Vec<&SandboxEntry> = if key.is_empty() {
+            vec![]
+        } else {
+            self.sandboxes
+                .values()
+                .filter(|s| s.rec.id.starts_with(key))
+                .collect()
+        };
+        match matches.as_slice() {
+            [one] => Ok(one),
+            [] => Err(CoreError::not_found("sandbox", key)),
+            _ => Err(CoreError::invalid(
+                "sandbox",
+                key,
+                "the id prefix matches several sandboxes; give more of the id",
+            )),
+        }
+    }
+
+    pub(crate) fn network_of(&self, ep: &EndpointRecord) -> Result<&NetworkRecord> {
+        self.networks
+            .get(&ep.network_id)
+            .ok_or_else(|| CoreError::not_found("network", &ep.network_id))
+    }
+
+    /// The endpoints joined (or joining, or leaving) to a sandbox, in join order.
+    pub(crate) fn joined(&self, sandbox_id: &str) -> Vec<&EndpointRecord> {
+        let mut v: Vec<&EndpointRecord> = self
+            .endpoints
+            .values()
+            .filter(|e| e.join.as_ref().is_some_and(|j| j.sandbox_id == sandbox_id))
+            .collect();
+        v.sort_by_key(|e| e.join.as_ref().map_or(0, |j| j.order));
+        v
+    }
+
+    /// The names a sandbox's interfaces already use.
+    pub(crate) fn used_ifnames(&self, sandbox_id: &str) -> BTreeSet<String> {
+        self.joined(sandbox_id)
+            .iter()
+            .filter_map(|e| e.join.as_ref().and_then(|j| j.container_ifname.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,141 @@
+//! The network driver interface and the context drivers work in.
+//!
+//! A driver plans a network before anything is written (parsing and validating its options,
+//! choosing the names of every kernel object it will make), and then makes, repairs and
+//! removes those objects with idempotent steps. Drivers get their kernel handles passed in;
+//! they never reach for globals, and never touch the store: the controller journals.
+
+use std::net::IpAddr;
+
+use lnet_kernel::{Netlink, Netns};
+use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
+
+use crate::config::Config;
+use crate::error::Result;
+
+/// The host side of the kernel: the namespace the controller was created in and a netlink
+/// socket opened there once and reused.
+#[derive(Debug)]
+pub struct HostKernel {
+    /// The host network namespace.
+    pub ns: Netns,
+    /// A netlink socket in it.
+    pub nl: Netlink,
+}
+
+/// A sandbox's side of the kernel: its namespace and a netlink socket opened there once.
+#[derive(Debug)]
+pub struct SandboxKernel {
+    /// The sandbox's network namespace.
+    pub ns: Netns,
+    /// A netlink socket in it.
+    pub nl: Netlink,
+}
+
+/// What a driver sees when it plans a new network.
+#[derive(Debug)]
+pub struct PlanNetwork<'a> {
+    /// The id chosen for the network.
+    pub id: &'a str,
+    /// Its name.
+    pub name: &'a str,
+    /// The driver options as given.
+    pub options: &'a std::collections::BTreeMap<String, String>,
+    /// Whether IPv6 is enabled.
+    pub enable_ipv6: bool,
+    /// Whether the network is internal.
+    pub internal: bool,
+    /// The other networks of this driver, to check for conflicts (bridge names, …).
+    pub others: Vec<&'a NetworkRecord>,
+    /// The host kernel, to check that planned names are free.
+    pub host: &'a mut HostKernel,
+}
+
+/// A network driver.
+pub trait Driver: Send + Sync + std::fmt::Debug {
+    /// The name networks are created with (`bridge`, `host`, `null`).
+    fn name(&self) -> &'static str;
+
+    /// Whether endpoints of this driver get addresses from IPAM.
+    fn uses_ipam(&self) -> bool;
+
+    /// Whether a network of this driver needs an IPv4 pool.
+    fn requires_ipv4(&self) -> bool {
+        false
+    }
+
+    /// At most one network of this driver may exist (`host`, `null`).
+    fn singleton(&self) -> bool {
+        false
+    }
+
+    /// Parses and validates options and returns the driver state to persist, which names
+    /// every kernel object the network will make. Must not change anything.
+    fn plan_network(&self, plan: &mut PlanNetwork<'_>) -> Result<serde_json::Value>;
+
+    /// Makes (or repairs) the network's kernel objects. Idempotent.
+    fn create_network(
+        &self,
+        host: &mut HostKernel,
+        net: &NetworkRecord,
+        config: &Config,
+    ) -> Result<()>;
+
+    /// Removes the network's kernel objects. Idempotent: removing what is gone is fine.
+    fn delete_network(&self, host: &mut HostKernel, net: &NetworkRecord) -> Result<()>;
+
+    /// Chooses the host-side interface name for a join, before anything is made.
+    fn plan_join_host_ifname(
+        &self,
+        _host: &mut HostKernel,
+        _ep: &EndpointRecord,
+    ) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// The interface name prefix inside the sandbox (`eth`), or `None` when the driver puts
+    /// no interface in the sandbox.
+    fn container_iface_prefix(&self, _net: &NetworkRecord) -> Option<String> {
+        None
+    }
+
+    /// Makes (or repairs) the endpoint's interface in the sandbox. Idempotent.
+    fn join(
+        &self,
+        host: &mut HostKernel,
+        sandbox: &mut SandboxKernel,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+        join: &JoinRecord,
+    ) -> Result<()>;
+
+    /// Removes what [`Driver::join`] made. Idempotent. `sandbox` is `None` when the
+    /// sandbox's namespace is already gone.
+    fn leave(
+        &self,
+        host: &mut HostKernel,
+        sandbox: Option<&mut SandboxKernel>,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+        join: &JoinRecord,
+    ) -> Result<()>;
+
+    /// The gateways a sandbox uses through this network (IPv4, IPv6), if any.
+    fn gateways(&self, _net: &NetworkRecord) -> (Option<IpAddr>, Option<IpAddr>) {
+        (None, None)
+    }
+
+    /// Extra facts for [`crate::Endpoint::driver_info`].
+    fn endpoint_info(
+        &self,
+        _net: &NetworkRecord,
+        _ep: &EndpointRecord,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        serde_json::Map::new()
+    }
+
+    /// Whether a sandbox of this kind may join a network of this driver.
+    fn check_sandbox(&self, _sandbox: &SandboxRecord) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,632 @@
+//! The bridge driver: a Linux bridge per network, a veth pair per joined endpoint.
+//!
+//! Options are libnetwork's (reference §2.3). They are parsed and validated when the network
+//! is planned and stored in the record with the bridge's name and MAC, so recovery rebuilds
+//! exactly the same bridge. The firewall that acts on `enable_icc`, `enable_ip_masquerade`,
+//! `host_binding_ipv4` and `host_ipv4` comes with the firewall work; here they are stored.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use lnet_kernel::{AddrFlags, BridgeOptions, Netlink, VethSpec, sysctl};
+use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
+use crate::error::{CoreError, Result};
+use crate::ids::{self, format_mac, parse_mac, short_id};
+
+/// `com.docker.network.bridge.name`.
+pub const OPT_NAME: &str = "com.docker.network.bridge.name";
+/// `com.docker.network.bridge.enable_icc`.
+pub const OPT_ICC: &str = "com.docker.network.bridge.enable_icc";
+/// `com.docker.network.bridge.enable_ip_masquerade`.
+pub const OPT_MASQ: &str = "com.docker.network.bridge.enable_ip_masquerade";
+/// `com.docker.network.bridge.host_binding_ipv4`.
+pub const OPT_HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+/// `com.docker.network.bridge.inhibit_ipv4`.
+pub const OPT_INHIBIT: &str = "com.docker.network.bridge.inhibit_ipv4";
+/// `com.docker.network.driver.mtu`.
+pub const OPT_MTU: &str = "com.docker.network.driver.mtu";
+/// `com.docker.network.container_iface_prefix`.
+pub const OPT_IFACE_PREFIX: &str = "com.docker.network.container_iface_prefix";
+/// `com.docker.network.host_ipv4`.
+pub const OPT_HOST_IPV4: &str = "com.docker.network.host_ipv4";
+/// `com.docker.network.enable_ipv6` (also accepted as a driver option, as Docker does).
+pub const OPT_ENABLE_IPV6: &str = "com.docker.network.enable_ipv6";
+/// `com.docker.network.internal`.
+pub const OPT_INTERNAL: &str = "com.docker.network.internal";
+/// `com.docker.network.bridge.default_bridge`: the daemon's default bridge.
+pub const OPT_DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
+
+const KNOWN: [&str; 11] = [
+    OPT_NAME,
+    OPT_ICC,
+    OPT_MASQ,
+    OPT_HOST_BINDING,
+    OPT_INHIBIT,
+    OPT_MTU,
+    OPT_IFACE_PREFIX,
+    OPT_HOST_IPV4,
+    OPT_ENABLE_IPV6,
+    OPT_INTERNAL,
+    OPT_DEFAULT_BRIDGE,
+];
+
+/// The bridge driver's persisted configuration of one network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeConfig {
+    /// The bridge device name.
+    pub bridge: String,
+    /// The bridge's MAC, chosen at plan time so a rebuilt bridge keeps it.
+    pub mac: String,
+    /// Inter-container communication.
+    pub enable_icc: bool,
+    /// Masquerade outbound traffic.
+    pub enable_ip_masquerade: bool,
+    /// Default host IP for published ports.
+    pub host_binding_ipv4: Ipv4Addr,
+    /// Do not put the IPv4 gateway address on the bridge.
+    pub inhibit_ipv4: bool,
+    /// MTU of the bridge and both veth ends (`None`: kernel default).
+    pub mtu: Option<u32>,
+    /// Interface name prefix inside sandboxes.
+    pub container_iface_prefix: String,
+    /// SNAT source instead of masquerade.
+    pub host_ipv4: Option<Ipv4Addr>,
+    /// The daemon's default bridge.
+    pub default_bridge: bool,
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Ok(true),
+        "false" | "0" | "f" | "no" => Ok(false),
+        _ => Err(CoreError::invalid(
+            key,
+            v,
+            "expected a boolean: true or false",
+        )),
+    }
+}
+
+impl BridgeConfig {
+    /// Parses and validates the driver options of a network with id `id`.
+    pub fn parse(id: &str, options: &BTreeMap<String, String>) -> Result<BridgeConfig> {
+        for key in options.keys() {
+            if !KNOWN.contains(&key.as_str()) {
+                return Err(CoreError::invalid(
+                    "Options",
+                    key,
+                    format!(
+                        "the bridge driver does not take this option; it takes: {}",
+                        KNOWN.join(", ")
+                    ),
+                ));
+            }
+        }
+        let get = |k: &str| options.get(k).map(String::as_str);
+        let bridge = match get(OPT_NAME) {
+            Some(n) => {
+                ids::validate_ifname(OPT_NAME, n)?;
+                n.to_string()
+            }
+            None => format!("br-{}", short_id(id)),
+        };
+        let mtu = match get(OPT_MTU) {
+            None => None,
+            Some(v) => {
+                let m: u32 = v.trim().parse().map_err(|_| {
+                    CoreError::invalid(OPT_MTU, v, "the MTU is a whole number from 68 to 65535")
+                })?;
+                if !(68..=65535).contains(&m) {
+                    return Err(CoreError::invalid(
+                        OPT_MTU,
+                        v,
+                        "the MTU must be from 68 to 65535",
+                    ));
+                }
+                Some(m)
+            }
+        };
+        let ipv4 = |k: &str| -> Result<Option<Ipv4Addr>> {
+            get(k)
+                .map(|v| {
+                    v.parse::<Ipv4Addr>().map_err(|_| {
+                        CoreError::invalid(k, v, "expected an IPv4 address such as 192.0.2.10")
+                    })
+                })
+                .transpose()
+        };
+        let prefix = get(OPT_IFACE_PREFIX).unwrap_or("eth").to_string();
+        if prefix.is_empty()
+            || prefix.len() > 12
+            || !prefix
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(CoreError::invalid(
+                OPT_IFACE_PREFIX,
+                &prefix,
+                "the prefix is 1 to 12 letters, digits, '_' or '-' (an index is appended)",
+            ));
+        }
+        for k in [OPT_ENABLE_IPV6, OPT_INTERNAL] {
+            if let Some(v) = get(k) {
+                parse_bool(k, v)?;
+            }
+        }
+        Ok(BridgeConfig {
+            bridge,
+            mac: format_mac(&ids::random_mac()),
+            enable_icc: get(OPT_ICC)
+                .map(|v| parse_bool(OPT_ICC, v))
+                .transpose()?
+                .unwrap_or(true),
+            enable_ip_masquerade: get(OPT_MASQ)
+                .map(|v| parse_bool(OPT_MASQ, v))
+                .transpose()?
+                .unwrap_or(true),
+            host_binding_ipv4: ipv4(OPT_HOST_BINDING)?.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            inhibit_ipv4: get(OPT_INHIBIT)
+                .map(|v| parse_bool(OPT_INHIBIT, v))
+                .transpose()?
+                .unwrap_or(false),
+            mtu,
+            container_iface_prefix: prefix,
+            host_ipv4: ipv4(OPT_HOST_IPV4)?,
+            default_bridge: get(OPT_DEFAULT_BRIDGE)
+                .map(|v| parse_bool(OPT_DEFAULT_BRIDGE, v))
+                .transpose()?
+                .unwrap_or(false),
+        })
+    }
+
+    /// Reads the config back from a record.
+    pub fn of(net: &NetworkRecord) -> Result<BridgeConfig> {
+        serde_json::from_value(net.driver_state.clone()).map_err(|e| {
+            CoreError::Forbidden(format!(
+                "network {} has an unreadable bridge configuration ({e}); delete and re-create it",
+                net.name
+            ))
+        })
+    }
+}
+
+/// The bridge driver.
+#[derive(Debug, Default)]
+pub struct BridgeDriver;
+
+fn expected_bridge_addrs(net: &NetworkRecord, cfg: &BridgeConfig) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for p in &net.pools {
+        if let Some(gw) = p.gateway
+            && (p.is_v6() || !cfg.inhibit_ipv4)
+        {
+            out.push(gw);
+        }
+    }
+    if net.enable_ipv6 {
+        out.push("fe80::1/64".parse().expect("valid"));
+    }
+    out
+}
+
+fn kernel(ctx: impl Into<String>) -> impl FnOnce(lnet_kernel::KernelError) -> CoreError {
+    CoreError::kernel(ctx)
+}
+
+impl Driver for BridgeDriver {
+    fn name(&self) -> &'static str {
+        "bridge"
+    }
+
+    fn uses_ipam(&self) -> bool {
+        true
+    }
+
+    fn requires_ipv4(&self) -> bool {
+        true
+    }
+
+    fn plan_network(&self, plan: &mut PlanNetwork<'_>) -> Result<serde_json::Value> {
+        let cfg = BridgeConfig::parse(plan.id, plan.options)?;
+        for other in &plan.others {
+            if let Ok(o) = BridgeConfig::of(other)
+                && o.bridge == cfg.bridge
+            {
+                return Err(CoreError::invalid(
+                    OPT_NAME,
+                    &cfg.bridge,
+                    format!(
+                        "the bridge name is taken by network {}; choose another name",
+                        other.name
+                    ),
+                ));
+            }
+        }
+        let existing = plan
+            .host
+            .nl
+            .link_by_name(&cfg.bridge)
+            .map_err(kernel(format!("look up interface {}", cfg.bridge)))?;
+        if let Some(link) = existing {
+            return Err(CoreError::invalid(
+                OPT_NAME,
+                &cfg.bridge,
+                format!(
+                    "an interface of that name ({}) already exists on the host; lnet only uses bridges it creates — choose another name",
+                    link.kind.as_deref().unwrap_or("unknown kind")
+                ),
+            ));
+        }
+        Ok(serde_json::to_value(cfg).expect("BridgeConfig serializes"))
+    }
+
+    fn create_network(
+        &self,
+        host: &mut HostKernel,
+        net: &NetworkRecord,
+        config: &Config,
+    ) -> Result<()> {
+        let cfg = BridgeConfig::of(net)?;
+        let name = &cfg.bridge;
+        let mac = parse_mac("bridge mac", &cfg.mac)?;
+        let link = host
+            .nl
+            .ensure_bridge(
+                name,
+                BridgeOptions {
+                    mtu: cfg.mtu,
+                    mac: Some(mac),
+                },
+            )
+            .map_err(kernel(format!("create bridge {name}")))?;
+        let want = expected_bridge_addrs(net, &cfg);
+        let have = host
+            .nl
+            .addresses(Some(link.index))
+            .map_err(kernel(format!("list addresses of {name}")))?;
+        // lnet owns the bridge, so any address it did not put there is drift to remove
+        // (IPv6 link-local addresses the kernel adds itself are left alone).
+        for (_, addr) in &have {
+            let kernel_ll = matches!(addr, IpNet::V6(a) if a.addr().segments()[0] & 0xffc0 == 0xfe80)
+                && !want.contains(addr);
+            if !want.contains(addr) && !kernel_ll {
+                host.nl
+                    .del_address(link.index, *addr)
+                    .map_err(kernel(format!("remove stray address {addr} from {name}")))?;
+            }
+        }
+        for addr in &want {
+            if !have.iter().any(|(_, a)| a == addr) {
+                host.nl
+                    .add_address(
+                        link.index,
+                        *addr,
+                        AddrFlags {
+                            nodad: addr.addr().is_ipv6(),
+                        },
+                    )
+                    .map_err(kernel(format!("add address {addr} to bridge {name}")))?;
+            }
+        }
+        let (bridge, v6, forward) = (name.clone(), net.enable_ipv6, config.enable_ip_forward);
+        host.ns
+            .run(move || -> Result<()> {
+                // The bridge must not autoconfigure from router advertisements (libnetwork's
+                // setupDefaultSysctl); absent when the kernel has IPv6 disabled.
+                let ra = ["net", "ipv6", "conf", bridge.as_str(), "accept_ra"];
+                if sysctl::get_path(&ra).is_ok() {
+                    sysctl::set_path(&ra, "0")
+                        .map_err(kernel(format!("disable accept_ra on {bridge}")))?;
+                }
+                if forward {
+                    ensure_sysctl("net.ipv4.ip_forward")?;
+                    if v6 {
+                        ensure_sysctl("net.ipv6.conf.all.forwarding")?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(kernel("enter the host namespace for sysctls"))??;
+        host.nl
+            .set_up(link.index)
+            .map_err(kernel(format!("bring up bridge {name}")))?;
+        Ok(())
+    }
+
+    fn delete_network(&self, host: &mut HostKernel, net: &NetworkRecord) -> Result<()> {
+        let cfg = BridgeConfig::of(net)?;
+        host.nl
+            .delete_link(&cfg.bridge)
+            .map_err(kernel(format!("delete bridge {}", cfg.bridge)))?;
+        Ok(())
+    }
+
+    fn plan_join_host_ifname(
+        &self,
+        host: &mut HostKernel,
+        ep: &EndpointRecord,
+    ) -> Result<Option<String>> {
+        // Named from the endpoint id so a leftover is recognisable; a different slice of the id
+        // on the (rare) clash with an existing interface.
+        for start in (0..ep.id.len().saturating_sub(7)).step_by(7) {
+            let name = format!("veth{}", &ep.id[start..start + 7]);
+            if host
+                .nl
+                .link_by_name(&name)
+                .map_err(kernel(format!("look up {name}")))?
+                .is_none()
+            {
+                return Ok(Some(name));
+            }
+        }
+        Err(CoreError::Forbidden(format!(
+            "no free host interface name for endpoint {}; remove stray veth interfaces",
+            ep.name
+        )))
+    }
+
+    fn container_iface_prefix(&self, net: &NetworkRecord) -> Option<String> {
+        Some(
+            BridgeConfig::of(net)
+                .map(|c| c.container_iface_prefix)
+                .unwrap_or_else(|_| "eth".into()),
+        )
+    }
+
+    fn join(
+        &self,
+        host: &mut HostKernel,
+        sandbox: &mut SandboxKernel,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+        join: &JoinRecord,
+    ) -> Result<()> {
+        let cfg = BridgeConfig::of(net)?;
+        let (Some(host_if), Some(ctr_if)) = (&join.host_ifname, &join.container_ifname) else {
+            return Err(CoreError::Forbidden(format!(
+                "endpoint {} has a join record without interface names; leave and join again",
+                ep.name
+            )));
+        };
+        let mac = ep
+            .mac
+            .as_deref()
+            .map(|m| parse_mac("MacAddress", m))
+            .transpose()?;
+        let bridge = host
+            .nl
+            .link_by_name(&cfg.bridge)
+            .map_err(kernel(format!("look up bridge {}", cfg.bridge)))?
+            .ok_or_else(|| {
+                CoreError::Forbidden(format!(
+                    "bridge {} of network {} is missing; restart lnet to repair it",
+                    cfg.bridge, net.name
+                ))
+            })?;
+        let host_link = host
+            .nl
+            .link_by_name(host_if)
+            .map_err(kernel(format!("look up {host_if}")))?;
+        let peer = sandbox
+            .nl
+            .link_by_name(ctr_if)
+            .map_err(kernel(format!("look up {ctr_if} in sandbox")))?;
+        let (_host_index, peer_index) = match (host_link, peer) {
+            (Some(h), Some(p)) => {
+                host.nl
+                    .set_master(h.index, Some(bridge.index))
+                    .map_err(kernel(format!("attach {host_if} to {}", cfg.bridge)))?;
+                host.nl
+                    .set_up(h.index)
+                    .map_err(kernel(format!("bring up {host_if}")))?;
+                (h.index, p.index)
+            }
+            (h, _) => {
+                // Half a pair (or a peer without its host end) cannot be repaired in place.
+                if h.is_some() {
+                    host.nl
+                        .delete_link(host_if)
+                        .map_err(kernel(format!("delete stale {host_if}")))?;
+                }
+                let host_index = host
+                    .nl
+                    .create_veth(VethSpec {
+                        host_name: host_if,
+                        host_mtu: cfg.mtu,
+                        host_master: Some(bridge.index),
+                        host_up: true,
+                        peer_name: ctr_if,
+                        peer_ns: Some(&sandbox.ns),
+                        peer_mac: mac,
+                        peer_mtu: cfg.mtu,
+                    })
+                    .map_err(kernel(format!(
+                        "create veth {host_if} with {ctr_if} in the sandbox"
+                    )))?;
+                let peer = sandbox
+                    .nl
+                    .link_by_name(ctr_if)
+                    .map_err(kernel(format!("look up {ctr_if} in sandbox")))?
+                    .ok_or_else(|| {
+                        CoreError::Forbidden(format!("{ctr_if} did not appear in the sandbox"))
+                    })?;
+                (host_index, peer.index)
+            }
+        };
+        for addr in ep.addr_v4.iter().chain(ep.addr_v6.iter()) {
+            sandbox
+                .nl
+                .add_address(
+                    peer_index,
+                    *addr,
+                    AddrFlags {
+                        nodad: addr.addr().is_ipv6(),
+                    },
+                )
+                .map_err(kernel(format!("add address {addr} to {ctr_if}")))?;
+        }
+        sandbox
+            .nl
+            .set_up(peer_index)
+            .map_err(kernel(format!("bring up {ctr_if}")))?;
+        Ok(())
+    }
+
+    fn leave(
+        &self,
+        host: &mut HostKernel,
+        _sandbox: Option<&mut SandboxKernel>,
+        _net: &NetworkRecord,
+        _ep: &EndpointRecord,
+        join: &JoinRecord,
+    ) -> Result<()> {
+        // Removing the host end removes the peer, its addresses and its routes with it.
+        if let Some(h) = &join.host_ifname {
+            host.nl
+                .delete_link(h)
+                .map_err(kernel(format!("delete veth {h}")))?;
+        }
+        Ok(())
+    }
+
+    fn check_sandbox(&self, sandbox: &lnet_store::SandboxRecord) -> Result<()> {
+        if sandbox.host_mode {
+            return Err(CoreError::Forbidden(format!(
+                "sandbox {} uses host networking and cannot join a bridge network",
+                sandbox.container_id
+            )));
+        }
+        Ok(())
+    }
+
+    fn gateways(&self, net: &NetworkRecord) -> (Option<IpAddr>, Option<IpAddr>) {
+        if net.internal {
+            return (None, None);
+        }
+        let gw = |v6: bool| {
+            net.pools
+                .iter()
+                .find(|p| p.is_v6() == v6)
+                .and_then(|p| p.gateway)
+                .map(|g| g.addr())
+        };
+        (gw(false), gw(true))
+    }
+
+    fn endpoint_info(
+        &self,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        if let Some(mac) = &ep.mac {
+            m.insert(
+                "com.docker.network.endpoint.macaddress".into(),
+                mac.clone().into(),
+            );
+        }
+        if let Ok(cfg) = BridgeConfig::of(net) {
+            m.insert("com.docker.network.bridge.name".into(), cfg.bridge.into());
+        }
+        if let Some(h) = ep.join.as_ref().and_then(|j| j.host_ifname.clone()) {
+            m.insert("host_interface".into(), h.into());
+        }
+        m
+    }
+}
+
+/// Sets a boolean sysctl to 1 unless it already is (writing it needlessly has side effects
+/// on some keys, such as `forwarding` resetting per-interface settings).
+fn ensure_sysctl(key: &str) -> Result<()> {
+    let cur = sysctl::get(key).map_err(kernel(format!("read {key}")))?;
+    if cur.trim() != "1" {
+        sysctl::set(key, "1").map_err(kernel(format!("enable {key}")))?;
+    }
+    Ok(())
+}
+
+/// Used by tests and benchmarks that bypass the controller.
+#[doc(hidden)]
+pub fn bridge_index(nl: &mut Netlink, name: &str) -> Option<u32> {
+    nl.link_by_name(name).ok().flatten().map(|l| l.index)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
+        kv.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_match_docker() {
+        let id = "0123456789abcdef".repeat(4);
+        let c = BridgeConfig::parse(&id, &BTreeMap::new()).unwrap();
+        assert_eq!(c.bridge, "br-0123456789ab");
+        assert!(c.enable_icc && c.enable_ip_masquerade && !c.inhibit_ipv4);
+        assert_eq!(c.host_binding_ipv4, Ipv4Addr::UNSPECIFIED);
+        assert_eq!(c.container_iface_prefix, "eth");
+        assert_eq!(c.mtu, None);
+        assert!(c.mac.starts_with("02:42:"));
+    }
+
+    #[test]
+    fn options_are_parsed() {
+        let c = BridgeConfig::parse(
+            "x",
+            &opts(&[
+                (OPT_NAME, "lnet-br0"),
+                (OPT_ICC, "false"),
+                (OPT_MASQ, "false"),
+                (OPT_HOST_BINDING, "127.0.0.1"),
+                (OPT_INHIBIT, "true"),
+                (OPT_MTU, "1400"),
+                (OPT_IFACE_PREFIX, "net"),
+                (OPT_HOST_IPV4, "192.0.2.1"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.bridge, "lnet-br0");
+        assert!(!c.enable_icc && !c.enable_ip_masquerade && c.inhibit_ipv4);
+        assert_eq!(c.mtu, Some(1400));
+        assert_eq!(c.container_iface_prefix, "net");
+        assert_eq!(c.host_ipv4, Some(Ipv4Addr::new(192, 0, 2, 1)));
+    }
+
+    #[test]
+    fn bad_options_name_the_field_and_the_rule() {
+        let cases: &[(&str, &str, &str)] = &[
+            (OPT_MTU, "67", "68 to 65535"),
+            (OPT_MTU, "65536", "68 to 65535"),
+            (OPT_MTU, "big", "whole number"),
+            (OPT_NAME, "this-name-is-too-long", "1 to 15"),
+            (OPT_NAME, "a b", "whitespace"),
+            (OPT_ICC, "maybe", "boolean"),
+            (OPT_HOST_IPV4, "::1", "IPv4"),
+            (OPT_HOST_BINDING, "nope", "IPv4"),
+            (OPT_IFACE_PREFIX, "", "1 to 12"),
+            (
+                "com.docker.network.bridge.enable_iccc",
+                "true",
+                "does not take",
+            ),
+        ];
+        for (k, v, want) in cases {
+            let e = BridgeConfig::parse("x", &opts(&[(k, v)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(want), "{k}={v}: {e}");
+            if !want.contains("does not take") {
+                assert!(e.contains(k), "{k}={v}: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Endpoint create: validate → allocate addresses (in memory) → one record write, `ready`.
+//! Nothing is made in the kernel until join, so there is nothing to journal in between.
+
+use std::net::IpAddr;
+
+use lnet_store::{EndpointRecord, Lifecycle, SCHEMA_VERSION};
+
+use crate::controller::{Cx, EndpointOptions, State};
+use crate::error::{CoreError, Result};
+use crate::ids;
+
+impl State {
+    pub(crate) fn create_endpoint(
+        &mut self,
+        cx: &Cx,
+        network_id: &str,
+        name: &str,
+        opts: EndpointOptions,
+    ) -> Result<String> {
+        ids::validate_name("name", name)?;
+        let net = self
+            .networks
+            .get(network_id)
+            .ok_or_else(|| CoreError::not_found("network", network_id))?;
+        if net.state != Lifecycle::Ready {
+            return Err(CoreError::Forbidden(format!(
+                "network {} is being {}; it takes no new endpoints",
+                net.name,
+                if net.state == Lifecycle::Deleting {
+                    "deleted"
+                } else {
+                    "created"
+                }
+            )));
+        }
+        if self
+            .endpoints
+            .values()
+            .any(|e| e.network_id == network_id && e.name == name)
+        {
+            return Err(CoreError::NameInUse {
+                kind: "endpoint",
+                name: name.into(),
+                scope: format!(" in network {}", net.name),
+            });
+        }
+        for a in &opts.aliases {
+            ids::validate_name("Aliases", a)?;
+        }
+        let driver = cx.driver(&net.driver)?;
+        let mac = opts
+            .mac
+            .as_deref()
+            .map(|m| ids::parse_mac("MacAddress", m))
+            .transpose()?;
+        if !driver.uses_ipam()
+            && let Some(ip) = opts.ipv4.or(opts.ipv6)
+        {
+            return Err(CoreError::invalid(
+                if ip.is_ipv4() {
+                    "IPv4Address"
+                } else {
+                    "IPv6Address"
+                },
+                ip,
+                format!(
+                    "network {} ({} driver) gives endpoints no addresses",
+                    net.name, net.driver
+                ),
+            ));
+        }
+        let net = net.clone();
+        let (v4, v6) = if driver.uses_ipam() {
+            self.ipam.allocate_endpoint(&net, opts.ipv4, opts.ipv6)?
+        } else {
+            (None, None)
+        };
+        let mac = match (driver.uses_ipam(), mac, v4) {
+            (false, _, _) => None,
+            (true, Some(m), _) => Some(m),
+            (true, None, Some(a)) => match a.addr() {
+                IpAddr::V4(ip) => Some(ids::mac_from_ipv4(ip)),
+                IpAddr::V6(_) => Some(ids::random_mac()),
+            },
+            (true, None, None) => Some(ids::random_mac()),
+        };
+        let mut rec = EndpointRecord {
+            schema: SCHEMA_VERSION,
+            state: Lifecycle::Ready,
+            revision: 0,
+            id: ids::new_id(),
+            name: name.to_string(),
+            network_id: network_id.to_string(),
+            mac: mac.map(|m| ids::format_mac(&m)),
+            addr_v4: v4,
+            addr_v6: v6,
+            aliases: opts.aliases,
+            options: opts.options,
+            join: None,
+        };
+        if let Err(e) = cx.store.put(&mut rec) {
+            self.ipam.release_endpoint(&net, &rec);
+            return Err(e.into());
+        }
+        tracing::debug!(endpoint = %rec.name, network = %net.name, v4 = ?rec.addr_v4, "endpoint created");
+        let id = rec.id.clone();
+        self.endpoints.insert(id.clone(), rec);
+        Ok(id)
+    }
+}

@@ -1,0 +1,34 @@
+//! Endpoint delete: validate → delete the record → release its addresses. One write; the
+//! addresses are derived state, so releasing them after the write cannot leak anything
+//! across a crash.
+
+use crate::controller::{Cx, State};
+use crate::error::{CoreError, Result};
+
+impl State {
+    pub(crate) fn delete_endpoint(&mut self, cx: &Cx, id: &str) -> Result<()> {
+        let ep = self
+            .endpoints
+            .get(id)
+            .ok_or_else(|| CoreError::not_found("endpoint", id))?;
+        if let Some(j) = &ep.join {
+            let who = self
+                .sandboxes
+                .get(&j.sandbox_id)
+                .map_or(j.sandbox_id.as_str(), |s| s.rec.container_id.as_str());
+            return Err(CoreError::InUse(format!(
+                "endpoint {} is joined to sandbox {who}: leave it (disconnect) first",
+                ep.name
+            )));
+        }
+        let ep = ep.clone();
+        cx.store.delete(&ep)?;
+        if let Ok(net) = self.network_of(&ep) {
+            let net = net.clone();
+            self.ipam.release_endpoint(&net, &ep);
+        }
+        self.endpoints.remove(id);
+        tracing::debug!(endpoint = %ep.name, "endpoint deleted");
+        Ok(())
+    }
+}

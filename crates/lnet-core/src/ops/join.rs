@@ -1,0 +1,164 @@
+//! Join: validate → choose interface names → record the join as `joining` → make the veth
+//! pair (peer created directly in the sandbox, named, addressed, up) → move the default
+//! route if this endpoint became the gateway endpoint → rewrite hosts → record `joined`.
+//! An error undoes every step; a crash after the first write is rolled back at start.
+
+use lnet_store::{JoinRecord, JoinState, Lifecycle};
+
+use crate::controller::{Cx, JoinOptions, State};
+use crate::error::{CoreError, Result};
+
+impl State {
+    pub(crate) fn join(
+        &mut self,
+        cx: &Cx,
+        ep_id: &str,
+        sb_id: &str,
+        opts: JoinOptions,
+    ) -> Result<()> {
+        let ep = self
+            .endpoints
+            .get(ep_id)
+            .ok_or_else(|| CoreError::not_found("endpoint", ep_id))?;
+        let sb = self
+            .sandboxes
+            .get(sb_id)
+            .ok_or_else(|| CoreError::not_found("sandbox", sb_id))?;
+        if let Some(j) = &ep.join {
+            let who = self
+                .sandboxes
+                .get(&j.sandbox_id)
+                .map_or(j.sandbox_id.as_str(), |s| s.rec.container_id.as_str());
+            return Err(CoreError::InUse(format!(
+                "endpoint {} is already joined to sandbox {who}; leave it first",
+                ep.name
+            )));
+        }
+        if sb.rec.state != Lifecycle::Ready || (sb.kernel.is_none() && !sb.rec.host_mode) {
+            return Err(CoreError::Forbidden(format!(
+                "sandbox {} is not live (state {}); it takes no joins",
+                sb.rec.container_id, sb.rec.state
+            )));
+        }
+        let net = self.network_of(ep)?;
+        if net.state != Lifecycle::Ready {
+            return Err(CoreError::Forbidden(format!(
+                "network {} is not ready (state {})",
+                net.name, net.state
+            )));
+        }
+        if let Some(other) = self
+            .joined(sb_id)
+            .into_iter()
+            .find(|e| e.network_id == ep.network_id)
+        {
+            return Err(CoreError::Forbidden(format!(
+                "sandbox {} is already connected to network {} through endpoint {}",
+                sb.rec.container_id, net.name, other.name
+            )));
+        }
+        let driver = cx.driver(&net.driver)?;
+        driver.check_sandbox(&sb.rec)?;
+        let (net, mut ep) = (net.clone(), ep.clone());
+        let container_ifname = driver.container_iface_prefix(&net).map(|prefix| {
+            let used = self.used_ifnames(sb_id);
+            (0..)
+                .map(|i| format!("{prefix}{i}"))
+                .find(|n| !used.contains(n))
+                .expect("unbounded")
+        });
+        let order = self
+            .joined(sb_id)
+            .iter()
+            .filter_map(|e| e.join.as_ref().map(|j| j.order))
+            .max()
+            .map_or(0, |m| m + 1);
+        let host_ifname = driver.plan_join_host_ifname(&mut self.host, &ep)?;
+        let before = self.gateways_of(cx, sb_id, None);
+
+        let join = JoinRecord {
+            sandbox_id: sb_id.to_string(),
+            state: JoinState::Joining,
+            host_ifname,
+            container_ifname,
+            priority: opts.priority,
+            order,
+        };
+        ep.join = Some(join.clone());
+        cx.store.put(&mut ep)?;
+        self.endpoints.insert(ep.id.clone(), ep.clone());
+        crate::failpoint::hit("join:recorded");
+
+        let res = (|| {
+            let State {
+                host, sandboxes, ..
+            } = &mut *self;
+            let entry = sandboxes.get_mut(sb_id).expect("checked above");
+            if let Some(k) = entry.kernel.as_mut() {
+                driver.join(host, k, &net, &ep, &join)?;
+            }
+            let after = self.gateways_of(cx, sb_id, None);
+            self.apply_gateways(sb_id, Some(before), after)?;
+            self.write_hosts(cx, sb_id)
+        })();
+        if let Err(e) = res {
+            tracing::warn!(endpoint = %ep.name, error = %e, "join failed; undoing");
+            self.undo_join(cx, &mut ep, before);
+            return Err(e);
+        }
+        crate::failpoint::hit("join:kernel-done");
+        if let Some(j) = ep.join.as_mut() {
+            j.state = JoinState::Joined;
+        }
+        cx.store.put(&mut ep)?;
+        tracing::debug!(endpoint = %ep.name, sandbox = %sb_id, iface = ?join.container_ifname, "joined");
+        self.endpoints.insert(ep.id.clone(), ep);
+        Ok(())
+    }
+
+    /// Undoes a join that failed part way: removes the interface, restores the gateways and
+    /// the hosts file, and clears the join record. Best effort; what fails is logged and left
+    /// to start-up recovery, which sees the `joining` record.
+    pub(crate) fn undo_join(
+        &mut self,
+        cx: &Cx,
+        ep: &mut lnet_store::EndpointRecord,
+        before: super::Gateways,
+    ) {
+        let Some(join) = ep.join.clone() else { return };
+        let (net, driver) = match self
+            .network_of(ep)
+            .cloned()
+            .and_then(|n| cx.driver(&n.driver).map(|d| (n, d)))
+        {
+            Ok(v) => v,
+            Err(_) => return,
+        };
+        let State {
+            host, sandboxes, ..
+        } = &mut *self;
+        let k = sandboxes
+            .get_mut(&join.sandbox_id)
+            .and_then(|e| e.kernel.as_mut());
+        if let Err(e) = driver.leave(host, k, &net, ep, &join) {
+            tracing::error!(endpoint = %ep.name, error = %e, "undoing join: removing the interface failed");
+            return;
+        }
+        // What the failed join changed is unknown: set both families back to `before`.
+        if let Err(e) = self.apply_gateways(&join.sandbox_id, None, before) {
+            tracing::warn!(endpoint = %ep.name, error = %e, "undoing join: restoring default routes");
+        }
+        ep.join = None;
+        if let Err(e) = self.write_hosts(cx, &join.sandbox_id) {
+            tracing::warn!(error = %e, "undoing join: rewriting hosts");
+        }
+        match cx.store.put(ep) {
+            Ok(()) => {
+                self.endpoints.insert(ep.id.clone(), ep.clone());
+            }
+            Err(e) => {
+                tracing::error!(endpoint = %ep.name, error = %e, "undoing join: clearing the join record failed; start-up will roll it back")
+            }
+        }
+    }
+}

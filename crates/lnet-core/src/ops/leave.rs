@@ -1,0 +1,74 @@
+//! Leave: validate → record `leaving` → remove the interface (its addresses and routes go
+//! with it) → move the default route to the next gateway endpoint → rewrite hosts → clear the
+//! join. A crash after the first write is finished at start; a failed step leaves the record
+//! `leaving`, and a retried leave (or the next start) finishes it.
+
+use lnet_store::JoinState;
+
+use crate::controller::{Cx, State};
+use crate::error::{CoreError, Result};
+
+impl State {
+    pub(crate) fn leave(&mut self, cx: &Cx, ep_id: &str, sb_id: Option<&str>) -> Result<()> {
+        let ep = self
+            .endpoints
+            .get(ep_id)
+            .ok_or_else(|| CoreError::not_found("endpoint", ep_id))?;
+        let Some(join) = ep.join.clone() else {
+            return Err(CoreError::Forbidden(format!(
+                "endpoint {} is not joined to any sandbox",
+                ep.name
+            )));
+        };
+        if let Some(sb) = sb_id
+            && sb != join.sandbox_id
+        {
+            let name = |id: &str| {
+                self.sandboxes
+                    .get(id)
+                    .map_or_else(|| id.to_string(), |s| s.rec.container_id.clone())
+            };
+            return Err(CoreError::Forbidden(format!(
+                "endpoint {} is joined to sandbox {}, not to {}",
+                ep.name,
+                name(&join.sandbox_id),
+                name(sb)
+            )));
+        }
+        let net = self.network_of(ep)?.clone();
+        let driver = cx.driver(&net.driver)?;
+        let mut ep = ep.clone();
+        let sb = join.sandbox_id.clone();
+        let before = self.gateways_of(cx, &sb, None);
+        if join.state != JoinState::Leaving {
+            if let Some(j) = ep.join.as_mut() {
+                j.state = JoinState::Leaving;
+            }
+            cx.store.put(&mut ep)?;
+            self.endpoints.insert(ep.id.clone(), ep.clone());
+        }
+        crate::failpoint::hit("leave:recorded");
+        let after = self.gateways_of(cx, &sb, Some(ep_id));
+        {
+            let State {
+                host, sandboxes, ..
+            } = &mut *self;
+            let k = sandboxes.get_mut(&sb).and_then(|e| e.kernel.as_mut());
+            driver.leave(host, k, &net, &ep, &join)?;
+        }
+        if self
+            .sandboxes
+            .get(&sb)
+            .is_some_and(|e| e.kernel.is_some() || e.rec.host_mode)
+        {
+            self.apply_gateways(&sb, Some(before), after)?;
+            self.write_hosts(cx, &sb)?;
+        }
+        crate::failpoint::hit("leave:kernel-done");
+        ep.join = None;
+        cx.store.put(&mut ep)?;
+        tracing::debug!(endpoint = %ep.name, sandbox = %sb, "left");
+        self.endpoints.insert(ep.id.clone(), ep);
+        Ok(())
+    }
+}

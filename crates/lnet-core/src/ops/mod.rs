@@ -1,0 +1,17 @@
+//! Every state transition of the controller, one file each. Each is a method on
+//! [`State`](crate::controller::State) that validates first (bad input changes nothing),
+//! writes the record with its lifecycle state before touching the kernel, makes the kernel
+//! changes with idempotent steps, and writes the final state last.
+
+mod endpoint_create;
+mod endpoint_delete;
+mod join;
+mod leave;
+mod network_create;
+mod network_delete;
+mod sandbox_create;
+mod sandbox_delete;
+mod sandbox_support;
+
+pub(crate) use sandbox_create::remove_sandbox_artifacts;
+pub(crate) use sandbox_support::{Gateways, open_sandbox_kernel};

@@ -1,0 +1,225 @@
+//! Network create: validate → allocate pools (in memory) → record `creating` (with the
+//! driver's kernel object names) → make the kernel objects → record `ready`.
+//! A crash after the first write is rolled back at start; an error undoes every step.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use ipnet::IpNet;
+use lnet_store::{Lifecycle, NetworkRecord, SCHEMA_VERSION};
+
+use crate::controller::{Cx, NetworkOptions, State};
+use crate::driver::PlanNetwork;
+use crate::error::{CoreError, Result};
+use crate::files::ResolvConf;
+use crate::{ids, ipam};
+
+impl State {
+    pub(crate) fn create_network(
+        &mut self,
+        cx: &Cx,
+        driver_name: &str,
+        name: &str,
+        mut opts: NetworkOptions,
+    ) -> Result<String> {
+        ids::validate_name("name", name)?;
+        if self.networks.values().any(|n| n.name == name) {
+            return Err(CoreError::NameInUse {
+                kind: "network",
+                name: name.into(),
+                scope: String::new(),
+            });
+        }
+        let driver = cx.driver(driver_name)?;
+        if driver.singleton()
+            && let Some(n) = self.networks.values().find(|n| n.driver == driver_name)
+        {
+            return Err(CoreError::Forbidden(format!(
+                "only one {driver_name} network may exist, and {} is one",
+                n.name
+            )));
+        }
+        if opts.ipam.driver.is_empty() {
+            opts.ipam.driver = "default".into();
+        }
+        ipam::validate_driver(&opts.ipam)?;
+        for (k, v) in [
+            ("com.docker.network.enable_ipv6", &mut opts.enable_ipv6),
+            ("com.docker.network.internal", &mut opts.internal),
+        ] {
+            if opts.options.get(k).is_some_and(|s| s == "true" || s == "1") {
+                *v = true;
+            }
+        }
+        if !driver.uses_ipam() {
+            if !opts.ipam.v4.is_empty() || !opts.ipam.v6.is_empty() || opts.enable_ipv6 {
+                return Err(CoreError::invalid(
+                    "IPAM.Config",
+                    driver_name,
+                    format!("the {driver_name} driver takes no subnets and no IPv6"),
+                ));
+            }
+            opts.ipam.driver = "null".into();
+        } else if driver.requires_ipv4() && opts.ipam.driver == "null" {
+            return Err(CoreError::invalid(
+                "IPAM.Driver",
+                "null",
+                format!("the {driver_name} driver needs an IPv4 pool; use the default IPAM driver"),
+            ));
+        }
+        for c in opts.ipam.v4.iter().chain(opts.ipam.v6.iter()) {
+            validate_pool_config(c)?;
+        }
+        let id = ids::new_id();
+        let state = {
+            let others: Vec<&NetworkRecord> = self
+                .networks
+                .values()
+                .filter(|n| n.driver == driver_name)
+                .collect();
+            let mut plan = PlanNetwork {
+                id: &id,
+                name,
+                options: &opts.options,
+                enable_ipv6: opts.enable_ipv6,
+                internal: opts.internal,
+                others,
+                host: &mut self.host,
+            };
+            driver.plan_network(&mut plan)?
+        };
+        let exclude = self.host_prefixes(cx);
+        let pools =
+            self.ipam
+                .allocate_network(&id, "local", &opts.ipam, opts.enable_ipv6, &exclude)?;
+        let mut rec = NetworkRecord {
+            schema: SCHEMA_VERSION,
+            state: Lifecycle::Creating,
+            revision: 0,
+            id: id.clone(),
+            name: name.to_string(),
+            driver: driver_name.to_string(),
+            scope: "local".into(),
+            created_unix_nanos: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0),
+            ipam: opts.ipam,
+            pools,
+            enable_ipv6: opts.enable_ipv6,
+            internal: opts.internal,
+            attachable: opts.attachable,
+            labels: opts.labels,
+            options: opts.options,
+            driver_state: state,
+        };
+        if let Err(e) = cx.store.put(&mut rec) {
+            self.ipam.release_network(&rec);
+            return Err(e.into());
+        }
+        crate::failpoint::hit("network-create:recorded");
+        if let Err(e) = driver.create_network(&mut self.host, &rec, &cx.config) {
+            tracing::warn!(network = %rec.name, error = %e, "network create failed; undoing");
+            if let Err(undo) = driver.delete_network(&mut self.host, &rec) {
+                tracing::error!(network = %rec.name, error = %undo, "undo of network create failed; it will be retried at start");
+                return Err(e);
+            }
+            self.ipam.release_network(&rec);
+            if let Err(undo) = cx.store.delete(&rec) {
+                tracing::error!(network = %rec.name, error = %undo, "removing the creating record failed; start-up will roll it back");
+            }
+            return Err(e);
+        }
+        crate::failpoint::hit("network-create:kernel-done");
+        rec.state = Lifecycle::Ready;
+        cx.store.put(&mut rec)?;
+        tracing::info!(network = %rec.name, id = %ids::short_id(&rec.id), driver = %rec.driver,
+            subnets = ?rec.pools.iter().map(|p| p.pool.to_string()).collect::<Vec<_>>(), "network created");
+        self.networks.insert(id.clone(), rec);
+        Ok(id)
+    }
+
+    /// Prefixes an automatically chosen pool must not overlap: the host's routes (except
+    /// default routes) and its nameservers, as libnetwork checks.
+    pub(crate) fn host_prefixes(&mut self, cx: &Cx) -> Vec<IpNet> {
+        let mut out = Vec::new();
+        for fam in [lnet_kernel::IpFamily::V4, lnet_kernel::IpFamily::V6] {
+            match self.host.nl.routes(fam) {
+                Ok(routes) => out.extend(
+                    routes
+                        .into_iter()
+                        .map(|r| r.dst)
+                        .filter(|d| d.prefix_len() > 0),
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing host routes for the pool overlap check")
+                }
+            }
+        }
+        if let Ok(text) = std::fs::read_to_string(&cx.config.host_resolv_conf) {
+            out.extend(
+                ResolvConf::parse(&text)
+                    .nameservers
+                    .into_iter()
+                    .map(IpNet::from),
+            );
+        }
+        out
+    }
+}
+
+fn validate_pool_config(c: &lnet_store::IpamPoolConfig) -> Result<()> {
+    let Some(subnet) = c.subnet else {
+        if let Some(r) = c.ip_range {
+            return Err(CoreError::invalid(
+                "IPAM.Config.IPRange",
+                r,
+                "an ip-range needs a subnet to lie in",
+            ));
+        }
+        if let Some(g) = c.gateway {
+            return Err(CoreError::invalid(
+                "IPAM.Config.Gateway",
+                g,
+                "a gateway needs a subnet to lie in",
+            ));
+        }
+        if let Some((k, a)) = c.aux_addresses.iter().next() {
+            return Err(CoreError::invalid(
+                format!("IPAM.Config.AuxiliaryAddresses[{k}]"),
+                a,
+                "an auxiliary address needs a subnet to lie in",
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(r) = c.ip_range
+        && !(subnet.contains(&r.network())
+            && subnet.contains(&r.broadcast())
+            && r.prefix_len() >= subnet.prefix_len())
+    {
+        return Err(CoreError::invalid(
+            "IPAM.Config.IPRange",
+            r,
+            format!("the range must lie inside subnet {subnet}"),
+        ));
+    }
+    if let Some(g) = c.gateway
+        && !subnet.contains(&g)
+    {
+        return Err(CoreError::invalid(
+            "IPAM.Config.Gateway",
+            g,
+            format!("the gateway must be an address inside subnet {subnet}"),
+        ));
+    }
+    for (k, a) in &c.aux_addresses {
+        if !subnet.contains(a) {
+            return Err(CoreError::invalid(
+                format!("IPAM.Config.AuxiliaryAddresses[{k}]"),
+                a,
+                format!("the address must lie inside subnet {subnet}"),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,376 @@
+//! Start-up recovery: from the records alone, finish or undo every interrupted operation,
+//! replay IPAM, and check and repair the kernel objects of what is ready.
+//!
+//! The rules (DESIGN §3.2): `creating` is rolled back, `deleting` is finished, `ready` is
+//! re-derived. A network or endpoint that cannot be re-derived (an unknown driver, an address
+//! that another record already holds, an endpoint whose network is gone) is quarantined and
+//! reported; a kernel step that fails is reported and retried at the next start. Nothing
+//! here can stop the controller from starting, short of the store itself being unusable.
+//!
+//! Order matters: networks first (pools are replayed before any endpoint asks for an
+//! address, and a `deleting` network is removed before its pools could ever be reserved
+//! again), then the liveness of sandboxes, then endpoints (which need both), then sandboxes.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lnet_kernel::Netns;
+use lnet_store::{
+    EndpointRecord, JoinState, Lifecycle, NetworkRecord, Quarantined, RecordKind, SandboxRecord,
+};
+use serde::Serialize;
+
+use crate::controller::{Cx, SandboxEntry, State};
+use crate::driver::SandboxKernel;
+use crate::error::Result;
+use crate::ops::{open_sandbox_kernel, remove_sandbox_artifacts};
+
+/// What start-up recovery found and did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RecoveryReport {
+    /// Notices about the store itself (for example a damaged file moved aside).
+    pub notices: Vec<String>,
+    /// Records set aside because they could not be used.
+    pub quarantined: Vec<Quarantined>,
+    /// Interrupted creates that were undone.
+    pub rolled_back: Vec<String>,
+    /// Interrupted deletes (and leaves) that were finished.
+    pub finished: Vec<String>,
+    /// Sandboxes whose namespace was gone, removed with their endpoints.
+    pub removed_sandboxes: Vec<String>,
+    /// Kernel steps that failed; retried at the next start.
+    pub errors: Vec<String>,
+    /// Ready objects restored.
+    pub networks: usize,
+    /// Ready endpoints restored.
+    pub endpoints: usize,
+    /// Live sandboxes restored.
+    pub sandboxes: usize,
+}
+
+impl RecoveryReport {
+    /// Whether recovery found nothing to fix.
+    pub fn is_clean(&self) -> bool {
+        self.notices.is_empty()
+            && self.quarantined.is_empty()
+            && self.rolled_back.is_empty()
+            && self.finished.is_empty()
+            && self.removed_sandboxes.is_empty()
+            && self.errors.is_empty()
+    }
+}
+
+enum Liveness {
+    Live(Option<SandboxKernel>),
+    Dead,
+}
+
+impl State {
+    fn quarantine(
+        &self,
+        cx: &Cx,
+        report: &mut RecoveryReport,
+        kind: RecordKind,
+        id: &str,
+        name: &str,
+        reason: String,
+    ) {
+        tracing::error!(%kind, %id, %reason, "quarantining record");
+        match cx.store.quarantine(kind, id, &reason) {
+            Ok(()) => report.quarantined.push(Quarantined {
+                kind: kind.as_str().into(),
+                id: id.into(),
+                reason: format!("{kind} {name}: {reason}"),
+                raw: String::new(),
+                at_unix: 0,
+            }),
+            Err(e) => report.errors.push(format!("quarantine {kind} {name}: {e}")),
+        }
+    }
+
+    pub(crate) fn recover(&mut self, cx: &Cx) -> Result<RecoveryReport> {
+        let loaded = cx.store.load()?;
+        let mut report = RecoveryReport {
+            quarantined: loaded.quarantined,
+            ..Default::default()
+        };
+
+        for net in loaded.networks {
+            self.recover_network(cx, &mut report, net);
+        }
+
+        let mut sandboxes: BTreeMap<String, (SandboxRecord, Liveness)> = BTreeMap::new();
+        for sb in loaded.sandboxes {
+            let live = match sb.state {
+                Lifecycle::Ready => self.liveness(cx, &sb),
+                _ => Liveness::Dead,
+            };
+            sandboxes.insert(sb.id.clone(), (sb, live));
+        }
+
+        for ep in loaded.endpoints {
+            self.recover_endpoint(cx, &mut report, ep, &mut sandboxes);
+        }
+
+        let mut live_ids = BTreeSet::new();
+        for (id, (sb, live)) in sandboxes {
+            match (sb.state, live) {
+                (Lifecycle::Ready, Liveness::Live(kernel)) => {
+                    self.sandboxes
+                        .insert(id.clone(), SandboxEntry { rec: sb, kernel });
+                    live_ids.insert(id);
+                }
+                (state, _) => {
+                    let what = format!("sandbox {} ({state})", sb.container_id);
+                    let res = remove_sandbox_artifacts(&sb)
+                        .and_then(|()| cx.store.delete(&sb).map_err(Into::into));
+                    match (res, state) {
+                        (Err(e), _) => {
+                            report.errors.push(format!("{what}: {e}"));
+                            // Keep it visible so a delete can be retried.
+                            self.sandboxes.insert(
+                                id,
+                                SandboxEntry {
+                                    rec: sb,
+                                    kernel: None,
+                                },
+                            );
+                        }
+                        (Ok(()), Lifecycle::Creating) => report.rolled_back.push(what),
+                        (Ok(()), Lifecycle::Deleting) => report.finished.push(what),
+                        (Ok(()), Lifecycle::Ready) => report.removed_sandboxes.push(what),
+                    }
+                }
+            }
+        }
+        for id in live_ids {
+            // Default routes and hosts are derived: re-derive them rather than trust them.
+            let want = self.gateways_of(cx, &id, None);
+            if let Err(e) = self.apply_gateways(&id, None, want) {
+                report
+                    .errors
+                    .push(format!("sandbox {id}: default routes: {e}"));
+            }
+            if let Err(e) = self.write_hosts(cx, &id) {
+                report.errors.push(format!("sandbox {id}: hosts: {e}"));
+            }
+        }
+        report.networks = self
+            .networks
+            .values()
+            .filter(|n| n.state == Lifecycle::Ready)
+            .count();
+        report.endpoints = self.endpoints.len();
+        report.sandboxes = self
+            .sandboxes
+            .values()
+            .filter(|s| s.rec.state == Lifecycle::Ready)
+            .count();
+        if report.is_clean() {
+            tracing::info!(
+                networks = report.networks,
+                endpoints = report.endpoints,
+                sandboxes = report.sandboxes,
+                "state restored"
+            );
+        } else {
+            tracing::warn!(?report, "state restored with repairs");
+        }
+        Ok(report)
+    }
+
+    fn recover_network(&mut self, cx: &Cx, report: &mut RecoveryReport, net: NetworkRecord) {
+        let driver = match cx.driver(&net.driver) {
+            Ok(d) => d,
+            Err(_) => {
+                self.quarantine(
+                    cx,
+                    report,
+                    RecordKind::Network,
+                    &net.id,
+                    &net.name,
+                    format!("unknown driver {:?}", net.driver),
+                );
+                return;
+            }
+        };
+        let what = format!("network {} ({})", net.name, net.state);
+        match net.state {
+            Lifecycle::Creating | Lifecycle::Deleting => {
+                let res = driver
+                    .delete_network(&mut self.host, &net)
+                    .and_then(|()| cx.store.delete(&net).map_err(Into::into));
+                match res {
+                    Ok(()) if net.state == Lifecycle::Creating => report.rolled_back.push(what),
+                    Ok(()) => report.finished.push(what),
+                    Err(e) => {
+                        report.errors.push(format!("{what}: {e}"));
+                        let mut net = net;
+                        net.state = Lifecycle::Deleting;
+                        self.networks.insert(net.id.clone(), net);
+                    }
+                }
+            }
+            Lifecycle::Ready => {
+                if let Err(e) = self.ipam.replay_network(&net) {
+                    self.quarantine(
+                        cx,
+                        report,
+                        RecordKind::Network,
+                        &net.id,
+                        &net.name,
+                        format!("its pools cannot be reserved again: {e}"),
+                    );
+                    return;
+                }
+                if let Err(e) = driver.create_network(&mut self.host, &net, &cx.config) {
+                    report.errors.push(format!(
+                        "network {}: repairing kernel objects: {e}",
+                        net.name
+                    ));
+                }
+                self.networks.insert(net.id.clone(), net);
+            }
+        }
+    }
+
+    fn liveness(&self, cx: &Cx, sb: &SandboxRecord) -> Liveness {
+        if let Some(active) = &cx.config.active_sandboxes
+            && !active.contains(&sb.id)
+            && !active.contains(&sb.container_id)
+        {
+            return Liveness::Dead;
+        }
+        if sb.host_mode {
+            return Liveness::Live(None);
+        }
+        if sb.owns_netns && !Netns::is_mounted_at(&sb.netns_path) {
+            return Liveness::Dead;
+        }
+        match open_sandbox_kernel(sb) {
+            Ok(k) => Liveness::Live(Some(k)),
+            Err(e) => {
+                tracing::info!(sandbox = %sb.container_id, error = %e, "sandbox namespace is gone");
+                Liveness::Dead
+            }
+        }
+    }
+
+    fn recover_endpoint(
+        &mut self,
+        cx: &Cx,
+        report: &mut RecoveryReport,
+        mut ep: EndpointRecord,
+        sandboxes: &mut BTreeMap<String, (SandboxRecord, Liveness)>,
+    ) {
+        let Some(net) = self
+            .networks
+            .get(&ep.network_id)
+            .filter(|n| n.state == Lifecycle::Ready)
+            .cloned()
+        else {
+            self.quarantine(
+                cx,
+                report,
+                RecordKind::Endpoint,
+                &ep.id,
+                &ep.name,
+                format!("its network {} does not exist", ep.network_id),
+            );
+            return;
+        };
+        let driver = match cx.driver(&net.driver) {
+            Ok(d) => d,
+            Err(e) => {
+                report.errors.push(format!("endpoint {}: {e}", ep.name));
+                return;
+            }
+        };
+        if let Some(join) = ep.join.clone() {
+            let sb = sandboxes.get_mut(&join.sandbox_id);
+            let live =
+                matches!(&sb, Some((rec, Liveness::Live(_))) if rec.state == Lifecycle::Ready);
+            let kernel = match sb {
+                Some((_, Liveness::Live(k))) => k.as_mut(),
+                _ => None,
+            };
+            match (live, join.state) {
+                (true, JoinState::Joined) => {
+                    if let Err(e) = self.ipam.replay_endpoint(&net, &ep) {
+                        self.quarantine(
+                            cx,
+                            report,
+                            RecordKind::Endpoint,
+                            &ep.id,
+                            &ep.name,
+                            format!("its address cannot be reserved again: {e}"),
+                        );
+                        return;
+                    }
+                    if let Some(k) = kernel
+                        && let Err(e) = driver.join(&mut self.host, k, &net, &ep, &join)
+                    {
+                        report.errors.push(format!(
+                            "endpoint {}: repairing its interface: {e}",
+                            ep.name
+                        ));
+                    }
+                    self.endpoints.insert(ep.id.clone(), ep);
+                    return;
+                }
+                (true, state) => {
+                    let what = format!(
+                        "endpoint {} ({})",
+                        ep.name,
+                        if state == JoinState::Joining {
+                            "joining"
+                        } else {
+                            "leaving"
+                        }
+                    );
+                    if let Err(e) = driver.leave(&mut self.host, kernel, &net, &ep, &join) {
+                        report.errors.push(format!("{what}: {e}"));
+                    } else if state == JoinState::Joining {
+                        report.rolled_back.push(what);
+                    } else {
+                        report.finished.push(what);
+                    }
+                    ep.join = None;
+                }
+                (false, _) => {
+                    // The sandbox is gone or going: its interface went with its namespace,
+                    // except the host end, which is removed here.
+                    if let Err(e) = driver.leave(&mut self.host, None, &net, &ep, &join) {
+                        report
+                            .errors
+                            .push(format!("endpoint {}: removing its interface: {e}", ep.name));
+                    }
+                    if sandboxes.contains_key(&join.sandbox_id) {
+                        // Removed with its sandbox, as libnetwork does.
+                        if let Err(e) = cx.store.delete(&ep) {
+                            report.errors.push(format!("endpoint {}: {e}", ep.name));
+                        }
+                        return;
+                    }
+                    ep.join = None;
+                }
+            }
+            if let Err(e) = cx.store.put(&mut ep) {
+                report
+                    .errors
+                    .push(format!("endpoint {}: clearing its join: {e}", ep.name));
+            }
+        }
+        if let Err(e) = self.ipam.replay_endpoint(&net, &ep) {
+            self.quarantine(
+                cx,
+                report,
+                RecordKind::Endpoint,
+                &ep.id,
+                &ep.name,
+                format!("its address cannot be reserved again: {e}"),
+            );
+            return;
+        }
+        self.endpoints.insert(ep.id.clone(), ep);
+    }
+}

@@ -1,0 +1,132 @@
+//! Helpers for tests and benchmarks that touch the kernel (also used by
+//! other crates' tests, so this is not `cfg(test)`).
+//!
+//! The rule: a test that changes kernel state first moves its own thread
+//! into a fresh network namespace with [`enter_new_netns`], so nothing it
+//! does can reach the machine's own namespace. Extra namespaces it needs are
+//! [`TempNetns`] values, bind-mounted under a temporary directory and removed
+//! on drop.
+//!
+//! ```no_run
+//! #[test]
+//! fn bridge_is_created() {
+//!     lnet_kernel::skip_unless_root!();
+//!     lnet_kernel::testing::enter_new_netns().unwrap();
+//!     let mut nl = lnet_kernel::Netlink::new().unwrap();
+//!     // ...
+//! }
+//! ```
+
+use std::ops::Deref;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::sched::{CloneFlags, unshare};
+
+use crate::error::{KernelError, Result};
+use crate::link::LOOPBACK_INDEX;
+use crate::netlink::Netlink;
+use crate::netns::Netns;
+
+/// Whether the process runs with effective uid 0.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Move the **calling thread** into a new, empty network namespace
+/// (`unshare(CLONE_NEWNET)`) and bring its loopback up.
+///
+/// Only call this on a thread you own — a test's thread, an example's main
+/// thread, a thread you spawned. Threads spawned afterwards by this thread
+/// inherit the namespace. The namespace disappears (with every link in it)
+/// when the last thread in it exits and nothing else holds it.
+pub fn enter_new_netns() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| KernelError::nix("enter new netns: unshare(CLONE_NEWNET)", e))?;
+    Netlink::new()?.set_up(LOOPBACK_INDEX)
+}
+
+/// A network namespace bind-mounted at a file in a fresh temporary
+/// directory; unmounted and removed (file and directory) on drop, also when
+/// the test fails.
+#[derive(Debug)]
+pub struct TempNetns {
+    ns: Netns,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TempNetns {
+    /// Create the namespace (see [`Netns::create_at`]).
+    pub fn new() -> Result<TempNetns> {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!(
+            "lnet-netns-{}-{}-{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir(&dir)
+            .map_err(|e| KernelError::io(format!("create directory {}", dir.display()), e))?;
+        let path = dir.join("ns");
+        match Netns::create_at(&path) {
+            Ok(ns) => Ok(TempNetns { ns, dir, path }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Where the namespace is mounted.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Deref for TempNetns {
+    type Target = Netns;
+    fn deref(&self) -> &Netns {
+        &self.ns
+    }
+}
+
+impl Drop for TempNetns {
+    fn drop(&mut self) {
+        if let Err(e) = Netns::delete_at(&self.path) {
+            eprintln!("TempNetns: {e}");
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[doc(hidden)]
+pub fn __enclosing_fn_name<T>(_: T) -> &'static str {
+    let name = std::any::type_name::<T>();
+    name.strip_suffix("::__here").unwrap_or(name)
+}
+
+/// Return early from the enclosing function (a test) when not running as
+/// root, printing `skipped <test path>: needs root`. An optional argument is
+/// the value to return.
+#[macro_export]
+macro_rules! skip_unless_root {
+    () => {
+        $crate::skip_unless_root!(())
+    };
+    ($ret:expr) => {
+        if !$crate::testing::is_root() {
+            fn __here() {}
+            eprintln!(
+                "skipped {}: needs root",
+                $crate::testing::__enclosing_fn_name(__here)
+            );
+            return $ret;
+        }
+    };
+}

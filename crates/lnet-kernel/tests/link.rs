@@ -1,0 +1,287 @@
+//! Links: bridges, veth pairs (peer in another netns), set operations,
+//! deletion. Each test runs in its own fresh network namespace.
+
+use lnet_kernel::testing::{TempNetns, enter_new_netns};
+use lnet_kernel::{BridgeOptions, KernelError, Netlink, VethSpec, skip_unless_root};
+
+fn setup() -> Netlink {
+    enter_new_netns().unwrap();
+    Netlink::new().unwrap()
+}
+
+#[test]
+fn ensure_bridge_is_idempotent() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let mac = [0x02, 0x42, 0x0a, 0x00, 0x00, 0x01];
+    let before = nl.request_count();
+    let br = nl
+        .ensure_bridge(
+            "br-t0",
+            BridgeOptions {
+                mtu: Some(1450),
+                mac: Some(mac),
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        nl.request_count() - before,
+        1,
+        "created and echoed in one request"
+    );
+    assert_eq!(br.name, "br-t0");
+    assert!(br.is_kind("bridge"));
+    assert_eq!(br.mtu, 1450);
+    assert_eq!(br.mac, Some(mac));
+    assert!(!br.up, "bridges are created down");
+    assert_eq!(nl.link_by_name("br-t0").unwrap().unwrap(), br);
+
+    // Second time: same bridge, options not reapplied.
+    let again = nl
+        .ensure_bridge(
+            "br-t0",
+            BridgeOptions {
+                mtu: Some(1300),
+                mac: None,
+            },
+        )
+        .unwrap();
+    assert_eq!(again.index, br.index);
+    assert_eq!(again.mtu, 1450);
+
+    let links = nl.links().unwrap();
+    assert_eq!(links.iter().filter(|l| l.name == "br-t0").count(), 1);
+    assert!(links.iter().any(|l| l.name == "lo" && l.up));
+}
+
+#[test]
+fn ensure_bridge_rejects_other_kind() {
+    skip_unless_root!();
+    let mut nl = setup();
+    nl.create_veth(VethSpec {
+        host_name: "notbr",
+        peer_name: "notbr-p",
+        ..Default::default()
+    })
+    .unwrap();
+    let err = nl
+        .ensure_bridge("notbr", BridgeOptions::default())
+        .unwrap_err();
+    match &err {
+        KernelError::WrongKind { name, found, .. } => {
+            assert_eq!(name, "notbr");
+            assert_eq!(found.as_deref(), Some("veth"));
+        }
+        other => panic!("unexpected error {other}"),
+    }
+    let text = err.to_string();
+    assert!(text.contains("notbr") && text.contains("veth"), "{text}");
+}
+
+#[test]
+fn veth_peer_created_in_other_netns() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let br = nl.ensure_bridge("br-v", BridgeOptions::default()).unwrap();
+    let ns = TempNetns::new().unwrap();
+    let peer_mac = [0x02, 0x42, 0xac, 0x11, 0x00, 0x02];
+
+    let before = nl.request_count();
+    let host_index = nl
+        .create_veth(VethSpec {
+            host_name: "veth-h0",
+            host_mtu: Some(1400),
+            host_master: Some(br.index),
+            peer_name: "eth0",
+            peer_ns: Some(&ns),
+            peer_mac: Some(peer_mac),
+            peer_mtu: Some(1400),
+            ..Default::default()
+        })
+        .unwrap();
+    // One request: the kernel echoes the new link (NLM_F_ECHO), so the
+    // index comes back without a lookup.
+    assert_eq!(nl.request_count() - before, 1);
+
+    let host = nl.link_by_index(host_index).unwrap().unwrap();
+    assert_eq!(host.name, "veth-h0");
+    assert!(host.is_kind("veth"));
+    assert_eq!(host.mtu, 1400);
+    assert_eq!(host.master, Some(br.index));
+    assert!(!host.up);
+    // The peer is not in our namespace...
+    assert!(nl.link_by_name("eth0").unwrap().is_none());
+
+    // ...but in the other one, with its final name, MAC and MTU.
+    let mut inside = Netlink::in_netns(&ns).unwrap();
+    let peer = inside.link_by_name("eth0").unwrap().unwrap();
+    assert!(peer.is_kind("veth"));
+    assert_eq!(peer.mac, Some(peer_mac));
+    assert_eq!(peer.mtu, 1400);
+    assert_eq!(peer.master, None);
+    assert!(!peer.up);
+
+    // Host name taken: EEXIST, nothing created.
+    let err = nl
+        .create_veth(VethSpec {
+            host_name: "veth-h0",
+            peer_name: "eth1",
+            peer_ns: Some(&ns),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    assert_eq!(err.errno(), Some(libc::EEXIST));
+    let text = err.to_string();
+    assert!(
+        text.contains("veth-h0") && text.contains("eth1"),
+        "error should name the objects: {text}"
+    );
+    assert!(inside.link_by_name("eth1").unwrap().is_none());
+
+    // Peer name taken in the target namespace: also EEXIST, host end not
+    // left behind.
+    let err = nl
+        .create_veth(VethSpec {
+            host_name: "veth-h1",
+            peer_name: "eth0",
+            peer_ns: Some(&ns),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(err.is_exists(), "{err}");
+    eprintln!("peer-name clash error: {err}");
+    assert!(nl.link_by_name("veth-h1").unwrap().is_none());
+
+    // Host end created up; peer brought up from inside: carrier.
+    let idx = nl
+        .create_veth(VethSpec {
+            host_name: "veth-h2",
+            host_up: true,
+            host_master: Some(br.index),
+            peer_name: "eth2",
+            peer_ns: Some(&ns),
+            ..Default::default()
+        })
+        .unwrap();
+    let h2 = nl.link_by_index(idx).unwrap().unwrap();
+    assert!(h2.up);
+    let p2 = inside.link_by_name("eth2").unwrap().unwrap();
+    assert!(!p2.up);
+    inside.set_up(p2.index).unwrap();
+    let p2 = inside.link_by_index(p2.index).unwrap().unwrap();
+    assert!(p2.up);
+    assert!(p2.lower_up);
+
+    // Deleting the host end removes the peer too.
+    assert!(nl.delete_link("veth-h0").unwrap());
+    assert!(inside.link_by_name("eth0").unwrap().is_none());
+}
+
+#[test]
+fn set_operations_are_reflected() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let br = nl
+        .ensure_bridge("br-ops", BridgeOptions::default())
+        .unwrap();
+    let i = br.index;
+
+    nl.set_up(i).unwrap();
+    nl.set_up(i).unwrap();
+    assert!(nl.link_by_name("br-ops").unwrap().unwrap().up);
+    nl.set_down(i).unwrap();
+    nl.set_down(i).unwrap();
+    assert!(!nl.link_by_name("br-ops").unwrap().unwrap().up);
+
+    nl.set_mtu(i, 1280).unwrap();
+    assert_eq!(nl.link_by_index(i).unwrap().unwrap().mtu, 1280);
+
+    let mac = [0x02, 0x00, 0x00, 0xaa, 0xbb, 0xcc];
+    nl.set_mac(i, mac).unwrap();
+    assert_eq!(nl.link_by_index(i).unwrap().unwrap().mac, Some(mac));
+
+    nl.rename(i, "br-renamed").unwrap();
+    assert!(nl.link_by_name("br-ops").unwrap().is_none());
+    let renamed = nl.link_by_name("br-renamed").unwrap().unwrap();
+    assert_eq!(renamed.index, i);
+
+    // Renaming while up.
+    nl.set_up(i).unwrap();
+    match nl.rename(i, "br-live") {
+        Ok(()) => eprintln!("kernel allows renaming an up bridge"),
+        Err(e) => eprintln!("kernel refuses renaming an up bridge: {e}"),
+    }
+    nl.set_down(i).unwrap();
+
+    // Master on / off.
+    let v = nl
+        .create_veth(VethSpec {
+            host_name: "veth-m",
+            peer_name: "veth-m-p",
+            ..Default::default()
+        })
+        .unwrap();
+    nl.set_master(v, Some(i)).unwrap();
+    assert_eq!(nl.link_by_index(v).unwrap().unwrap().master, Some(i));
+    nl.set_master(v, None).unwrap();
+    assert_eq!(nl.link_by_index(v).unwrap().unwrap().master, None);
+
+    // Rename onto an existing name.
+    let err = nl.rename(v, "lo").unwrap_err();
+    assert!(err.is_exists(), "{err}");
+
+    // Errors on a missing link name the index and are "not found".
+    let err = nl.set_up(9999).unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(err.to_string().contains("9999"), "{err}");
+    let err = nl.set_master(v, Some(9999)).unwrap_err();
+    eprintln!("bad master error: {err}");
+    assert!(err.to_string().contains("9999"), "{err}");
+
+    // Invalid names never reach the kernel.
+    let err = nl.rename(v, "this-name-is-too-long").unwrap_err();
+    assert!(matches!(err, KernelError::InvalidArgument { .. }), "{err}");
+}
+
+#[test]
+fn delete_link_is_idempotent() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let br = nl
+        .ensure_bridge("br-del", BridgeOptions::default())
+        .unwrap();
+    assert!(nl.delete_link("br-del").unwrap());
+    assert!(!nl.delete_link("br-del").unwrap());
+    assert!(nl.link_by_name("br-del").unwrap().is_none());
+    assert!(!nl.delete_link_index(br.index).unwrap());
+
+    let br = nl
+        .ensure_bridge("br-del", BridgeOptions::default())
+        .unwrap();
+    assert!(nl.delete_link_index(br.index).unwrap());
+    assert!(!nl.delete_link_index(br.index).unwrap());
+    assert!(nl.link_by_index(br.index).unwrap().is_none());
+    nl.delete_link_index(0).unwrap_err();
+    // Loopback cannot be deleted: a real error, not "absent".
+    let err = nl.delete_link("lo").unwrap_err();
+    assert!(!err.is_not_found(), "{err}");
+}
+
+#[test]
+fn move_link_to_netns() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let ns = TempNetns::new().unwrap();
+    nl.create_veth(VethSpec {
+        host_name: "mv-h",
+        peer_name: "mv-p",
+        ..Default::default()
+    })
+    .unwrap();
+    let p = nl.link_by_name("mv-p").unwrap().unwrap();
+    nl.move_to_netns(p.index, &ns).unwrap();
+    assert!(nl.link_by_name("mv-p").unwrap().is_none());
+    let mut inside = Netlink::in_netns(&ns).unwrap();
+    assert!(inside.link_by_name("mv-p").unwrap().is_some());
+}

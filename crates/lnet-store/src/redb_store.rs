@@ -1,0 +1,512 @@
+//! The embedded backend: one redb file, one table per record kind, JSON values.
+//!
+//! JSON rather than a binary codec because the records are small, change rarely, and an
+//! operator reading a quarantined record (or a developer reading a bug report) can read it.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Serialize;
+
+use crate::records::{EndpointRecord, NetworkRecord, Record, RecordKind, SandboxRecord};
+use crate::{SCHEMA_VERSION, StoreError};
+
+const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("network");
+const ENDPOINTS: TableDefinition<&str, &[u8]> = TableDefinition::new("endpoint");
+const SANDBOXES: TableDefinition<&str, &[u8]> = TableDefinition::new("sandbox");
+/// Key `<kind>/<id>`, value: JSON of [`Quarantined`].
+const QUARANTINE: TableDefinition<&str, &[u8]> = TableDefinition::new("quarantine");
+
+fn table(kind: RecordKind) -> TableDefinition<'static, &'static str, &'static [u8]> {
+    match kind {
+        RecordKind::Network => NETWORKS,
+        RecordKind::Endpoint => ENDPOINTS,
+        RecordKind::Sandbox => SANDBOXES,
+    }
+}
+
+fn backend<E: std::fmt::Display>(op: impl Into<String>) -> impl FnOnce(E) -> StoreError {
+    let op = op.into();
+    move |e| StoreError::Backend {
+        op,
+        message: e.to_string(),
+    }
+}
+
+/// A record that could not be loaded, kept aside with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Quarantined {
+    /// Which table it came from.
+    pub kind: String,
+    /// Its key.
+    pub id: String,
+    /// Why it was set aside.
+    pub reason: String,
+    /// The raw bytes as (lossy) text, for an operator to inspect or restore.
+    pub raw: String,
+    /// When, in Unix seconds.
+    pub at_unix: u64,
+}
+
+/// Everything in the store, as loaded at start.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Network records.
+    pub networks: Vec<NetworkRecord>,
+    /// Endpoint records.
+    pub endpoints: Vec<EndpointRecord>,
+    /// Sandbox records.
+    pub sandboxes: Vec<SandboxRecord>,
+    /// Records quarantined by this load.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// The embedded store.
+#[derive(Debug)]
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store at `path`, creating parent directories.
+    ///
+    /// A file that redb cannot open as a database is renamed aside (`<path>.corrupt-<unix>`)
+    /// and a fresh store is created, so that a damaged file never stops the daemon; the
+    /// returned notice says where the old file went.
+    pub fn open(path: &Path) -> Result<(Store, Option<String>), StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+        let shown = path.display().to_string();
+        let mut notice = None;
+        let db = match Database::create(path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen)
+            | Err(redb::DatabaseError::LockProtocolMismatch) => {
+                return Err(StoreError::Locked { path: shown });
+            }
+            Err(e) => {
+                let aside = format!("{shown}.corrupt-{}", unix_now());
+                std::fs::rename(path, &aside).map_err(|source| StoreError::Io {
+                    path: shown.clone(),
+                    source,
+                })?;
+                tracing::error!(path = %shown, moved_to = %aside, error = %e,
+                    "store file unreadable; moved aside and starting with an empty store");
+                notice = Some(format!(
+                    "store file {shown} could not be opened ({e}); it was moved to {aside} and an empty store was created"
+                ));
+                Database::create(path).map_err(backend(format!("create {shown}")))?
+            }
+        };
+        let store = Store {
+            db,
+            path: path.to_path_buf(),
+        };
+        store.ensure_tables()?;
+        Ok((store, notice))
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn ensure_tables(&self) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend("begin write"))?;
+        for def in [NETWORKS, ENDPOINTS, SANDBOXES, QUARANTINE] {
+            tx.open_table(def).map_err(backend("create table"))?;
+        }
+        tx.commit().map_err(backend("commit"))
+    }
+
+    /// Loads every record. Records that do not parse, or whose schema is newer than this
+    /// build, are moved to quarantine in the same pass.
+    pub fn load(&self) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        let mut bad: Vec<(RecordKind, String, String, Vec<u8>)> = Vec::new();
+        {
+            let tx = self.db.begin_read().map_err(backend("begin read"))?;
+            for kind in RecordKind::ALL {
+                let t = tx.open_table(table(kind)).map_err(backend("open table"))?;
+                for item in t.iter().map_err(backend("iterate"))? {
+                    let (k, v) = item.map_err(backend("read record"))?;
+                    let key = k.value().to_string();
+                    let raw = v.value().to_vec();
+                    let res =
+                        match kind {
+                            RecordKind::Network => {
+                                decode::<NetworkRecord>(&key, &raw).map(|r| loaded.networks.push(r))
+                            }
+                            RecordKind::Endpoint => decode::<EndpointRecord>(&key, &raw)
+                                .map(|r| loaded.endpoints.push(r)),
+                            RecordKind::Sandbox => decode::<SandboxRecord>(&key, &raw)
+                                .map(|r| loaded.sandboxes.push(r)),
+                        };
+                    if let Err(reason) = res {
+                        bad.push((kind, key, reason, raw));
+                    }
+                }
+            }
+        }
+        for (kind, key, reason, raw) in bad {
+            tracing::error!(kind = %kind, id = %key, %reason, "quarantining unreadable record");
+            loaded
+                .quarantined
+                .push(self.quarantine_raw(kind, &key, &reason, raw)?);
+        }
+        Ok(loaded)
+    }
+
+    /// Moves a record to quarantine (used by the controller for records that parse but
+    /// cannot be valid, such as an endpoint of a network that does not exist).
+    pub fn quarantine(&self, kind: RecordKind, id: &str, reason: &str) -> Result<(), StoreError> {
+        let raw = {
+            let tx = self.db.begin_read().map_err(backend("begin read"))?;
+            let t = tx.open_table(table(kind)).map_err(backend("open table"))?;
+            t.get(id)
+                .map_err(backend("read"))?
+                .map(|v| v.value().to_vec())
+        };
+        if let Some(raw) = raw {
+            self.quarantine_raw(kind, id, reason, raw)?;
+        }
+        Ok(())
+    }
+
+    fn quarantine_raw(
+        &self,
+        kind: RecordKind,
+        id: &str,
+        reason: &str,
+        raw: Vec<u8>,
+    ) -> Result<Quarantined, StoreError> {
+        let q = Quarantined {
+            kind: kind.as_str().to_string(),
+            id: id.to_string(),
+            reason: reason.to_string(),
+            raw: String::from_utf8_lossy(&raw).into_owned(),
+            at_unix: unix_now(),
+        };
+        let qkey = format!("{kind}/{id}");
+        let value = serde_json::to_vec(&q).map_err(|e| StoreError::Encode {
+            kind,
+            id: id.to_string(),
+            message: e.to_string(),
+        })?;
+        let tx = self.db.begin_write().map_err(backend("begin write"))?;
+        {
+            let mut qt = tx
+                .open_table(QUARANTINE)
+                .map_err(backend("open quarantine"))?;
+            qt.insert(qkey.as_str(), value.as_slice())
+                .map_err(backend("write quarantine"))?;
+            let mut t = tx.open_table(table(kind)).map_err(backend("open table"))?;
+            t.remove(id).map_err(backend("remove quarantined record"))?;
+        }
+        tx.commit().map_err(backend("commit quarantine"))?;
+        Ok(q)
+    }
+
+    /// Everything in quarantine.
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend("begin read"))?;
+        let t = tx
+            .open_table(QUARANTINE)
+            .map_err(backend("open quarantine"))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(backend("iterate quarantine"))? {
+            let (_, v) = item.map_err(backend("read quarantine"))?;
+            if let Ok(q) = serde_json::from_slice::<Quarantined>(v.value()) {
+                out.push(q);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads one record. A record that does not parse reads as an error naming it.
+    pub fn get<R: Record>(&self, id: &str) -> Result<Option<R>, StoreError> {
+        let tx = self.db.begin_read().map_err(backend("begin read"))?;
+        let t = tx
+            .open_table(table(R::KIND))
+            .map_err(backend("open table"))?;
+        match t.get(id).map_err(backend("read"))? {
+            None => Ok(None),
+            Some(v) => {
+                decode::<R>(id, v.value())
+                    .map(Some)
+                    .map_err(|message| StoreError::Backend {
+                        op: format!("decode {} {id}", R::KIND),
+                        message,
+                    })
+            }
+        }
+    }
+
+    /// Writes `record` in one transaction if the stored revision equals the record's current
+    /// revision (0 means "must not exist yet"), then bumps the record's revision.
+    pub fn put<R: Record>(&self, record: &mut R) -> Result<(), StoreError> {
+        let expected = record.revision();
+        let next = expected + 1;
+        let mut copy = record.clone();
+        copy.set_revision(next);
+        let value = serde_json::to_vec(&copy).map_err(|e| StoreError::Encode {
+            kind: R::KIND,
+            id: record.id().to_string(),
+            message: e.to_string(),
+        })?;
+        let tx = self.db.begin_write().map_err(backend("begin write"))?;
+        {
+            let mut t = tx
+                .open_table(table(R::KIND))
+                .map_err(backend("open table"))?;
+            let found = t
+                .get(record.id())
+                .map_err(backend("read"))?
+                .map(|v| stored_revision(v.value()));
+            let ok = match found {
+                None => expected == 0,
+                Some(rev) => rev == Some(expected),
+            };
+            if !ok {
+                return Err(StoreError::Conflict {
+                    kind: R::KIND,
+                    id: record.id().to_string(),
+                    expected: (expected != 0).then_some(expected),
+                    found: found.flatten(),
+                });
+            }
+            t.insert(record.id(), value.as_slice())
+                .map_err(backend("write"))?;
+        }
+        tx.commit()
+            .map_err(backend(format!("commit {} {}", R::KIND, record.id())))?;
+        record.set_revision(next);
+        Ok(())
+    }
+
+    /// Deletes `record` in one transaction if its stored revision still matches. Deleting a
+    /// record that is already gone is not an error (recovery may repeat a delete).
+    pub fn delete<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend("begin write"))?;
+        {
+            let mut t = tx
+                .open_table(table(R::KIND))
+                .map_err(backend("open table"))?;
+            let found = t
+                .get(record.id())
+                .map_err(backend("read"))?
+                .map(|v| stored_revision(v.value()));
+            match found {
+                None => return Ok(()),
+                Some(rev) if rev == Some(record.revision()) => {}
+                Some(rev) => {
+                    return Err(StoreError::Conflict {
+                        kind: R::KIND,
+                        id: record.id().to_string(),
+                        expected: Some(record.revision()),
+                        found: rev,
+                    });
+                }
+            }
+            t.remove(record.id()).map_err(backend("delete"))?;
+        }
+        tx.commit().map_err(backend(format!(
+            "commit delete {} {}",
+            R::KIND,
+            record.id()
+        )))
+    }
+
+    /// Writes raw bytes under a key, bypassing encoding. Only for tests that need to plant a
+    /// damaged record.
+    #[doc(hidden)]
+    pub fn put_raw(&self, kind: RecordKind, id: &str, raw: &[u8]) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(backend("begin write"))?;
+        {
+            let mut t = tx.open_table(table(kind)).map_err(backend("open table"))?;
+            t.insert(id, raw).map_err(backend("write"))?;
+        }
+        tx.commit().map_err(backend("commit"))
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn stored_revision(raw: &[u8]) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Rev {
+        revision: u64,
+    }
+    serde_json::from_slice::<Rev>(raw).ok().map(|r| r.revision)
+}
+
+fn decode<R: Record>(key: &str, raw: &[u8]) -> Result<R, String> {
+    #[derive(serde::Deserialize)]
+    struct Schema {
+        schema: u32,
+    }
+    let schema = serde_json::from_slice::<Schema>(raw)
+        .map_err(|e| format!("not a readable {} record: {e}", R::KIND))?
+        .schema;
+    if schema > SCHEMA_VERSION {
+        return Err(format!(
+            "schema version {schema} is newer than this lnet understands ({SCHEMA_VERSION}); upgrade lnet to use it"
+        ));
+    }
+    let rec: R = serde_json::from_slice(raw)
+        .map_err(|e| format!("not a readable {} record: {e}", R::KIND))?;
+    if rec.id() != key {
+        return Err(format!(
+            "record id {:?} does not match its key {key:?}",
+            rec.id()
+        ));
+    }
+    Ok(rec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{IpamSpec, Lifecycle};
+    use std::collections::BTreeMap;
+
+    fn net(id: &str) -> NetworkRecord {
+        NetworkRecord {
+            schema: SCHEMA_VERSION,
+            state: Lifecycle::Creating,
+            revision: 0,
+            id: id.into(),
+            name: format!("n-{id}"),
+            driver: "bridge".into(),
+            scope: "local".into(),
+            created_unix_nanos: 1,
+            ipam: IpamSpec {
+                driver: "default".into(),
+                ..Default::default()
+            },
+            pools: vec![],
+            enable_ipv6: false,
+            internal: false,
+            attachable: false,
+            labels: BTreeMap::new(),
+            options: BTreeMap::new(),
+            driver_state: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn put_get_cas_delete_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lnet.db");
+        {
+            let (s, notice) = Store::open(&path).unwrap();
+            assert!(notice.is_none());
+            let mut n = net("a");
+            s.put(&mut n).unwrap();
+            assert_eq!(n.revision, 1);
+            // A stale writer (revision 0 = "create") must lose.
+            let mut stale = net("a");
+            let err = s.put(&mut stale).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Conflict {
+                        expected: None,
+                        found: Some(1),
+                        ..
+                    }
+                ),
+                "{err}"
+            );
+            n.state = Lifecycle::Ready;
+            s.put(&mut n).unwrap();
+            assert_eq!(n.revision, 2);
+            let got: NetworkRecord = s.get("a").unwrap().unwrap();
+            assert_eq!(got, n);
+            let mut other = net("b");
+            s.put(&mut other).unwrap();
+            s.delete(&other).unwrap();
+            s.delete(&other).unwrap(); // already gone: fine
+            assert!(s.get::<NetworkRecord>("b").unwrap().is_none());
+        }
+        let (s, _) = Store::open(&path).unwrap();
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.networks.len(), 1);
+        assert_eq!(loaded.networks[0].state, Lifecycle::Ready);
+        assert_eq!(loaded.networks[0].revision, 2);
+    }
+
+    #[test]
+    fn unreadable_and_future_records_are_quarantined_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, _) = Store::open(&dir.path().join("lnet.db")).unwrap();
+        let mut good = net("good");
+        s.put(&mut good).unwrap();
+        s.put_raw(RecordKind::Network, "garbage", b"{not json")
+            .unwrap();
+        let mut future = serde_json::to_value(net("future")).unwrap();
+        future["schema"] = serde_json::json!(SCHEMA_VERSION + 1);
+        s.put_raw(RecordKind::Network, "future", future.to_string().as_bytes())
+            .unwrap();
+        s.put_raw(RecordKind::Endpoint, "e1", br#"{"schema":1,"id":"e1"}"#)
+            .unwrap();
+
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.networks.len(), 1);
+        assert_eq!(loaded.networks[0].id, "good");
+        let mut ids: Vec<_> = loaded.quarantined.iter().map(|q| q.id.clone()).collect();
+        ids.sort();
+        assert_eq!(ids, ["e1", "future", "garbage"]);
+        let fut = loaded
+            .quarantined
+            .iter()
+            .find(|q| q.id == "future")
+            .unwrap();
+        assert!(fut.reason.contains("newer"), "{}", fut.reason);
+        // Quarantine is durable and the bad records no longer load.
+        let again = s.load().unwrap();
+        assert!(again.quarantined.is_empty());
+        assert_eq!(s.quarantined().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_garbage_database_file_is_moved_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lnet.db");
+        std::fs::write(&path, vec![0xA5u8; 8192]).unwrap();
+        let (s, notice) = Store::open(&path).unwrap();
+        let notice = notice.expect("a notice about the moved file");
+        assert!(notice.contains("corrupt"), "{notice}");
+        assert!(s.load().unwrap().networks.is_empty());
+        let moved = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("lnet.db.corrupt-")
+            });
+        assert!(moved);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_file_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lnet.db");
+        let (_s, _) = Store::open(&path).unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("another process"));
+    }
+}
