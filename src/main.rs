@@ -21,8 +21,8 @@ struct Cli {
 enum Command {
     /// Print version information.
     Version,
-    /// List what a store holds (networks, endpoints, sandboxes, quarantined records), read
-    /// offline: the store must not be open in a running lnet.
+    /// List what a store holds (networks, endpoints, sandboxes, quarantined records). Reads
+    /// only; works beside a running lnet.
     Store {
         /// The data root holding lnet.db.
         #[arg(long, default_value = "/var/lib/lnet", env = "LNET_DATA_ROOT")]

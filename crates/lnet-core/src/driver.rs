@@ -99,7 +99,8 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Makes (or repairs) the endpoint's interface in the sandbox. Idempotent.
+    /// Makes the endpoint's interface in the sandbox; with `repair`, checks what exists
+    /// first and completes or re-makes it (recovery). Idempotent either way.
     fn join(
         &self,
         host: &mut HostKernel,
@@ -107,6 +108,7 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         net: &NetworkRecord,
         ep: &EndpointRecord,
         join: &JoinRecord,
+        repair: bool,
     ) -> Result<()>;
 
     /// Removes what [`Driver::join`] made. Idempotent. `sandbox` is `None` when the

@@ -13,8 +13,10 @@ use std::path::Path;
 
 use crate::error::{CoreError, Result};
 
-/// Writes `contents` to `path` atomically.
-pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
+/// Writes `contents` to `path` atomically (readers see the old file or the new one). With
+/// `durable`, the data is also on disk before the rename; files that recovery regenerates
+/// from the records anyway (`hosts`) skip that fsync on the join/leave hot path.
+pub(crate) fn write_atomic(path: &Path, contents: &str, durable: bool) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -25,7 +27,9 @@ pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(contents.as_bytes())?;
-        f.sync_all()?;
+        if durable {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, path)
     })();
     if res.is_err() {
@@ -241,8 +245,8 @@ mod tests {
     fn atomic_write_replaces_whole_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hosts");
-        write_atomic(&p, "a\n").unwrap();
-        write_atomic(&p, "b\n").unwrap();
+        write_atomic(&p, "a\n", true).unwrap();
+        write_atomic(&p, "b\n", false).unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),

@@ -307,7 +307,7 @@ impl State {
                         return;
                     }
                     if let Some(k) = kernel
-                        && let Err(e) = driver.join(&mut self.host, k, &net, &ep, &join)
+                        && let Err(e) = driver.join(&mut self.host, k, &net, &ep, &join, true)
                     {
                         report.errors.push(format!(
                             "endpoint {}: repairing its interface: {e}",

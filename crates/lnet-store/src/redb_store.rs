@@ -128,32 +128,7 @@ impl Store {
     /// Loads every record. Records that do not parse, or whose schema is newer than this
     /// build, are moved to quarantine in the same pass.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        let mut loaded = Loaded::default();
-        let mut bad: Vec<(RecordKind, String, String, Vec<u8>)> = Vec::new();
-        {
-            let tx = self.db.begin_read().map_err(backend("begin read"))?;
-            for kind in RecordKind::ALL {
-                let t = tx.open_table(table(kind)).map_err(backend("open table"))?;
-                for item in t.iter().map_err(backend("iterate"))? {
-                    let (k, v) = item.map_err(backend("read record"))?;
-                    let key = k.value().to_string();
-                    let raw = v.value().to_vec();
-                    let res =
-                        match kind {
-                            RecordKind::Network => {
-                                decode::<NetworkRecord>(&key, &raw).map(|r| loaded.networks.push(r))
-                            }
-                            RecordKind::Endpoint => decode::<EndpointRecord>(&key, &raw)
-                                .map(|r| loaded.endpoints.push(r)),
-                            RecordKind::Sandbox => decode::<SandboxRecord>(&key, &raw)
-                                .map(|r| loaded.sandboxes.push(r)),
-                        };
-                    if let Err(reason) = res {
-                        bad.push((kind, key, reason, raw));
-                    }
-                }
-            }
-        }
+        let (mut loaded, bad) = read_all(&self.db)?;
         for (kind, key, reason, raw) in bad {
             tracing::error!(kind = %kind, id = %key, %reason, "quarantining unreadable record");
             loaded
@@ -161,6 +136,37 @@ impl Store {
                 .push(self.quarantine_raw(kind, &key, &reason, raw)?);
         }
         Ok(loaded)
+    }
+
+    /// Reads a store without changing it (read-only open; works beside a running lnet).
+    /// Unreadable records are reported in [`Loaded::quarantined`] but left where they are;
+    /// the records already in quarantine are returned second.
+    pub fn inspect(path: &Path) -> Result<(Loaded, Vec<Quarantined>), StoreError> {
+        let shown = path.display().to_string();
+        let db = redb::ReadOnlyDatabase::open(path)
+            .map_err(backend(format!("open {shown} read-only")))?;
+        let (mut loaded, bad) = read_all(&db)?;
+        loaded.quarantined = bad
+            .into_iter()
+            .map(|(kind, id, reason, raw)| Quarantined {
+                kind: kind.as_str().to_string(),
+                id,
+                reason,
+                raw: String::from_utf8_lossy(&raw).into_owned(),
+                at_unix: 0,
+            })
+            .collect();
+        let tx = db.begin_read().map_err(backend("begin read"))?;
+        let mut quarantined = Vec::new();
+        if let Ok(t) = tx.open_table(QUARANTINE) {
+            for item in t.iter().map_err(backend("iterate quarantine"))? {
+                let (_, v) = item.map_err(backend("read quarantine"))?;
+                if let Ok(q) = serde_json::from_slice::<Quarantined>(v.value()) {
+                    quarantined.push(q);
+                }
+            }
+        }
+        Ok((loaded, quarantined))
     }
 
     /// Moves a record to quarantine (used by the controller for records that parse but
@@ -336,6 +342,43 @@ impl Store {
     }
 }
 
+type BadRecord = (RecordKind, String, String, Vec<u8>);
+
+/// Decodes every record of every table; what does not decode is returned aside.
+fn read_all(db: &impl ReadableDatabase) -> Result<(Loaded, Vec<BadRecord>), StoreError> {
+    let mut loaded = Loaded::default();
+    let mut bad = Vec::new();
+    let tx = db.begin_read().map_err(backend("begin read"))?;
+    for kind in RecordKind::ALL {
+        let t = match tx.open_table(table(kind)) {
+            Ok(t) => t,
+            // A store written before this table existed simply has none of these records.
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(e) => return Err(backend("open table")(e)),
+        };
+        for item in t.iter().map_err(backend("iterate"))? {
+            let (k, v) = item.map_err(backend("read record"))?;
+            let key = k.value().to_string();
+            let raw = v.value();
+            let res = match kind {
+                RecordKind::Network => {
+                    decode::<NetworkRecord>(&key, raw).map(|r| loaded.networks.push(r))
+                }
+                RecordKind::Endpoint => {
+                    decode::<EndpointRecord>(&key, raw).map(|r| loaded.endpoints.push(r))
+                }
+                RecordKind::Sandbox => {
+                    decode::<SandboxRecord>(&key, raw).map(|r| loaded.sandboxes.push(r))
+                }
+            };
+            if let Err(reason) = res {
+                bad.push((kind, key, reason, raw.to_vec()));
+            }
+        }
+    }
+    Ok((loaded, bad))
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -478,6 +521,25 @@ mod tests {
         let again = s.load().unwrap();
         assert!(again.quarantined.is_empty());
         assert_eq!(s.quarantined().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn inspect_reads_without_changing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lnet.db");
+        {
+            let (s, _) = Store::open(&path).unwrap();
+            s.put(&mut net("good")).unwrap();
+            s.put_raw(RecordKind::Network, "garbage", b"{not json")
+                .unwrap();
+        }
+        let (loaded, q) = Store::inspect(&path).unwrap();
+        assert_eq!(loaded.networks.len(), 1);
+        assert_eq!(loaded.quarantined.len(), 1, "reported");
+        assert!(q.is_empty(), "nothing moved to quarantine");
+        // Still there for the next real load, which quarantines it.
+        let (s, _) = Store::open(&path).unwrap();
+        assert_eq!(s.load().unwrap().quarantined.len(), 1);
     }
 
     #[test]

@@ -5,8 +5,9 @@
 //! exactly the same bridge. The firewall that acts on `enable_icc`, `enable_ip_masquerade`,
 //! `host_binding_ipv4` and `host_ipv4` comes with the firewall work; here they are stored.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Mutex;
 
 use ipnet::IpNet;
 use lnet_kernel::{AddrFlags, BridgeOptions, Netlink, VethSpec, sysctl};
@@ -197,7 +198,55 @@ impl BridgeConfig {
 
 /// The bridge driver.
 #[derive(Debug, Default)]
-pub struct BridgeDriver;
+pub struct BridgeDriver {
+    /// Bridge name → interface index, so a join costs no lookup. Refreshed whenever the
+    /// network's kernel objects are (re)made, and on a join that fails with a stale index.
+    indices: Mutex<HashMap<String, u32>>,
+}
+
+impl BridgeDriver {
+    fn bridge_index(
+        &self,
+        host: &mut HostKernel,
+        cfg: &BridgeConfig,
+        net: &NetworkRecord,
+    ) -> Result<u32> {
+        if let Some(i) = self
+            .indices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cfg.bridge)
+        {
+            return Ok(*i);
+        }
+        let link = host
+            .nl
+            .link_by_name(&cfg.bridge)
+            .map_err(kernel(format!("look up bridge {}", cfg.bridge)))?
+            .ok_or_else(|| {
+                CoreError::Forbidden(format!(
+                    "bridge {} of network {} is missing; restart lnet to repair it",
+                    cfg.bridge, net.name
+                ))
+            })?;
+        self.remember_bridge(&cfg.bridge, link.index);
+        Ok(link.index)
+    }
+
+    fn remember_bridge(&self, name: &str, index: u32) {
+        self.indices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), index);
+    }
+
+    fn forget_bridge(&self, name: &str) {
+        self.indices
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+    }
+}
 
 fn expected_bridge_addrs(net: &NetworkRecord, cfg: &BridgeConfig) -> Vec<IpNet> {
     let mut out = Vec::new();
@@ -284,6 +333,7 @@ impl Driver for BridgeDriver {
                 },
             )
             .map_err(kernel(format!("create bridge {name}")))?;
+        self.remember_bridge(name, link.index);
         let want = expected_bridge_addrs(net, &cfg);
         let have = host
             .nl
@@ -340,6 +390,7 @@ impl Driver for BridgeDriver {
 
     fn delete_network(&self, host: &mut HostKernel, net: &NetworkRecord) -> Result<()> {
         let cfg = BridgeConfig::of(net)?;
+        self.forget_bridge(&cfg.bridge);
         host.nl
             .delete_link(&cfg.bridge)
             .map_err(kernel(format!("delete bridge {}", cfg.bridge)))?;
@@ -385,6 +436,7 @@ impl Driver for BridgeDriver {
         net: &NetworkRecord,
         ep: &EndpointRecord,
         join: &JoinRecord,
+        repair: bool,
     ) -> Result<()> {
         let cfg = BridgeConfig::of(net)?;
         let (Some(host_if), Some(ctr_if)) = (&join.host_ifname, &join.container_ifname) else {
@@ -398,66 +450,74 @@ impl Driver for BridgeDriver {
             .as_deref()
             .map(|m| parse_mac("MacAddress", m))
             .transpose()?;
-        let bridge = host
-            .nl
-            .link_by_name(&cfg.bridge)
-            .map_err(kernel(format!("look up bridge {}", cfg.bridge)))?
-            .ok_or_else(|| {
-                CoreError::Forbidden(format!(
-                    "bridge {} of network {} is missing; restart lnet to repair it",
-                    cfg.bridge, net.name
-                ))
-            })?;
-        let host_link = host
-            .nl
-            .link_by_name(host_if)
-            .map_err(kernel(format!("look up {host_if}")))?;
-        let peer = sandbox
+        let spec = |bridge: u32| VethSpec {
+            host_name: host_if,
+            host_mtu: cfg.mtu,
+            host_master: Some(bridge),
+            host_up: true,
+            peer_name: ctr_if,
+            peer_ns: Some(&sandbox.ns),
+            peer_mac: mac,
+            peer_mtu: cfg.mtu,
+        };
+        let create_ctx = || format!("create veth {host_if} with {ctr_if} in the sandbox");
+        // The hot path: a fresh join makes the pair in one request, with the cached bridge
+        // index. It falls back to the repair path only if something is already there.
+        let mut created = false;
+        if !repair {
+            let bridge = self.bridge_index(host, &cfg, net)?;
+            match host.nl.create_veth(spec(bridge)) {
+                Ok(_) => created = true,
+                Err(e) if e.is_exists() => {}
+                Err(_) => {
+                    // Perhaps the bridge was re-created under a new index: look again, once.
+                    self.forget_bridge(&cfg.bridge);
+                    let bridge = self.bridge_index(host, &cfg, net)?;
+                    host.nl
+                        .create_veth(spec(bridge))
+                        .map_err(kernel(create_ctx()))?;
+                    created = true;
+                }
+            }
+        }
+        if !created {
+            let bridge = self.bridge_index(host, &cfg, net)?;
+            let host_link = host
+                .nl
+                .link_by_name(host_if)
+                .map_err(kernel(format!("look up {host_if}")))?;
+            let peer = sandbox
+                .nl
+                .link_by_name(ctr_if)
+                .map_err(kernel(format!("look up {ctr_if} in sandbox")))?;
+            match (host_link, peer) {
+                (Some(h), Some(_)) => {
+                    host.nl
+                        .set_master(h.index, Some(bridge))
+                        .map_err(kernel(format!("attach {host_if} to {}", cfg.bridge)))?;
+                    host.nl
+                        .set_up(h.index)
+                        .map_err(kernel(format!("bring up {host_if}")))?;
+                }
+                (h, _) => {
+                    // Half a pair cannot be repaired in place: make it anew.
+                    if h.is_some() {
+                        host.nl
+                            .delete_link(host_if)
+                            .map_err(kernel(format!("delete stale {host_if}")))?;
+                    }
+                    host.nl
+                        .create_veth(spec(bridge))
+                        .map_err(kernel(create_ctx()))?;
+                }
+            }
+        }
+        let peer_index = sandbox
             .nl
             .link_by_name(ctr_if)
-            .map_err(kernel(format!("look up {ctr_if} in sandbox")))?;
-        let (_host_index, peer_index) = match (host_link, peer) {
-            (Some(h), Some(p)) => {
-                host.nl
-                    .set_master(h.index, Some(bridge.index))
-                    .map_err(kernel(format!("attach {host_if} to {}", cfg.bridge)))?;
-                host.nl
-                    .set_up(h.index)
-                    .map_err(kernel(format!("bring up {host_if}")))?;
-                (h.index, p.index)
-            }
-            (h, _) => {
-                // Half a pair (or a peer without its host end) cannot be repaired in place.
-                if h.is_some() {
-                    host.nl
-                        .delete_link(host_if)
-                        .map_err(kernel(format!("delete stale {host_if}")))?;
-                }
-                let host_index = host
-                    .nl
-                    .create_veth(VethSpec {
-                        host_name: host_if,
-                        host_mtu: cfg.mtu,
-                        host_master: Some(bridge.index),
-                        host_up: true,
-                        peer_name: ctr_if,
-                        peer_ns: Some(&sandbox.ns),
-                        peer_mac: mac,
-                        peer_mtu: cfg.mtu,
-                    })
-                    .map_err(kernel(format!(
-                        "create veth {host_if} with {ctr_if} in the sandbox"
-                    )))?;
-                let peer = sandbox
-                    .nl
-                    .link_by_name(ctr_if)
-                    .map_err(kernel(format!("look up {ctr_if} in sandbox")))?
-                    .ok_or_else(|| {
-                        CoreError::Forbidden(format!("{ctr_if} did not appear in the sandbox"))
-                    })?;
-                (host_index, peer.index)
-            }
-        };
+            .map_err(kernel(format!("look up {ctr_if} in sandbox")))?
+            .ok_or_else(|| CoreError::Forbidden(format!("{ctr_if} did not appear in the sandbox")))?
+            .index;
         for addr in ep.addr_v4.iter().chain(ep.addr_v6.iter()) {
             sandbox
                 .nl

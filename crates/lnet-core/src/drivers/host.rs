@@ -66,6 +66,7 @@ impl Driver for HostDriver {
         _: &NetworkRecord,
         _: &EndpointRecord,
         _: &JoinRecord,
+        _: bool,
     ) -> Result<()> {
         Ok(())
     }

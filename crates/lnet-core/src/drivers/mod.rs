@@ -12,7 +12,7 @@ use crate::driver::Driver;
 /// The built-in drivers by name.
 pub(crate) fn builtin() -> BTreeMap<&'static str, Arc<dyn Driver>> {
     let list: [Arc<dyn Driver>; 3] = [
-        Arc::new(bridge::BridgeDriver),
+        Arc::new(bridge::BridgeDriver::default()),
         Arc::new(host::HostDriver),
         Arc::new(null::NullDriver),
     ];

@@ -54,6 +54,7 @@ impl Driver for NullDriver {
         _: &NetworkRecord,
         _: &EndpointRecord,
         _: &JoinRecord,
+        _: bool,
     ) -> Result<()> {
         Ok(())
     }

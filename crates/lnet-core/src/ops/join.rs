@@ -95,7 +95,7 @@ impl State {
             } = &mut *self;
             let entry = sandboxes.get_mut(sb_id).expect("checked above");
             if let Some(k) = entry.kernel.as_mut() {
-                driver.join(host, k, &net, &ep, &join)?;
+                driver.join(host, k, &net, &ep, &join, false)?;
             }
             let after = self.gateways_of(cx, sb_id, None);
             self.apply_gateways(sb_id, Some(before), after)?;

@@ -166,6 +166,7 @@ impl State {
             files::write_atomic(
                 &rec.files_dir.join("resolv.conf"),
                 &files::sandbox_resolv_conf(&host_resolv, &user, rec.host_mode),
+                true,
             )?;
             let kernel = if rec.host_mode {
                 None
