@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::controller::{Cx, SandboxEntry, State};
 use crate::driver::SandboxKernel;
 use crate::error::Result;
-use crate::ops::{open_sandbox_kernel, remove_sandbox_artifacts};
+use crate::ops::{open_sandbox_kernel, remove_sandbox_artifacts, write_resolv_conf};
 
 /// What start-up recovery found and did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -149,6 +149,16 @@ impl State {
                 report
                     .errors
                     .push(format!("sandbox {id}: default routes: {e}"));
+            }
+            // resolv.conf is the container's to edit, so it is rewritten only when it is gone
+            // (with the directory that holds both files).
+            if let Some(rec) = self.sandboxes.get(&id).map(|s| &s.rec)
+                && !rec.files_dir.join("resolv.conf").exists()
+                && let Err(e) = write_resolv_conf(cx, rec)
+            {
+                report
+                    .errors
+                    .push(format!("sandbox {id}: resolv.conf: {e}"));
             }
             if let Err(e) = self.write_hosts(cx, &id) {
                 report.errors.push(format!("sandbox {id}: hosts: {e}"));

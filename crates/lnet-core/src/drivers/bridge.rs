@@ -81,7 +81,8 @@ pub struct BridgeConfig {
     pub default_bridge: bool,
 }
 
-fn parse_bool(key: &str, v: &str) -> Result<bool> {
+/// A boolean option value, as the bridge driver and network flags accept it.
+pub(crate) fn parse_bool(key: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
         "true" | "1" | "t" | "yes" => Ok(true),
         "false" | "0" | "f" | "no" => Ok(false),

@@ -149,6 +149,10 @@ impl State {
             tracing::warn!(endpoint = %ep.name, error = %e, "undoing join: restoring default routes");
         }
         ep.join = None;
+        // The interface is gone: the in-memory record follows the kernel before the hosts
+        // file is regenerated from it (else the file keeps this endpoint's line). Should the
+        // store write below fail, the stored `joining` record is rolled back at start.
+        self.endpoints.insert(ep.id.clone(), ep.clone());
         if let Err(e) = self.write_hosts(cx, &join.sandbox_id) {
             tracing::warn!(error = %e, "undoing join: rewriting hosts");
         }

@@ -39,7 +39,10 @@ impl State {
         let driver = cx.driver(&net.driver)?;
         let mut ep = ep.clone();
         let sb = join.sandbox_id.clone();
-        let before = self.gateways_of(cx, &sb, None);
+        // A retried leave cannot know what the interrupted one already changed (its
+        // endpoint no longer counts in gateways_of, so "before" would already look like
+        // "after"): set both families from scratch then.
+        let before = (join.state != JoinState::Leaving).then(|| self.gateways_of(cx, &sb, None));
         if join.state != JoinState::Leaving {
             if let Some(j) = ep.join.as_mut() {
                 j.state = JoinState::Leaving;
@@ -61,7 +64,7 @@ impl State {
             .get(&sb)
             .is_some_and(|e| e.kernel.is_some() || e.rec.host_mode)
         {
-            self.apply_gateways(&sb, Some(before), after)?;
+            self.apply_gateways(&sb, before, after)?;
             self.write_hosts(cx, &sb)?;
         }
         crate::failpoint::hit("leave:kernel-done");

@@ -13,5 +13,5 @@ mod sandbox_create;
 mod sandbox_delete;
 mod sandbox_support;
 
-pub(crate) use sandbox_create::remove_sandbox_artifacts;
+pub(crate) use sandbox_create::{remove_sandbox_artifacts, write_resolv_conf};
 pub(crate) use sandbox_support::{Gateways, open_sandbox_kernel};

@@ -46,7 +46,10 @@ impl State {
             ("com.docker.network.enable_ipv6", &mut opts.enable_ipv6),
             ("com.docker.network.internal", &mut opts.internal),
         ] {
-            if opts.options.get(k).is_some_and(|s| s == "true" || s == "1") {
+            // Any spelling of "true" the driver accepts must switch the flag on.
+            if let Some(s) = opts.options.get(k)
+                && crate::drivers::bridge::parse_bool(k, s)?
+            {
                 *v = true;
             }
         }

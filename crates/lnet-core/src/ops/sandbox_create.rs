@@ -154,20 +154,7 @@ impl State {
                     rec.netns_path.display()
                 )))?;
             }
-            std::fs::create_dir_all(&rec.files_dir)
-                .map_err(CoreError::io(format!("create {}", rec.files_dir.display())))?;
-            let host_resolv =
-                std::fs::read_to_string(&cx.config.host_resolv_conf).unwrap_or_default();
-            let user = DnsSettings {
-                servers: &rec.dns,
-                search: &rec.dns_search,
-                options: &rec.dns_options,
-            };
-            files::write_atomic(
-                &rec.files_dir.join("resolv.conf"),
-                &files::sandbox_resolv_conf(&host_resolv, &user, rec.host_mode),
-                true,
-            )?;
+            write_resolv_conf(cx, &rec)?;
             let kernel = if rec.host_mode {
                 None
             } else {
@@ -229,6 +216,24 @@ impl State {
         }
         Ok(path)
     }
+}
+
+/// Creates the sandbox's files directory and writes its `resolv.conf` from the host's and the
+/// record's DNS settings.
+pub(crate) fn write_resolv_conf(cx: &Cx, rec: &SandboxRecord) -> Result<()> {
+    std::fs::create_dir_all(&rec.files_dir)
+        .map_err(CoreError::io(format!("create {}", rec.files_dir.display())))?;
+    let host_resolv = std::fs::read_to_string(&cx.config.host_resolv_conf).unwrap_or_default();
+    let user = DnsSettings {
+        servers: &rec.dns,
+        search: &rec.dns_search,
+        options: &rec.dns_options,
+    };
+    files::write_atomic(
+        &rec.files_dir.join("resolv.conf"),
+        &files::sandbox_resolv_conf(&host_resolv, &user, rec.host_mode),
+        true,
+    )
 }
 
 /// Removes what a sandbox made: its namespace (only if lnet created it) and its files.

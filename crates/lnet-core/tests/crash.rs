@@ -1,0 +1,353 @@
+//! Crash at every failpoint: the operation containing it stops dead there (a panic, armed on
+//! the test's thread), the controller is dropped without any cleanup and a new one starts on
+//! the same store. The start must converge — every object ready, the kernel and the files
+//! matching the records, nothing leaked — and the interrupted operation must be finished
+//! (deletes and leaves) or leave no trace at all (creates and joins), after which retrying it
+//! works.
+
+mod common;
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+
+use common::*;
+use lnet_core::{EndpointOptions, ErrorKind, JoinOptions, Lifecycle, failpoint};
+use lnet_kernel::Netns;
+
+/// The world every crash test starts from: network `base` with `e1` joined to `s1`, `e3`
+/// joined to `s3` and `e2` not joined; an empty sandbox `s2`; a network `doomed` with no
+/// endpoints.
+fn build_world(env: &Env) {
+    let ctrl = env.ctrl();
+    let base = bridge_on(ctrl, "base", "10.98.0.0/24");
+    attach(&base, "e1", &sandbox(ctrl, "s1"));
+    attach(&base, "e3", &sandbox(ctrl, "s3"));
+    endpoint(&base, "e2");
+    sandbox(ctrl, "s2");
+    bridge_on(ctrl, "doomed", "10.97.0.0/24");
+}
+
+fn ep(env: &Env, name: &str) -> lnet_core::Result<lnet_core::Endpoint> {
+    find_endpoint(env.ctrl(), "base", name)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Op {
+    NetworkCreate,
+    NetworkDelete,
+    SandboxCreate,
+    SandboxDelete,
+    Join,
+    Leave,
+}
+
+impl Op {
+    fn of(failpoint: &str) -> Op {
+        match failpoint.split(':').next().unwrap() {
+            "network-create" => Op::NetworkCreate,
+            "network-delete" => Op::NetworkDelete,
+            "sandbox-create" => Op::SandboxCreate,
+            "sandbox-delete" => Op::SandboxDelete,
+            "join" => Op::Join,
+            "leave" => Op::Leave,
+            other => panic!("no operation known for failpoint group {other}: add one here"),
+        }
+    }
+
+    /// The object the operation is about, as recovery names it.
+    fn object(self) -> &'static str {
+        match self {
+            Op::NetworkCreate => "network fresh",
+            Op::NetworkDelete => "network doomed",
+            Op::SandboxCreate => "sandbox s4",
+            Op::SandboxDelete => "sandbox s3",
+            Op::Join => "endpoint e2",
+            Op::Leave => "endpoint e1",
+        }
+    }
+
+    /// Deletes and leaves are finished at start; creates and joins are undone.
+    fn finished_at_start(self) -> bool {
+        matches!(self, Op::NetworkDelete | Op::SandboxDelete | Op::Leave)
+    }
+
+    fn run(self, env: &Env) -> lnet_core::Result<()> {
+        let ctrl = env.ctrl();
+        match self {
+            Op::NetworkCreate => ctrl
+                .new_network("bridge", "fresh", subnet_opts("10.96.0.0/24"))
+                .map(drop),
+            Op::NetworkDelete => ctrl.network("doomed")?.delete(),
+            Op::SandboxCreate => ctrl.new_sandbox("s4", Default::default()).map(drop),
+            Op::SandboxDelete => ctrl.sandbox("s3")?.delete(),
+            Op::Join => ep(env, "e2")?.join(&ctrl.sandbox("s2")?, JoinOptions::default()),
+            Op::Leave => ep(env, "e1")?.leave(&ctrl.sandbox("s1")?),
+        }
+    }
+
+    /// Whether the operation's effect is there.
+    fn done(self, env: &Env) -> bool {
+        let ctrl = env.ctrl();
+        let gone = |r: lnet_core::Result<()>| match r {
+            Ok(()) => false,
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+                true
+            }
+        };
+        match self {
+            Op::NetworkCreate => !gone(ctrl.network("fresh").map(drop)),
+            Op::NetworkDelete => gone(ctrl.network("doomed").map(drop)),
+            Op::SandboxCreate => !gone(ctrl.sandbox("s4").map(drop)),
+            Op::SandboxDelete => gone(ctrl.sandbox("s3").map(drop)),
+            Op::Join => ep(env, "e2").unwrap().info().unwrap().join.is_some(),
+            Op::Leave => ep(env, "e1").unwrap().info().unwrap().join.is_none(),
+        }
+    }
+
+    /// What a user checks once the operation took effect.
+    fn check_done(self, env: &Env) {
+        let ctrl = env.ctrl();
+        match self {
+            Op::NetworkCreate => {
+                let n = ctrl.network("fresh").unwrap();
+                assert_eq!(n.info().unwrap().state, Lifecycle::Ready);
+                assert!(must_link(&mut host_nl(), &bridge_name(&n)).up);
+            }
+            Op::NetworkDelete => {
+                // The pool is free: the same subnet can be had again.
+                bridge_on(ctrl, "doomed-again", "10.97.0.0/24");
+            }
+            Op::SandboxCreate => {
+                let s = ctrl.sandbox("s4").unwrap();
+                assert!(Netns::is_mounted_at(s.key().unwrap()));
+                assert!(s.resolv_conf_path().unwrap().exists());
+            }
+            Op::SandboxDelete => {
+                // Its endpoint went with it, and e3's address is free again.
+                assert_eq!(ep(env, "e3").unwrap_err().kind(), ErrorKind::NotFound);
+                let again = ctrl
+                    .network("base")
+                    .unwrap()
+                    .create_endpoint(
+                        "e3-again",
+                        EndpointOptions {
+                            ipv4: Some("10.98.0.3".parse().unwrap()),
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                again.delete().unwrap();
+            }
+            Op::Join => {
+                let s2 = ctrl.sandbox("s2").unwrap();
+                assert_eq!(links_in(&s2.key().unwrap()), ["eth0".to_string()].into());
+                assert_eq!(
+                    default_gw(&mut sandbox_nl(&s2), lnet_kernel::IpFamily::V4),
+                    Some("10.98.0.1".parse().unwrap())
+                );
+            }
+            Op::Leave => {
+                let s1 = ctrl.sandbox("s1").unwrap();
+                assert!(links_in(&s1.key().unwrap()).is_empty());
+                assert!(!read(&s1.hosts_path().unwrap()).contains("10.98.0.2"));
+            }
+        }
+    }
+}
+
+/// Runs the operation of `fp` with `fp` armed, restarts, and checks the outcome.
+fn crash_at(fp: &str, test: &str) {
+    let Some(mut env) = common::env(test) else {
+        return;
+    };
+    build_world(&env);
+    let op = Op::of(fp);
+    let before = env.snapshot();
+
+    failpoint::arm(fp);
+    let outcome = catch_unwind(AssertUnwindSafe(|| op.run(&env)));
+    failpoint::disarm();
+    let payload = outcome.expect_err("the operation must stop at its failpoint");
+    let msg = payload
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(msg, format!("failpoint {fp}"));
+
+    env.restart();
+    let report = env.ctrl().recovery_report().clone();
+    let done = op.done(&env);
+    assert_eq!(
+        done,
+        op.finished_at_start(),
+        "{fp}: recovery should {} the operation: {report:?}",
+        if op.finished_at_start() {
+            "finish"
+        } else {
+            "undo"
+        }
+    );
+    let named = if done {
+        &report.finished
+    } else {
+        &report.rolled_back
+    };
+    assert!(
+        named.iter().any(|w| w.starts_with(op.object())),
+        "{fp}: the recovery report names {}: {report:?}",
+        op.object()
+    );
+    if done {
+        op.check_done(&env);
+    } else {
+        assert_eq!(
+            env.snapshot().without_revisions(),
+            before.without_revisions(),
+            "{fp}: an undone operation leaves no trace"
+        );
+    }
+    assert_converged(&mut env);
+
+    if !done {
+        op.run(&env)
+            .unwrap_or_else(|e| panic!("{fp}: retrying after the crash: {e}"));
+        op.check_done(&env);
+        assert_converged(&mut env);
+    }
+}
+
+macro_rules! crash_tests {
+    ($($name:ident => $fp:literal,)*) => {
+        $(
+            #[test]
+            fn $name() {
+                crash_at($fp, stringify!($name));
+            }
+        )*
+        const COVERED: &[&str] = &[$($fp),*];
+    };
+}
+
+crash_tests! {
+    crash_network_create_recorded => "network-create:recorded",
+    crash_network_create_kernel_done => "network-create:kernel-done",
+    crash_network_delete_recorded => "network-delete:recorded",
+    crash_network_delete_kernel_done => "network-delete:kernel-done",
+    crash_sandbox_create_recorded => "sandbox-create:recorded",
+    crash_sandbox_create_kernel_done => "sandbox-create:kernel-done",
+    crash_sandbox_delete_recorded => "sandbox-delete:recorded",
+    crash_sandbox_delete_endpoints_done => "sandbox-delete:endpoints-done",
+    crash_sandbox_delete_kernel_done => "sandbox-delete:kernel-done",
+    crash_join_recorded => "join:recorded",
+    crash_join_kernel_done => "join:kernel-done",
+    crash_leave_recorded => "leave:recorded",
+    crash_leave_kernel_done => "leave:kernel-done",
+}
+
+#[test]
+fn every_failpoint_has_a_crash_test() {
+    let mut covered = COVERED.to_vec();
+    let mut all = failpoint::ALL.to_vec();
+    covered.sort_unstable();
+    all.sort_unstable();
+    assert_eq!(covered, all);
+}
+
+/// libnetwork's seed commit: a network delete interrupted right after the delete was
+/// recorded must leave a self-consistent record (state `deleting`, pools intact), the next
+/// start must finish the delete without ever handing the pool out twice, and the same subnet
+/// must then be available to a new network.
+#[test]
+fn network_delete_interrupted_after_recording_is_finished_and_its_subnet_reusable() {
+    let Some(mut env) = common::env(
+        "network_delete_interrupted_after_recording_is_finished_and_its_subnet_reusable",
+    ) else {
+        return;
+    };
+    build_world(&env);
+    let (id, bridge) = {
+        let n = env.ctrl().network("doomed").unwrap();
+        (n.id().to_string(), bridge_name(&n))
+    };
+    failpoint::arm("network-delete:recorded");
+    let outcome = catch_unwind(AssertUnwindSafe(|| Op::NetworkDelete.run(&env)));
+    failpoint::disarm();
+    outcome.expect_err("the delete stops at network-delete:recorded");
+
+    // What the crash left in the store: the intent, with the pools still recorded.
+    env.ctrl = None;
+    {
+        let (store, _) = lnet_store::Store::open(&env.config().store_path()).unwrap();
+        let rec: lnet_core::NetworkRecord = store.get(&id).unwrap().expect("record kept");
+        assert_eq!(rec.state, Lifecycle::Deleting);
+        assert_eq!(rec.pools.len(), 1);
+        assert_eq!(rec.pools[0].pool, "10.97.0.0/24".parse().unwrap());
+        assert_eq!(rec.pools[0].gateway, Some("10.97.0.1/24".parse().unwrap()));
+    }
+    // The bridge is still there: the kernel work had not started.
+    assert!(link(&mut host_nl(), &bridge).is_some());
+
+    env.restart();
+    let report = env.ctrl().recovery_report().clone();
+    assert_eq!(report.finished, ["network doomed (deleting)"], "{report:?}");
+    assert!(report.errors.is_empty() && report.quarantined.is_empty());
+    assert!(link(&mut host_nl(), &bridge).is_none());
+    assert_eq!(
+        env.ctrl().network("doomed").unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    assert!(
+        !env.ctrl()
+            .allocated_pools()
+            .contains(&"10.97.0.0/24".parse().unwrap())
+    );
+    let again = bridge_on(env.ctrl(), "doomed", "10.97.0.0/24");
+    assert_eq!(
+        pool_and_gateway(&again),
+        (
+            "10.97.0.0/24".parse().unwrap(),
+            "10.97.0.1/24".parse().unwrap()
+        )
+    );
+    let s = sandbox(env.ctrl(), "user");
+    let e = attach(&again, "e", &s);
+    assert_eq!(ip4(&e), "10.97.0.2".parse::<std::net::IpAddr>().unwrap());
+    drop((again, s, e));
+    assert_converged(&mut env);
+}
+
+/// A leave interrupted after it was recorded is finished by retrying it in the same process
+/// (the controller survives a panic in an operation): the retried leave must still move the
+/// default route to the next endpoint, as an uninterrupted leave does.
+#[test]
+fn a_retried_leave_moves_the_default_route() {
+    let Some(mut env) = common::env("a_retried_leave_moves_the_default_route") else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let (a, b) = (
+        bridge_on(ctrl, "a", "10.95.0.0/24"),
+        bridge_on(ctrl, "b", "10.94.0.0/24"),
+    );
+    let s = sandbox(ctrl, "s");
+    let ea = attach_with(&a, "ea", &s, JoinOptions { priority: 10 });
+    attach(&b, "eb", &s);
+    let mut nl = sandbox_nl(&s);
+    let gw = |n: &lnet_core::Network| Some(pool_and_gateway(n).1.addr());
+    assert_eq!(default_gw(&mut nl, lnet_kernel::IpFamily::V4), gw(&a));
+
+    failpoint::arm("leave:recorded");
+    let outcome = catch_unwind(AssertUnwindSafe(|| ea.leave(&s)));
+    failpoint::disarm();
+    outcome.expect_err("the leave stops at leave:recorded");
+    ea.leave(&s).expect("a retried leave finishes the job");
+    assert!(ea.info().unwrap().join.is_none());
+    assert_eq!(links_in(&s.key().unwrap()), ["eth1".to_string()].into());
+    assert_eq!(
+        default_gw(&mut nl, lnet_kernel::IpFamily::V4),
+        gw(&b),
+        "the default route moved to the remaining endpoint"
+    );
+    drop((a, b, s, ea));
+    assert_converged(&mut env);
+}
