@@ -182,8 +182,9 @@ impl Controller {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic in one operation must not wedge every later one; the state it left is a
-        // set of records and kernel objects that recovery-style code already tolerates.
+        // A panic in one operation must not wedge every other caller. What it leaves in
+        // memory may be half done (a held pool, a join with no interface); the store and the
+        // kernel are consistent at every step, so the next start sets memory right.
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 

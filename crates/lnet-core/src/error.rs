@@ -61,6 +61,15 @@ pub enum CoreError {
     /// An IPAM error.
     #[error(transparent)]
     Ipam(#[from] IpamError),
+    /// An IPAM refusal of one field of the request.
+    #[error("{field}: {source}")]
+    IpamField {
+        /// The field (`IPAM.Config.Gateway`, `IPv4Address`, …).
+        field: String,
+        /// The refusal.
+        #[source]
+        source: IpamError,
+    },
     /// A store error.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -103,7 +112,7 @@ impl CoreError {
             CoreError::NotFound { .. } => ErrorKind::NotFound,
             CoreError::NameInUse { .. } => ErrorKind::Conflict,
             CoreError::InUse(_) | CoreError::Forbidden(_) => ErrorKind::Forbidden,
-            CoreError::Ipam(e) => match e {
+            CoreError::Ipam(e) | CoreError::IpamField { source: e, .. } => match e {
                 IpamError::PoolOverlap { .. }
                 | IpamError::AddressInUse { .. }
                 | IpamError::NoAvailablePool { .. }
@@ -128,6 +137,12 @@ impl CoreError {
             value: value.to_string(),
             reason: reason.into(),
         }
+    }
+
+    /// Names the request field an IPAM error is about.
+    pub(crate) fn ipam_field(field: impl Into<String>) -> impl FnOnce(IpamError) -> Self {
+        let field = field.into();
+        move |source| CoreError::IpamField { field, source }
     }
 
     pub(crate) fn not_found(kind: &'static str, name: impl Into<String>) -> Self {

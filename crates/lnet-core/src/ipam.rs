@@ -105,17 +105,24 @@ impl IpamState {
                         "the subnet's family does not match its section",
                     ));
                 }
-                let lease = self.builtin.request_pool(&PoolRequest {
-                    space: space(scope),
-                    pool: cfg.subnet,
-                    sub_pool: cfg.ip_range,
-                    v6,
-                    exclude: if cfg.subnet.is_none() {
-                        exclude.to_vec()
-                    } else {
-                        Vec::new()
-                    },
-                })?;
+                let lease = self
+                    .builtin
+                    .request_pool(&PoolRequest {
+                        space: space(scope),
+                        pool: cfg.subnet,
+                        sub_pool: cfg.ip_range,
+                        v6,
+                        exclude: if cfg.subnet.is_none() {
+                            exclude.to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .map_err(CoreError::ipam_field(match (v6, cfg.ip_range.is_some()) {
+                        (_, true) => "IPAM.Config.IPRange",
+                        (false, false) => "IPAM.Config.Subnet",
+                        (true, false) => "IPAM.Config.Subnet (IPv6, EnableIPv6)",
+                    }))?;
                 let mut assignment = PoolAssignment {
                     pool: lease.pool,
                     sub_pool: lease.sub_pool,
@@ -132,13 +139,17 @@ impl IpamState {
                             format!("the address is outside subnet {}", lease.pool),
                         ));
                     }
-                    self.builtin.request_address(
-                        &lease.id,
-                        &AddressRequest {
-                            preferred: Some(*ip),
-                            serial: false,
-                        },
-                    )?;
+                    self.builtin
+                        .request_address(
+                            &lease.id,
+                            &AddressRequest {
+                                preferred: Some(*ip),
+                                serial: false,
+                            },
+                        )
+                        .map_err(CoreError::ipam_field(format!(
+                            "IPAM.Config.AuxiliaryAddresses[{name}]"
+                        )))?;
                     assignment.aux_addresses.insert(name.clone(), *ip);
                     done.last_mut().expect("pushed above").1 = assignment.clone();
                 }
@@ -186,13 +197,15 @@ impl IpamState {
             Some(ip) => Some(ip),
             None => first_host(pool).filter(|ip| !self.builtin.is_allocated(id, *ip)),
         };
-        Ok(self.builtin.request_address(
-            id,
-            &AddressRequest {
-                preferred,
-                serial: false,
-            },
-        )?)
+        self.builtin
+            .request_address(
+                id,
+                &AddressRequest {
+                    preferred,
+                    serial: false,
+                },
+            )
+            .map_err(CoreError::ipam_field("IPAM.Config.Gateway"))
     }
 
     fn release_assignment(&mut self, id: &PoolId, a: &PoolAssignment) {
@@ -346,13 +359,17 @@ impl IpamState {
                     ),
                 ));
             };
-            return Ok(Some(self.builtin.request_address(
-                id,
-                &AddressRequest {
-                    preferred: Some(ip),
-                    serial,
-                },
-            )?));
+            return self
+                .builtin
+                .request_address(
+                    id,
+                    &AddressRequest {
+                        preferred: Some(ip),
+                        serial,
+                    },
+                )
+                .map(Some)
+                .map_err(CoreError::ipam_field(field));
         }
         let mut last_err = None;
         for (id, _) in &pools {

@@ -87,6 +87,26 @@ impl State {
         }
     }
 
+    /// Quarantines an endpoint after removing the host end of its interface, if it has one,
+    /// so that setting a record aside never leaves a kernel object behind.
+    fn quarantine_endpoint(
+        &mut self,
+        cx: &Cx,
+        report: &mut RecoveryReport,
+        ep: &EndpointRecord,
+        reason: String,
+    ) {
+        if let Some(name) = ep.join.as_ref().and_then(|j| j.host_ifname.as_deref())
+            && let Err(e) = self.host.nl.delete_link(name)
+        {
+            report.errors.push(format!(
+                "endpoint {}: removing interface {name}: {e}",
+                ep.name
+            ));
+        }
+        self.quarantine(cx, report, RecordKind::Endpoint, &ep.id, &ep.name, reason);
+    }
+
     pub(crate) fn recover(&mut self, cx: &Cx) -> Result<RecoveryReport> {
         let loaded = cx.store.load()?;
         let mut report = RecoveryReport {
@@ -143,6 +163,15 @@ impl State {
             }
         }
         for id in live_ids {
+            // A host-mode sandbox's key is the host namespace's bind mount, gone after a
+            // reboot: make it again.
+            if self.sandboxes.get(&id).is_some_and(|s| s.rec.host_mode)
+                && let Err(e) = self.host_netns_path(cx)
+            {
+                report
+                    .errors
+                    .push(format!("sandbox {id}: host namespace key: {e}"));
+            }
             // Default routes and hosts are derived: re-derive them rather than trust them.
             let want = self.gateways_of(cx, &id, None);
             if let Err(e) = self.apply_gateways(&id, None, want) {
@@ -222,6 +251,13 @@ impl State {
             }
             Lifecycle::Ready => {
                 if let Err(e) = self.ipam.replay_network(&net) {
+                    // Set aside with nothing left behind: its kernel objects go too.
+                    if let Err(k) = driver.delete_network(&mut self.host, &net) {
+                        report.errors.push(format!(
+                            "network {}: removing its kernel objects: {k}",
+                            net.name
+                        ));
+                    }
                     self.quarantine(
                         cx,
                         report,
@@ -278,12 +314,10 @@ impl State {
             .filter(|n| n.state == Lifecycle::Ready)
             .cloned()
         else {
-            self.quarantine(
+            self.quarantine_endpoint(
                 cx,
                 report,
-                RecordKind::Endpoint,
-                &ep.id,
-                &ep.name,
+                &ep,
                 format!("its network {} does not exist", ep.network_id),
             );
             return;
@@ -306,12 +340,10 @@ impl State {
             match (live, join.state) {
                 (true, JoinState::Joined) => {
                     if let Err(e) = self.ipam.replay_endpoint(&net, &ep) {
-                        self.quarantine(
+                        self.quarantine_endpoint(
                             cx,
                             report,
-                            RecordKind::Endpoint,
-                            &ep.id,
-                            &ep.name,
+                            &ep,
                             format!("its address cannot be reserved again: {e}"),
                         );
                         return;
@@ -371,12 +403,10 @@ impl State {
             }
         }
         if let Err(e) = self.ipam.replay_endpoint(&net, &ep) {
-            self.quarantine(
+            self.quarantine_endpoint(
                 cx,
                 report,
-                RecordKind::Endpoint,
-                &ep.id,
-                &ep.name,
+                &ep,
                 format!("its address cannot be reserved again: {e}"),
             );
             return;

@@ -179,7 +179,7 @@ fn bad_network_requests_change_nothing() {
     assert_refused(
         &env,
         InvalidInput,
-        &["IPv6", "subnet"],
+        &["IPAM.Config.Subnet (IPv6, EnableIPv6)", "IPv6", "subnet"],
         create(
             "n",
             "bridge",
@@ -297,7 +297,7 @@ fn bad_endpoint_requests_change_nothing() {
         assert_refused(
             &env,
             Forbidden,
-            &[taken, "already allocated"],
+            &["IPv4Address", taken, "already allocated"],
             create(&n, "e2", with_ip(taken)),
         );
     }

@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use common::*;
-use lnet_core::{EndpointOptions, EndpointRecord, ErrorKind, JoinOptions, Lifecycle};
+use lnet_core::{
+    EndpointOptions, EndpointRecord, ErrorKind, JoinOptions, Lifecycle, NetworkRecord,
+};
 use lnet_kernel::{IpFamily, Netns};
 use lnet_store::{RecordKind, SCHEMA_VERSION, Store};
 
@@ -488,4 +490,44 @@ fn a_sandbox_whose_files_were_removed_gets_them_back_at_restart() {
     assert!(read(&c1.hosts_path().unwrap()).contains(&format!("{}\tc1\n", ip4(&spare))));
     drop((c1, n, spare, other));
     assert_converged(&mut env);
+}
+
+/// Two ready networks whose pools overlap (a store edited by hand): one cannot be re-derived,
+/// so it is quarantined — and its bridge goes with it, so nothing is left that no record names.
+#[test]
+fn a_network_quarantined_at_start_leaves_no_bridge_behind() {
+    let Some(mut env) = common::env("a_network_quarantined_at_start_leaves_no_bridge_behind")
+    else {
+        return;
+    };
+    let a = bridge_on(env.ctrl(), "a", "10.50.0.0/24");
+    let b = bridge_on(env.ctrl(), "b", "10.60.0.0/24");
+    let (a_id, b_id) = (a.id().to_string(), b.id().to_string());
+    let (a_br, b_br) = (bridge_name(&a), bridge_name(&b));
+    drop((a, b)); // handles hold the controller
+    env.ctrl = None;
+    {
+        let (store, _) = Store::open(&env.config().store_path()).unwrap();
+        let mut rec: NetworkRecord = store.get(&b_id).unwrap().unwrap();
+        rec.pools[0].pool = "10.50.0.0/24".parse().unwrap();
+        rec.pools[0].gateway = Some("10.50.0.254/24".parse().unwrap());
+        store.put(&mut rec).unwrap();
+    }
+    env.restart();
+    let report = env.ctrl().recovery_report().clone();
+    assert_eq!(report.quarantined.len(), 1, "{report:?}");
+    let lost = &report.quarantined[0].id;
+    let (kept_br, lost_br) = if *lost == a_id {
+        (&b_br, &a_br)
+    } else {
+        (&a_br, &b_br)
+    };
+    assert!(*lost == a_id || *lost == b_id);
+    let links = common::host_links();
+    assert!(links.contains(&format!("{kept_br}:bridge")), "{links:?}");
+    assert!(
+        !links.iter().any(|l| l.starts_with(&format!("{lost_br}:"))),
+        "{links:?}"
+    );
+    assert_eq!(env.ctrl().networks().len(), 1);
 }
