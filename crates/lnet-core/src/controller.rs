@@ -55,7 +55,7 @@ pub(crate) struct SandboxEntry {
 #[derive(Debug)]
 pub(crate) struct State {
     pub(crate) networks: BTreeMap<String, NetworkRecord>,
-    pub(crate) endpoints: BTreeMap<String, EndpointRecord>,
+    pub(crate) endpoints: crate::index::Endpoints,
     pub(crate) sandboxes: BTreeMap<String, SandboxEntry>,
     pub(crate) ipam: IpamState,
     pub(crate) host: HostKernel,
@@ -158,7 +158,7 @@ impl Controller {
         let nl = Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?;
         let mut state = State {
             networks: BTreeMap::new(),
-            endpoints: BTreeMap::new(),
+            endpoints: Default::default(),
             sandboxes: BTreeMap::new(),
             ipam: IpamState::new(ipam),
             host: HostKernel { ns, nl },
@@ -350,8 +350,7 @@ impl Network {
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.ctrl.with(|st, _| {
             st.endpoints
-                .values()
-                .filter(|e| e.network_id == self.id)
+                .in_network(&self.id)
                 .map(|e| Endpoint {
                     ctrl: self.ctrl.clone(),
                     id: e.id.clone(),
@@ -363,10 +362,16 @@ impl Network {
 
     /// An endpoint of this network by name.
     pub fn endpoint_by_name(&self, name: &str) -> Result<Endpoint> {
-        self.endpoints()
-            .into_iter()
-            .find(|e| e.name == name)
-            .ok_or_else(|| CoreError::not_found("endpoint", name))
+        self.ctrl.with(|st, _| {
+            st.endpoints
+                .by_name(&self.id, name)
+                .map(|e| Endpoint {
+                    ctrl: self.ctrl.clone(),
+                    id: e.id.clone(),
+                    name: e.name.clone(),
+                })
+                .ok_or_else(|| CoreError::not_found("endpoint", name))
+        })
     }
 
     /// Deletes the network; it must have no endpoints.
@@ -576,11 +581,7 @@ impl State {
 
     /// The endpoints joined (or joining, or leaving) to a sandbox, in join order.
     pub(crate) fn joined(&self, sandbox_id: &str) -> Vec<&EndpointRecord> {
-        let mut v: Vec<&EndpointRecord> = self
-            .endpoints
-            .values()
-            .filter(|e| e.join.as_ref().is_some_and(|j| j.sandbox_id == sandbox_id))
-            .collect();
+        let mut v: Vec<&EndpointRecord> = self.endpoints.in_sandbox(sandbox_id).collect();
         v.sort_by_key(|e| e.join.as_ref().map_or(0, |j| j.order));
         v
     }

@@ -13,10 +13,9 @@ use std::path::Path;
 
 use crate::error::{CoreError, Result};
 
-/// Writes `contents` to `path` atomically (readers see the old file or the new one). With
-/// `durable`, the data is also on disk before the rename; files that recovery regenerates
-/// from the records anyway (`hosts`) skip that fsync on the join/leave hot path.
-pub(crate) fn write_atomic(path: &Path, contents: &str, durable: bool) -> Result<()> {
+/// Writes `contents` to `path` atomically and durably: readers, and the file after a crash,
+/// see the old file or the new one, never part of one.
+pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -27,15 +26,34 @@ pub(crate) fn write_atomic(path: &Path, contents: &str, durable: bool) -> Result
     let res = (|| {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(contents.as_bytes())?;
-        if durable {
-            f.sync_all()?;
-        }
+        f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if res.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     res.map_err(CoreError::io(ctx()))
+}
+
+/// Rewrites `path` in place (creating it if missing), keeping its inode.
+///
+/// Runtimes bind-mount a sandbox's `hosts` into the container; a rename would leave the
+/// container reading the old inode forever, which is why libnetwork rewrites in place too.
+/// The new text is written over the old before the file is cut to length, so a reader never
+/// sees an empty file. A crash part way is harmless: recovery regenerates `hosts` from the
+/// records at every start.
+pub(crate) fn write_in_place(path: &Path, contents: &str) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let res = (|| {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        f.write_all_at(contents.as_bytes(), 0)?;
+        f.set_len(contents.len() as u64)
+    })();
+    res.map_err(CoreError::io(format!("write {}", path.display())))
 }
 
 /// What a resolv.conf says, in the parts lnet cares about.
@@ -242,11 +260,27 @@ mod tests {
     }
 
     #[test]
+    fn in_place_write_keeps_the_inode_and_the_exact_text() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hosts");
+        write_in_place(&p, "a long first version\n").unwrap();
+        let ino = std::fs::metadata(&p).unwrap().ino();
+        write_in_place(&p, "short\n").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "short\n");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().ino(),
+            ino,
+            "same inode: bind mounts see it"
+        );
+    }
+
+    #[test]
     fn atomic_write_replaces_whole_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("hosts");
-        write_atomic(&p, "a\n", true).unwrap();
-        write_atomic(&p, "b\n", false).unwrap();
+        write_atomic(&p, "a\n").unwrap();
+        write_atomic(&p, "b\n").unwrap();
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "b\n");
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),

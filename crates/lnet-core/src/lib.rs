@@ -32,6 +32,7 @@ mod error;
 pub mod failpoint;
 mod files;
 mod ids;
+mod index;
 mod ipam;
 mod ops;
 mod recovery;

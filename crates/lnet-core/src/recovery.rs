@@ -338,7 +338,7 @@ impl State {
                 _ => None,
             };
             match (live, join.state) {
-                (true, JoinState::Joined) => {
+                (true, JoinState::Joined | JoinState::Joining) => {
                     if let Err(e) = self.ipam.replay_endpoint(&net, &ep) {
                         self.quarantine_endpoint(
                             cx,
@@ -348,33 +348,59 @@ impl State {
                         );
                         return;
                     }
-                    if let Some(k) = kernel
-                        && let Err(e) = driver.join(&mut self.host, k, &net, &ep, &join, true)
-                    {
-                        report.errors.push(format!(
+                    // A `joined` record is checked and repaired. A `joining` one is rolled
+                    // forward: its names were recorded durably before anything was made, and
+                    // only its last write (relaxed, as on the hot path) may be missing — so
+                    // a join the caller saw succeed is never undone by a crash.
+                    let what = format!("endpoint {} (joining)", ep.name);
+                    let repaired = match kernel {
+                        Some(k) => driver.join(&mut self.host, k, &net, &ep, &join, true),
+                        None => Ok(()),
+                    };
+                    match (repaired, join.state) {
+                        (Ok(()), JoinState::Joining) => {
+                            if let Some(j) = ep.join.as_mut() {
+                                j.state = JoinState::Joined;
+                            }
+                            match cx.store.put(&mut ep) {
+                                Ok(()) => report.finished.push(what),
+                                Err(e) => report.errors.push(format!("{what}: {e}")),
+                            }
+                        }
+                        (Ok(()), _) => {}
+                        (Err(e), JoinState::Joining) => {
+                            // Could not be finished: undo it instead.
+                            report
+                                .errors
+                                .push(format!("{what}: finishing the join: {e}"));
+                            let k =
+                                sandboxes
+                                    .get_mut(&join.sandbox_id)
+                                    .and_then(|(_, l)| match l {
+                                        Liveness::Live(k) => k.as_mut(),
+                                        Liveness::Dead => None,
+                                    });
+                            if let Err(e) = driver.leave(&mut self.host, k, &net, &ep, &join) {
+                                report.errors.push(format!("{what}: undoing the join: {e}"));
+                            }
+                            ep.join = None;
+                            if let Err(e) = cx.store.put(&mut ep) {
+                                report.errors.push(format!("{what}: {e}"));
+                            }
+                        }
+                        (Err(e), _) => report.errors.push(format!(
                             "endpoint {}: repairing its interface: {e}",
                             ep.name
-                        ));
+                        )),
                     }
-                    self.endpoints.insert(ep.id.clone(), ep);
+                    self.endpoints.insert(ep);
                     return;
                 }
-                (true, state) => {
-                    let what = format!(
-                        "endpoint {} ({})",
-                        ep.name,
-                        if state == JoinState::Joining {
-                            "joining"
-                        } else {
-                            "leaving"
-                        }
-                    );
-                    if let Err(e) = driver.leave(&mut self.host, kernel, &net, &ep, &join) {
-                        report.errors.push(format!("{what}: {e}"));
-                    } else if state == JoinState::Joining {
-                        report.rolled_back.push(what);
-                    } else {
-                        report.finished.push(what);
+                (true, JoinState::Leaving) => {
+                    let what = format!("endpoint {} (leaving)", ep.name);
+                    match driver.leave(&mut self.host, kernel, &net, &ep, &join) {
+                        Ok(()) => report.finished.push(what),
+                        Err(e) => report.errors.push(format!("{what}: {e}")),
                     }
                     ep.join = None;
                 }
@@ -411,6 +437,6 @@ impl State {
             );
             return;
         }
-        self.endpoints.insert(ep.id.clone(), ep);
+        self.endpoints.insert(ep);
     }
 }

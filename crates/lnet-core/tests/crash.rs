@@ -2,8 +2,9 @@
 //! the test's thread), the controller is dropped without any cleanup and a new one starts on
 //! the same store. The start must converge — every object ready, the kernel and the files
 //! matching the records, nothing leaked — and the interrupted operation must be finished
-//! (deletes and leaves) or leave no trace at all (creates and joins), after which retrying it
-//! works.
+//! (deletes, leaves and joins) or leave no trace at all (creates), after which retrying it
+//! works. (Dropping the controller closes the store, which makes relaxed commits durable;
+//! `kill.rs` covers their loss with a real process kill.)
 
 mod common;
 
@@ -65,9 +66,13 @@ impl Op {
         }
     }
 
-    /// Deletes and leaves are finished at start; creates and joins are undone.
+    /// Deletes, leaves and joins are finished at start (a join's names are recorded before
+    /// anything is made, so it is rolled forward); creates are undone.
     fn finished_at_start(self) -> bool {
-        matches!(self, Op::NetworkDelete | Op::SandboxDelete | Op::Leave)
+        matches!(
+            self,
+            Op::NetworkDelete | Op::SandboxDelete | Op::Leave | Op::Join
+        )
     }
 
     fn run(self, env: &Env) -> lnet_core::Result<()> {

@@ -255,8 +255,22 @@ impl Store {
     }
 
     /// Writes `record` in one transaction if the stored revision equals the record's current
-    /// revision (0 means "must not exist yet"), then bumps the record's revision.
+    /// revision (0 means "must not exist yet"), then bumps the record's revision. The commit
+    /// is on disk when this returns.
     pub fn put<R: Record>(&self, record: &mut R) -> Result<(), StoreError> {
+        self.put_with(record, true)
+    }
+
+    /// Like [`Store::put`], without waiting for the disk: the commit is visible at once and
+    /// becomes durable with the next durable commit (redb's `Durability::None`); a crash
+    /// before that loses it. For writes whose loss recovery handles anyway — the last step
+    /// of an operation whose journal entry was written durably — so that a hot path pays
+    /// for one fsync, not two.
+    pub fn put_relaxed<R: Record>(&self, record: &mut R) -> Result<(), StoreError> {
+        self.put_with(record, false)
+    }
+
+    fn put_with<R: Record>(&self, record: &mut R, durable: bool) -> Result<(), StoreError> {
         let expected = record.revision();
         let next = expected + 1;
         let mut copy = record.clone();
@@ -266,7 +280,11 @@ impl Store {
             id: record.id().to_string(),
             message: e.to_string(),
         })?;
-        let tx = self.db.begin_write().map_err(backend("begin write"))?;
+        let mut tx = self.db.begin_write().map_err(backend("begin write"))?;
+        if !durable {
+            tx.set_durability(redb::Durability::None)
+                .map_err(backend("relax durability"))?;
+        }
         {
             let mut t = tx
                 .open_table(table(R::KIND))
@@ -488,6 +506,28 @@ mod tests {
         assert_eq!(loaded.networks.len(), 1);
         assert_eq!(loaded.networks[0].state, Lifecycle::Ready);
         assert_eq!(loaded.networks[0].revision, 2);
+    }
+
+    #[test]
+    fn a_relaxed_put_is_visible_at_once_and_made_durable_by_the_next_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lnet.db");
+        {
+            let (s, _) = Store::open(&path).unwrap();
+            let mut a = net("a");
+            s.put_relaxed(&mut a).unwrap();
+            assert_eq!(s.get::<NetworkRecord>("a").unwrap().unwrap().revision, 1);
+            s.put(&mut net("b")).unwrap();
+        }
+        let (s, _) = Store::open(&path).unwrap();
+        let ids: Vec<String> = s
+            .load()
+            .unwrap()
+            .networks
+            .into_iter()
+            .map(|n| n.id)
+            .collect();
+        assert_eq!(ids, ["a", "b"]);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Endpoint create: validate → allocate addresses (in memory) → one record write, `ready`.
-//! Nothing is made in the kernel until join, so there is nothing to journal in between.
+//! Nothing is made in the kernel until join, so there is nothing to journal in between, and
+//! the write need not wait for the disk (see below).
 
 use std::net::IpAddr;
 
@@ -33,11 +34,7 @@ impl State {
                 }
             )));
         }
-        if self
-            .endpoints
-            .values()
-            .any(|e| e.network_id == network_id && e.name == name)
-        {
+        if self.endpoints.by_name(network_id, name).is_some() {
             return Err(CoreError::NameInUse {
                 kind: "endpoint",
                 name: name.into(),
@@ -98,13 +95,16 @@ impl State {
             options: opts.options,
             join: None,
         };
-        if let Err(e) = cx.store.put(&mut rec) {
+        // Relaxed: nothing is made in the kernel, so there is nothing to journal; the record
+        // becomes durable with the next durable commit (the join's). A crash before that
+        // forgets an endpoint that was never joined — libnetwork drops those at every restart.
+        if let Err(e) = cx.store.put_relaxed(&mut rec) {
             self.ipam.release_endpoint(&net, &rec);
             return Err(e.into());
         }
         tracing::debug!(endpoint = %rec.name, network = %net.name, v4 = ?rec.addr_v4, "endpoint created");
         let id = rec.id.clone();
-        self.endpoints.insert(id.clone(), rec);
+        self.endpoints.insert(rec);
         Ok(id)
     }
 }

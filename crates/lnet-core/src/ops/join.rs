@@ -1,7 +1,9 @@
 //! Join: validate → choose interface names → record the join as `joining` → make the veth
 //! pair (peer created directly in the sandbox, named, addressed, up) → move the default
 //! route if this endpoint became the gateway endpoint → rewrite hosts → record `joined`.
-//! An error undoes every step; a crash after the first write is rolled back at start.
+//! An error undoes every step. The `joining` write is durable (it names what will be made);
+//! the `joined` write is not waited for, and a crash after the first write is rolled forward
+//! at start: the join is finished from the record, or undone if it cannot be.
 
 use lnet_store::{JoinRecord, JoinState, Lifecycle};
 
@@ -86,7 +88,7 @@ impl State {
         };
         ep.join = Some(join.clone());
         cx.store.put(&mut ep)?;
-        self.endpoints.insert(ep.id.clone(), ep.clone());
+        self.endpoints.insert(ep.clone());
         crate::failpoint::hit("join:recorded");
 
         let res = (|| {
@@ -110,9 +112,11 @@ impl State {
         if let Some(j) = ep.join.as_mut() {
             j.state = JoinState::Joined;
         }
-        cx.store.put(&mut ep)?;
+        // Relaxed: the durable `joining` record above is the journal; recovery rolls it
+        // forward if this write is lost.
+        cx.store.put_relaxed(&mut ep)?;
         tracing::debug!(endpoint = %ep.name, sandbox = %sb_id, iface = ?join.container_ifname, "joined");
-        self.endpoints.insert(ep.id.clone(), ep);
+        self.endpoints.insert(ep);
         Ok(())
     }
 
@@ -152,13 +156,13 @@ impl State {
         // The interface is gone: the in-memory record follows the kernel before the hosts
         // file is regenerated from it (else the file keeps this endpoint's line). Should the
         // store write below fail, the stored `joining` record is rolled back at start.
-        self.endpoints.insert(ep.id.clone(), ep.clone());
+        self.endpoints.insert(ep.clone());
         if let Err(e) = self.write_hosts(cx, &join.sandbox_id) {
             tracing::warn!(error = %e, "undoing join: rewriting hosts");
         }
         match cx.store.put(ep) {
             Ok(()) => {
-                self.endpoints.insert(ep.id.clone(), ep.clone());
+                self.endpoints.insert(ep.clone());
             }
             Err(e) => {
                 tracing::error!(endpoint = %ep.name, error = %e, "undoing join: clearing the join record failed; start-up will roll it back")

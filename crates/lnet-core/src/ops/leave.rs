@@ -48,7 +48,7 @@ impl State {
                 j.state = JoinState::Leaving;
             }
             cx.store.put(&mut ep)?;
-            self.endpoints.insert(ep.id.clone(), ep.clone());
+            self.endpoints.insert(ep.clone());
         }
         crate::failpoint::hit("leave:recorded");
         let after = self.gateways_of(cx, &sb, Some(ep_id));
@@ -69,9 +69,11 @@ impl State {
         }
         crate::failpoint::hit("leave:kernel-done");
         ep.join = None;
-        cx.store.put(&mut ep)?;
+        // Relaxed: the durable `leaving` record is the journal; recovery finishes it again
+        // (idempotently) if this write is lost.
+        cx.store.put_relaxed(&mut ep)?;
         tracing::debug!(endpoint = %ep.name, sandbox = %sb, "left");
-        self.endpoints.insert(ep.id.clone(), ep);
+        self.endpoints.insert(ep);
         Ok(())
     }
 }

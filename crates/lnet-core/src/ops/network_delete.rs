@@ -17,8 +17,7 @@ impl State {
             .ok_or_else(|| CoreError::not_found("network", id))?;
         let eps: Vec<&str> = self
             .endpoints
-            .values()
-            .filter(|e| e.network_id == id)
+            .in_network(id)
             .map(|e| e.name.as_str())
             .collect();
         if !eps.is_empty() {

@@ -232,7 +232,6 @@ pub(crate) fn write_resolv_conf(cx: &Cx, rec: &SandboxRecord) -> Result<()> {
     files::write_atomic(
         &rec.files_dir.join("resolv.conf"),
         &files::sandbox_resolv_conf(&host_resolv, &user, rec.host_mode),
-        true,
     )
 }
 

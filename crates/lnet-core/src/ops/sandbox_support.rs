@@ -167,6 +167,6 @@ impl State {
                 .collect();
             files::sandbox_hosts(&rec.hostname, &rec.domainname, &rec.extra_hosts, &addrs)
         };
-        files::write_atomic(&rec.files_dir.join("hosts"), &text, false)
+        files::write_in_place(&rec.files_dir.join("hosts"), &text)
     }
 }

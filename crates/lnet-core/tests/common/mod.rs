@@ -181,7 +181,8 @@ impl Env {
 
 /// The addresses (as `where:interface:address`) and main-table routes (as
 /// `where:destination via gateway`) of a namespace. Link-local addresses the kernel derives
-/// from a random MAC are left out; lnet's own `fe80::1` is kept.
+/// from a random MAC are left out; lnet's own `fe80::1` is kept. So are the `fe80::/64`
+/// routes the kernel adds by itself, some time after a link comes up (IPv6 autoconf).
 fn addresses_and_routes(
     nl: &mut Netlink,
     label: &str,
@@ -203,6 +204,9 @@ fn addresses_and_routes(
     }
     for family in [IpFamily::V4, IpFamily::V6] {
         for r in nl.routes(family).expect("routes") {
+            if r.dst == "fe80::/64".parse::<IpNet>().unwrap() && r.gateway.is_none() {
+                continue;
+            }
             let via = r.gateway.map(|g| g.to_string()).unwrap_or_default();
             let dev = r
                 .oif
