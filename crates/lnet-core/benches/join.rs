@@ -16,12 +16,13 @@
 //!
 //! lnet's handles are private, so its request counts come from reading the code (bridge
 //! driver and `ops/`): a join is 6 requests (the 5 above plus the free-name probe of the
-//! host end in `plan_join_host_ifname`; the bridge index is cached by the driver), a leave 2
-//! (`delete_link`, then `del_route` of the default route, which the kernel already removed
-//! with the link). The extra probe and the extra `del_route` are also timed next to the
-//! floor, outside it. lnet's writes are timed by reference on the same file system: one
-//! store commit (redb, fsync) and one hosts rewrite (write + rename, no fsync, as lnet does).
-//! A create+join is 3 commits and one hosts rewrite; a leave+delete 3 commits and one.
+//! host end in `plan_join_host_ifname`; the bridge index is cached by the driver), a leave 1
+//! (`delete_link`; the default route goes with the link). The extra probe is also timed next
+//! to the floor, outside it. lnet's writes are timed by reference on the same file system:
+//! one durable store commit (redb, fsync) and one hosts rewrite. A create+join is one durable
+//! commit (made on a second thread while the kernel work runs) and two relaxed ones (no
+//! fsync), and one in-place hosts rewrite; a leave+delete two durable commits, one relaxed
+//! one, and one hosts rewrite.
 //!
 //! lnet and the floor alternate which goes first on each iteration, so slow kernel work a
 //! veth deletion leaves behind (RCU grace periods) hits both equally. Every pool slot gets
@@ -37,7 +38,6 @@
 
 use std::error::Error;
 use std::fs;
-use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -170,20 +170,15 @@ fn floor_join(host: &mut Netlink, wire: &Wire, s: &mut FloorSlot) -> Res<(Durati
     Ok((floor, probe))
 }
 
-/// The floor's leave: one `delete_link`. Also returns the time of lnet's extra request, the
-/// `del_route` of the default route the kernel already removed with the link.
-fn floor_leave(host: &mut Netlink, wire: &Wire, s: &mut FloorSlot) -> Res<(Duration, Duration)> {
+/// The floor's leave: one `delete_link` (the default route goes with the link).
+fn floor_leave(host: &mut Netlink, s: &mut FloorSlot) -> Res<Duration> {
     let h0 = host.request_count();
     let t = Instant::now();
     let deleted = host.delete_link(&s.host_name)?;
     let floor = t.elapsed();
     assert!(deleted, "floor veth was there");
     assert_eq!(host.request_count() - h0, 1);
-    let t = Instant::now();
-    let was_there = s.nl.del_route(&Route::default_via(wire.gateway))?;
-    let extra = t.elapsed();
-    assert!(!was_there, "the default route goes with the link");
-    Ok((floor, extra))
+    Ok(floor)
 }
 
 #[derive(Default)]
@@ -197,7 +192,6 @@ struct Samples {
     floor_join: Vec<Duration>,
     floor_leave: Vec<Duration>,
     extra_probe: Vec<Duration>,
-    extra_del_route: Vec<Duration>,
 }
 
 /// lnet's create+join then leave+delete on `sb`, recorded into `s` when given.
@@ -229,12 +223,11 @@ fn floor_round(
     s: Option<&mut Samples>,
 ) -> Res<()> {
     let (join, probe) = floor_join(host, wire, f)?;
-    let (leave, del_route) = floor_leave(host, wire, f)?;
+    let leave = floor_leave(host, f)?;
     if let Some(s) = s {
         s.floor_join.push(join);
         s.extra_probe.push(probe);
         s.floor_leave.push(leave);
-        s.extra_del_route.push(del_route);
     }
     Ok(())
 }
@@ -284,22 +277,24 @@ fn reference_writes(
     drop(store);
     let hosts = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
                  172.17.0.2\tbench-0.example.com bench-0\n";
-    let (path, tmp) = (
-        root.join("reference/hosts"),
-        root.join("reference/.hosts.tmp"),
-    );
+    let path = root.join("reference/hosts");
     let mut rewrites = Vec::with_capacity(reps);
     for _ in 0..reps {
+        // In place, as lnet does (runtimes bind-mount the file).
         let t = Instant::now();
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(hosts.as_bytes())?;
-        fs::rename(&tmp, &path)?;
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        std::os::unix::fs::FileExt::write_all_at(&f, hosts.as_bytes(), 0)?;
+        f.set_len(hosts.len() as u64)?;
         rewrites.push(t.elapsed());
     }
     let (e, f, w) = (stats(&empty), stats(&full), stats(&rewrites));
     println!(
         "reference ({reps} each, same file system): store commit p50 {:.2} ms p99 {:.2} ms (empty store), \
-         p50 {:.2} ms p99 {:.2} ms ({records} records) | hosts rewrite (write+rename) p50 {:.2} ms p99 {:.2} ms",
+         p50 {:.2} ms p99 {:.2} ms ({records} records) | hosts rewrite (in place) p50 {:.2} ms p99 {:.2} ms",
         ms(e.p50),
         ms(e.p99),
         ms(f.p50),
@@ -433,8 +428,9 @@ fn run(root: &Path) -> Res<()> {
     );
     println!(
         "netlink requests (lnet by reading the code, floor checked with Netlink::request_count): \
-         join lnet 6 / floor 5, leave lnet 2 / floor 1; lnet also makes 3 store commits (fsync) and \
-         1 hosts rewrite (no fsync) per create+join, and the same per leave+delete"
+         join lnet 6 / floor 5, leave lnet 1 / floor 1; lnet also makes 1 durable store commit \
+         (overlapping the kernel work) + 2 relaxed ones and 1 in-place hosts rewrite per \
+         create+join, 2 durable + 1 relaxed and 1 hosts rewrite per leave+delete"
     );
 
     let mut fill: Vec<(Sandbox, Endpoint)> = Vec::with_capacity(max_n);
@@ -501,10 +497,9 @@ fn run(root: &Path) -> Res<()> {
         );
         line("leave", n, "leave+delete", &s.lnet_leave, &s.floor_leave);
         println!(
-            "  leave N={n} detail: leave p50 {:.2} ms, delete p50 {:.2} ms; lnet's extra del_route p50 {:.3} ms",
+            "  leave N={n} detail: leave p50 {:.2} ms, delete p50 {:.2} ms",
             p50(&s.lnet_leave_only),
             p50(&s.lnet_delete),
-            p50(&s.extra_del_route),
         );
         if n > 1 {
             println!(

@@ -122,6 +122,19 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         join: &JoinRecord,
     ) -> Result<()>;
 
+    /// Host interfaces of this network that lnet made but no record names (a crash between
+    /// making an interface and its record reaching the disk): their names, to be removed.
+    /// `links` is one dump of the host's links; `named` every host interface name a record
+    /// holds. Only interfaces that carry the names this driver gives may be returned.
+    fn orphans(
+        &self,
+        _net: &NetworkRecord,
+        _links: &[lnet_kernel::Link],
+        _named: &std::collections::BTreeSet<String>,
+    ) -> Vec<String> {
+        Vec::new()
+    }
+
     /// The gateways a sandbox uses through this network (IPv4, IPv6), if any.
     fn gateways(&self, _net: &NetworkRecord) -> (Option<IpAddr>, Option<IpAddr>) {
         (None, None)

@@ -45,6 +45,7 @@ pub const ALL: &[&str] = &[
     "sandbox-delete:recorded",
     "sandbox-delete:endpoints-done",
     "sandbox-delete:kernel-done",
+    "join:unrecorded",
     "join:recorded",
     "join:kernel-done",
     "leave:recorded",
@@ -54,14 +55,25 @@ pub const ALL: &[&str] = &[
 /// Marks a failpoint.
 #[inline]
 pub(crate) fn hit(name: &'static str) {
+    if armed(name) {
+        crash(name);
+    }
+}
+
+/// Whether `name` is armed (for points that must change what happens *before* they stop
+/// the process, such as skipping a write that a crash would have lost).
+pub(crate) fn armed(name: &'static str) -> bool {
     debug_assert!(ALL.contains(&name), "failpoint {name} missing from ALL");
+    env_armed() == Some(name) || ARMED.with(|a| a.borrow().as_deref() == Some(name))
+}
+
+/// Stops dead at `name`: aborts the process when armed by the environment, panics when
+/// armed on this thread.
+pub(crate) fn crash(name: &'static str) -> ! {
     if env_armed() == Some(name) {
         eprintln!("lnet: failpoint {name} hit: aborting");
         std::process::abort();
     }
-    let armed = ARMED.with(|a| a.borrow().as_deref() == Some(name));
-    if armed {
-        disarm();
-        panic!("failpoint {name}");
-    }
+    disarm();
+    panic!("failpoint {name}");
 }

@@ -63,6 +63,10 @@ impl Endpoints {
         self.by_id.get(id)
     }
 
+    pub(crate) fn all(&self) -> impl Iterator<Item = &EndpointRecord> {
+        self.by_id.values()
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.by_id.len()
     }

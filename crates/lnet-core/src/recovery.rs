@@ -87,6 +87,50 @@ impl State {
         }
     }
 
+    /// Removes the host interfaces lnet made that no record names: a join whose record did
+    /// not reach the disk before a crash (the record's commit overlaps the kernel work).
+    /// One dump of the host's links serves every network.
+    fn sweep_orphans(&mut self, cx: &Cx, report: &mut RecoveryReport) {
+        let named: BTreeSet<String> = self
+            .endpoints
+            .all()
+            .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
+            .collect();
+        let links = match self.host.nl.links() {
+            Ok(l) => l,
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("listing host interfaces for the orphan sweep: {e}"));
+                return;
+            }
+        };
+        let mut orphans = Vec::new();
+        for net in self
+            .networks
+            .values()
+            .filter(|n| n.state == Lifecycle::Ready)
+        {
+            if let Ok(d) = cx.driver(&net.driver) {
+                orphans.extend(
+                    d.orphans(net, &links, &named)
+                        .into_iter()
+                        .map(|o| (o, net.name.clone())),
+                );
+            }
+        }
+        for (name, net) in orphans {
+            match self.host.nl.delete_link(&name) {
+                Ok(_) => report.rolled_back.push(format!(
+                    "interface {name} on network {net} (no record names it)"
+                )),
+                Err(e) => report
+                    .errors
+                    .push(format!("removing orphan interface {name}: {e}")),
+            }
+        }
+    }
+
     /// Quarantines an endpoint after removing the host end of its interface, if it has one,
     /// so that setting a record aside never leaves a kernel object behind.
     fn quarantine_endpoint(
@@ -130,6 +174,8 @@ impl State {
         for ep in loaded.endpoints {
             self.recover_endpoint(cx, &mut report, ep, &mut sandboxes);
         }
+
+        self.sweep_orphans(cx, &mut report);
 
         let mut live_ids = BTreeSet::new();
         for (id, (sb, live)) in sandboxes {

@@ -555,6 +555,26 @@ impl Driver for BridgeDriver {
         Ok(())
     }
 
+    fn orphans(
+        &self,
+        net: &NetworkRecord,
+        links: &[lnet_kernel::Link],
+        named: &std::collections::BTreeSet<String>,
+    ) -> Vec<String> {
+        let Ok(cfg) = BridgeConfig::of(net) else {
+            return Vec::new();
+        };
+        let Some(bridge) = links.iter().find(|l| l.name == cfg.bridge) else {
+            return Vec::new();
+        };
+        links
+            .iter()
+            .filter(|l| l.master == Some(bridge.index) && l.is_kind("veth"))
+            .filter(|l| is_host_ifname(&l.name) && !named.contains(&l.name))
+            .map(|l| l.name.clone())
+            .collect()
+    }
+
     fn check_sandbox(&self, sandbox: &lnet_store::SandboxRecord) -> Result<()> {
         if sandbox.host_mode {
             return Err(CoreError::Forbidden(format!(
@@ -601,6 +621,16 @@ impl Driver for BridgeDriver {
     }
 }
 
+/// Whether `name` has the shape of the host interfaces this driver makes: `veth` and seven
+/// hex digits of an endpoint id.
+fn is_host_ifname(name: &str) -> bool {
+    name.len() == 11
+        && name.starts_with("veth")
+        && name[4..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 /// Sets a boolean sysctl to 1 unless it already is (writing it needlessly has side effects
 /// on some keys, such as `forwarding` resetting per-interface settings).
 fn ensure_sysctl(key: &str) -> Result<()> {
@@ -625,6 +655,20 @@ mod tests {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn only_lnet_shaped_names_count_as_orphans() {
+        assert!(is_host_ifname("veth0a1b2c3"));
+        for other in [
+            "veth0a1b2c",
+            "veth0A1B2C3",
+            "vethxyz1234",
+            "eth0",
+            "veth0a1b2c3d",
+        ] {
+            assert!(!is_host_ifname(other), "{other}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ use lnet_store::JoinState;
 
 use crate::controller::{Cx, State};
 use crate::error::{CoreError, Result};
+use crate::ops::Gateways;
 
 impl State {
     pub(crate) fn leave(&mut self, cx: &Cx, ep_id: &str, sb_id: Option<&str>) -> Result<()> {
@@ -64,6 +65,12 @@ impl State {
             .get(&sb)
             .is_some_and(|e| e.kernel.is_some() || e.rec.host_mode)
         {
+            // A default route that moves away from the leaving endpoint to nothing went with
+            // its interface already: only a move to another endpoint needs a request.
+            let before = before.map(|b| Gateways {
+                v4: b.v4.filter(|_| after.v4.is_some()),
+                v6: b.v6.filter(|_| after.v6.is_some()),
+            });
             self.apply_gateways(&sb, before, after)?;
             self.write_hosts(cx, &sb)?;
         }
