@@ -87,9 +87,10 @@ impl State {
         }
     }
 
-    /// Removes the host interfaces lnet made that no record names: a join whose record did
-    /// not reach the disk before a crash (the record's commit overlaps the kernel work).
-    /// One dump of the host's links serves every network.
+    /// Removes the host interfaces lnet made that no record names — a join whose record the
+    /// disk lost (one that lies about fsync), or a store restored from an older copy — so that
+    /// nothing lnet made outlives its record. One dump of the host's links serves every
+    /// network.
     fn sweep_orphans(&mut self, cx: &Cx, report: &mut RecoveryReport) {
         let named: BTreeSet<String> = self
             .endpoints

@@ -1,11 +1,11 @@
 //! Join: validate → choose interface names → record the join as `joining` → make the veth
 //! pair (peer created directly in the sandbox, named, addressed, up) → move the default
 //! route if this endpoint became the gateway endpoint → rewrite hosts → record `joined`.
-//! An error undoes every step. The `joining` write is durable (it names what will be made)
-//! and overlaps the kernel work; the `joined` write is not waited for. A crash after the
-//! first write is rolled forward at start (the join is finished from the record, or undone if
-//! it cannot be); a crash before it leaves an interface no record names, which the start-up
-//! sweep removes.
+//! An error undoes every step. The `joining` write is durable (it names what will be made);
+//! the `joined` write is not waited for, and a crash after the first write is rolled forward
+//! at start: the join is finished from the record, or undone if it cannot be. (Committing the
+//! `joining` record on a second thread while the kernel work runs was measured and dropped:
+//! on a 2-core host busy with the kernel's veth teardown the thread barely got to run.)
 
 use lnet_store::{JoinRecord, JoinState, Lifecycle};
 
@@ -89,58 +89,35 @@ impl State {
             order,
         };
         ep.join = Some(join.clone());
-        self.endpoints.insert(ep.clone());
-
-        // The `joining` record is committed (fsync) on a second thread while this one makes
-        // the interface: the fsync costs about as much as the kernel work, and the caller
-        // waits for both. If lnet dies before the commit is on disk, the interface exists
-        // but no record names it; the start-up sweep removes such orphans (they carry the
-        // endpoint-derived names only lnet gives). The commit of a failed join still lands,
-        // and the undo below writes over it.
+        // The failpoint drops this write as a disk that lies about fsync (or a store restored
+        // from an older copy) would: the interface then exists with no record naming it,
+        // which the start-up sweep must remove.
         let lose_record = crate::failpoint::armed("join:unrecorded");
-        let (committed, res) = std::thread::scope(|scope| {
-            let commit = (!lose_record).then(|| {
-                let mut rec = ep.clone();
-                scope.spawn(move || cx.store.put(&mut rec).map(|()| rec))
-            });
-            crate::failpoint::hit("join:recorded");
-            let res = (|| {
-                let State {
-                    host, sandboxes, ..
-                } = &mut *self;
-                let entry = sandboxes.get_mut(sb_id).expect("checked above");
-                if let Some(k) = entry.kernel.as_mut() {
-                    driver.join(host, k, &net, &ep, &join, false)?;
-                }
-                let after = self.gateways_of(cx, sb_id, None);
-                self.apply_gateways(sb_id, Some(before), after)?;
-                self.write_hosts(cx, sb_id)
-            })();
-            let committed =
-                commit.map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-            (committed, res)
-        });
+        if !lose_record {
+            cx.store.put(&mut ep)?;
+        }
+        self.endpoints.insert(ep.clone());
+        crate::failpoint::hit("join:recorded");
+
+        let res = (|| {
+            let State {
+                host, sandboxes, ..
+            } = &mut *self;
+            let entry = sandboxes.get_mut(sb_id).expect("checked above");
+            if let Some(k) = entry.kernel.as_mut() {
+                driver.join(host, k, &net, &ep, &join, false)?;
+            }
+            let after = self.gateways_of(cx, sb_id, None);
+            self.apply_gateways(sb_id, Some(before), after)?;
+            self.write_hosts(cx, sb_id)
+        })();
         if lose_record {
             crate::failpoint::crash("join:unrecorded");
         }
-        let committed = committed.expect("committed unless the failpoint was armed");
-        match (committed, res) {
-            (Ok(rec), Ok(())) => ep = rec,
-            (Ok(rec), Err(e)) => {
-                ep = rec;
-                tracing::warn!(endpoint = %ep.name, error = %e, "join failed; undoing");
-                self.undo_join(cx, &mut ep, before);
-                return Err(e);
-            }
-            (Err(e), kernel) => {
-                // Nothing durable names the interface: take it away again.
-                tracing::warn!(endpoint = %ep.name, error = %e, "recording the join failed; undoing");
-                if let Err(k) = kernel {
-                    tracing::warn!(endpoint = %ep.name, error = %k, "the join had failed too");
-                }
-                self.undo_join(cx, &mut ep, before);
-                return Err(e.into());
-            }
+        if let Err(e) = res {
+            tracing::warn!(endpoint = %ep.name, error = %e, "join failed; undoing");
+            self.undo_join(cx, &mut ep, before);
+            return Err(e);
         }
         crate::failpoint::hit("join:kernel-done");
         if let Some(j) = ep.join.as_mut() {
