@@ -24,7 +24,15 @@ run_private() {
 }
 
 step "cargo test (root tests $( [ "$(id -u)" = 0 ] && echo run || echo skipped: not root))"
-run_private cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+run_private cargo test --workspace --locked 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One line for the whole run, summed over every test binary.
+summary=$(awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped", p, f, i }' "$log")
+[ "$status" = 0 ] || { echo "tests: $summary"; exit "$status"; }
 
 step "examples: quickstart"
 if [ "$(id -u)" = 0 ]; then
@@ -34,4 +42,6 @@ else
 fi
 
 step "benchmarks (quick mode)"
-LNET_BENCH_QUICK=1 run_private cargo bench --workspace --locked
+LNET_BENCH_QUICK=1 run_private cargo bench --workspace --locked --benches
+
+printf '\n==> all checks passed\ntests: %s\n' "$summary"
