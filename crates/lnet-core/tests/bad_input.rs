@@ -11,7 +11,7 @@ use lnet_core::drivers::bridge::{OPT_MTU, OPT_NAME};
 use lnet_core::{
     EndpointOptions, ErrorKind, IpamPoolConfig, JoinOptions, NetworkOptions, SandboxOptions,
 };
-use lnet_kernel::BridgeOptions;
+use lnet_kernel::{BridgeOptions, VethSpec};
 
 use ErrorKind::{Conflict, Forbidden, InvalidInput};
 
@@ -562,4 +562,54 @@ fn a_join_onto_a_bridge_removed_by_hand_fails_cleanly_until_a_restart_repairs_it
         );
     }
     assert_converged(&mut env);
+}
+
+/// A Linux bridge takes at most 1024 ports: the join that would be one too many gets an
+/// error that says so (not a bare "Exchange full"), and changes nothing.
+#[test]
+fn a_join_to_a_full_bridge_is_refused_clearly_and_changes_nothing() {
+    let Some(env) = common::env("a_join_to_a_full_bridge_is_refused_clearly_and_changes_nothing")
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let n = bridge_on(ctrl, "n", "10.74.0.0/22");
+    let s = sandbox(ctrl, "s");
+    let e = endpoint(&n, "e");
+    // Fill the bridge with veth pairs made directly in the test's namespace; they go with it.
+    let mut nl = host_nl();
+    let br = must_link(&mut nl, &bridge_name(&n)).index;
+    let mut made = 0;
+    loop {
+        let (name, peer) = (format!("fill{made}"), format!("fillp{made}"));
+        let spec = VethSpec {
+            host_name: &name,
+            host_master: Some(br),
+            peer_name: &peer,
+            ..Default::default()
+        };
+        match nl.create_veth(spec) {
+            Ok(_) => made += 1,
+            Err(err) if err.is_full() => break,
+            Err(err) => panic!("filling the bridge: {err}"),
+        }
+        assert!(made <= 1024, "the bridge took more than 1024 ports");
+    }
+    let before = env.snapshot();
+    let err = e.join(&s, JoinOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    for needle in [
+        "network n is full",
+        &bridge_name(&n),
+        "1024",
+        "another network",
+    ] {
+        assert!(msg.contains(needle), "{msg:?} should mention {needle:?}");
+    }
+    assert_eq!(err.kind(), Forbidden);
+    assert_eq!(
+        env.snapshot().without_revisions(),
+        before.without_revisions()
+    );
+    assert!(e.info().unwrap().join.is_none());
 }

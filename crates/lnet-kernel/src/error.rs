@@ -112,6 +112,12 @@ impl KernelError {
         matches!(self, KernelError::AlreadyMounted { .. }) || self.errno() == Some(libc::EEXIST)
     }
 
+    /// True when a bridge has no room for another port (`EXFULL`: the kernel allows
+    /// `BR_MAX_PORTS`, 1024, per bridge).
+    pub fn is_full(&self) -> bool {
+        self.errno() == Some(libc::EXFULL)
+    }
+
     /// True when the object does not exist: `ENODEV` (link), `ENOENT` (file,
     /// route table), `ESRCH` (route), `EADDRNOTAVAIL` (address).
     pub fn is_not_found(&self) -> bool {

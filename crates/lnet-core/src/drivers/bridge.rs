@@ -461,7 +461,18 @@ impl Driver for BridgeDriver {
             peer_mac: mac,
             peer_mtu: cfg.mtu,
         };
-        let create_ctx = || format!("create veth {host_if} with {ctr_if} in the sandbox");
+        let create_err = |e: lnet_kernel::KernelError| {
+            if e.is_full() {
+                CoreError::Forbidden(format!(
+                    "network {} is full: its bridge {} has the kernel's maximum of 1024 ports; connect the container to another network",
+                    net.name, cfg.bridge
+                ))
+            } else {
+                kernel(format!(
+                    "create veth {host_if} with {ctr_if} in the sandbox"
+                ))(e)
+            }
+        };
         // The hot path: a fresh join makes the pair in one request, with the cached bridge
         // index. It falls back to the repair path only if something is already there.
         let mut created = false;
@@ -470,13 +481,12 @@ impl Driver for BridgeDriver {
             match host.nl.create_veth(spec(bridge)) {
                 Ok(_) => created = true,
                 Err(e) if e.is_exists() => {}
+                Err(e) if e.is_full() => return Err(create_err(e)),
                 Err(_) => {
                     // Perhaps the bridge was re-created under a new index: look again, once.
                     self.forget_bridge(&cfg.bridge);
                     let bridge = self.bridge_index(host, &cfg, net)?;
-                    host.nl
-                        .create_veth(spec(bridge))
-                        .map_err(kernel(create_ctx()))?;
+                    host.nl.create_veth(spec(bridge)).map_err(create_err)?;
                     created = true;
                 }
             }
@@ -507,9 +517,7 @@ impl Driver for BridgeDriver {
                             .delete_link(host_if)
                             .map_err(kernel(format!("delete stale {host_if}")))?;
                     }
-                    host.nl
-                        .create_veth(spec(bridge))
-                        .map_err(kernel(create_ctx()))?;
+                    host.nl.create_veth(spec(bridge)).map_err(create_err)?;
                 }
             }
         }
