@@ -22,11 +22,14 @@ enum Command {
     /// Print version information.
     Version,
     /// List what a store holds (networks, endpoints, sandboxes, quarantined records). Reads
-    /// only; works beside a running lnet.
+    /// only; the store must not be open in a running lnet (redb locks it).
     Store {
         /// The data root holding lnet.db.
         #[arg(long, default_value = "/var/lib/lnet", env = "LNET_DATA_ROOT")]
         data_root: PathBuf,
+        /// The exec root holding the sandbox and endpoint records (`state/`).
+        #[arg(long, default_value = "/run/lnet", env = "LNET_EXEC_ROOT")]
+        exec_root: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
@@ -53,12 +56,20 @@ fn main() -> Result<()> {
             println!("lnet {}", env!("CARGO_PKG_VERSION"));
             println!("store schema {}", lnet_store::SCHEMA_VERSION);
         }
-        Command::Store { data_root, format } => store_ls(&data_root, format)?,
+        Command::Store {
+            data_root,
+            exec_root,
+            format,
+        } => store_ls(&data_root, &exec_root, format)?,
     }
     Ok(())
 }
 
-fn store_ls(data_root: &std::path::Path, format: Format) -> Result<()> {
+fn store_ls(
+    data_root: &std::path::Path,
+    exec_root: &std::path::Path,
+    format: Format,
+) -> Result<()> {
     let path = data_root.join("lnet.db");
     if !path.exists() {
         anyhow::bail!(
@@ -66,13 +77,13 @@ fn store_ls(data_root: &std::path::Path, format: Format) -> Result<()> {
             path.display()
         );
     }
-    let (store, notice) =
-        lnet_store::Store::open(&path).with_context(|| format!("open {}", path.display()))?;
-    if let Some(n) = notice {
-        eprintln!("{n}");
-    }
-    let loaded = store.load()?;
-    let quarantined = store.quarantined()?;
+    let state = exec_root.join("state");
+    let (loaded, mut quarantined) = lnet_store::Store::inspect(&path, Some(&state))
+        .with_context(|| format!("read {}", path.display()))?;
+    quarantined.extend(loaded.quarantined.iter().cloned().map(|mut q| {
+        q.reason = format!("unreadable (not yet quarantined): {}", q.reason);
+        q
+    }));
     if format == Format::Json {
         let v = serde_json::json!({
             "networks": loaded.networks,

@@ -60,4 +60,19 @@ impl Config {
     pub fn store_path(&self) -> PathBuf {
         self.data_root.join("lnet.db")
     }
+
+    /// Where sandbox and endpoint records live: on the exec root, because they describe
+    /// kernel objects that live until the next reboot and no longer.
+    pub fn state_dir(&self) -> PathBuf {
+        self.exec_root.join("state")
+    }
+
+    /// Opens the store this configuration names (networks on the data root, sandboxes and
+    /// endpoints under [`Config::state_dir`]). The controller does this itself; tools and
+    /// tests use it to look at a stopped controller's store.
+    pub fn open_store(
+        &self,
+    ) -> Result<(lnet_store::Store, Option<String>), lnet_store::StoreError> {
+        lnet_store::Store::open_with_runtime(&self.store_path(), &self.state_dir())
+    }
 }

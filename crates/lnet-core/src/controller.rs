@@ -153,7 +153,7 @@ impl Controller {
             std::fs::create_dir_all(dir)
                 .map_err(CoreError::io(format!("create {}", dir.display())))?;
         }
-        let (store, notice) = Store::open(&config.store_path())?;
+        let (store, notice) = config.open_store()?;
         let ns = Netns::current().map_err(CoreError::kernel("open the host network namespace"))?;
         let nl = Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?;
         let mut state = State {

@@ -396,9 +396,9 @@ impl State {
                         return;
                     }
                     // A `joined` record is checked and repaired. A `joining` one is rolled
-                    // forward: its names were recorded durably before anything was made, and
-                    // only its last write (relaxed, as on the hot path) may be missing — so
-                    // a join the caller saw succeed is never undone by a crash.
+                    // forward: its names were recorded before anything was made, so the join
+                    // can be finished from the record, which is better than undoing work
+                    // the caller may be about to be told succeeded.
                     let what = format!("endpoint {} (joining)", ep.name);
                     let repaired = match kernel {
                         Some(k) => driver.join(&mut self.host, k, &net, &ep, &join, true),

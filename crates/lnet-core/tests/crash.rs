@@ -3,8 +3,7 @@
 //! the same store. The start must converge — every object ready, the kernel and the files
 //! matching the records, nothing leaked — and the interrupted operation must be finished
 //! (deletes, leaves and joins) or leave no trace at all (creates), after which retrying it
-//! works. (Dropping the controller closes the store, which makes relaxed commits durable;
-//! `kill.rs` covers their loss with a real process kill.)
+//! works. (`kill.rs` adds a real process kill.)
 
 mod common;
 
@@ -285,7 +284,7 @@ fn network_delete_interrupted_after_recording_is_finished_and_its_subnet_reusabl
     // What the crash left in the store: the intent, with the pools still recorded.
     env.ctrl = None;
     {
-        let (store, _) = lnet_store::Store::open(&env.config().store_path()).unwrap();
+        let (store, _) = env.config().open_store().unwrap();
         let rec: lnet_core::NetworkRecord = store.get(&id).unwrap().expect("record kept");
         assert_eq!(rec.state, Lifecycle::Deleting);
         assert_eq!(rec.pools.len(), 1);

@@ -1,7 +1,7 @@
-//! A real process death, not a simulated one: the last write of a join is relaxed (it does
-//! not wait for the disk, and a dying process loses it), so only a process that is killed
-//! right after a join returns shows that recovery rolls the durable `joining` record forward
-//! and the join the caller saw succeed survives.
+//! A real process death, not a simulated one. Dropping a controller closes its store cleanly,
+//! so only a process killed right after its calls return shows what a crash keeps: every
+//! change the caller saw succeed — the join, and an endpoint created but not yet joined —
+//! must be there at the next start, with nothing to repair.
 //!
 //! The test re-runs its own binary as the child (selected by an environment variable), in
 //! the test's network namespace, which a spawned process inherits from the spawning thread.
@@ -18,8 +18,8 @@ use lnet_kernel::IpFamily;
 const CHILD_ROOT: &str = "LNET_TEST_KILL_CHILD_ROOT";
 const TEST: &str = "an_acknowledged_join_survives_a_kill";
 
-/// The child: opens the store the parent made, joins, and dies at once — no destructor runs,
-/// so nothing after the join's own writes reaches the disk.
+/// The child: opens the store the parent made, joins, creates an endpoint, and dies at once —
+/// no destructor runs, so nothing after those calls' own writes reaches the store.
 fn child(root: PathBuf) -> ! {
     let mut config = Config::rooted_at(&root);
     config.host_resolv_conf = root.join("host-resolv.conf");
@@ -32,6 +32,8 @@ fn child(root: PathBuf) -> ! {
         JoinOptions::default(),
     )
     .expect("join");
+    net.create_endpoint("later", Default::default())
+        .expect("create endpoint");
     std::process::abort();
 }
 
@@ -63,12 +65,14 @@ fn an_acknowledged_join_survives_a_kill() {
     let ctrl = env.restart();
     let report = ctrl.recovery_report().clone();
     assert!(
-        report
-            .finished
-            .iter()
-            .any(|w| w.starts_with("endpoint e (joining)")),
-        "the lost last write leaves `joining`, which recovery finishes: {report:?}"
+        report.is_clean(),
+        "nothing was lost, so nothing to finish: {report:?}"
     );
+    {
+        let later =
+            find_endpoint(ctrl, "n", "later").expect("the endpoint created before the kill");
+        assert_eq!(ip4(&later), ip("10.99.0.3"));
+    }
     {
         let ep = find_endpoint(ctrl, "n", "e").unwrap();
         let join = ep.info().unwrap().join.expect("still joined");

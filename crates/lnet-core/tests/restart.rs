@@ -12,7 +12,7 @@ use lnet_core::{
     EndpointOptions, EndpointRecord, ErrorKind, JoinOptions, Lifecycle, NetworkRecord,
 };
 use lnet_kernel::{IpFamily, Netns};
-use lnet_store::{RecordKind, SCHEMA_VERSION, Store};
+use lnet_store::{RecordKind, SCHEMA_VERSION};
 
 /// Two networks, two sandboxes: c1 on both networks, c2 on the first; plus an endpoint that
 /// is not joined. Returns every endpoint address handed out.
@@ -296,7 +296,7 @@ fn damaged_records_are_quarantined_and_everything_else_works() {
     env.ctrl = None;
     let orphan_id = "0123456789abcdef".repeat(4);
     {
-        let (store, _) = Store::open(&env.config().store_path()).unwrap();
+        let (store, _) = env.config().open_store().unwrap();
         store.put_raw(RecordKind::Network, "bad", b"{nope").unwrap();
         store.put_raw(RecordKind::Sandbox, "junk", b"[]").unwrap();
         let mut orphan = EndpointRecord {
@@ -507,7 +507,7 @@ fn a_network_quarantined_at_start_leaves_no_bridge_behind() {
     drop((a, b)); // handles hold the controller
     env.ctrl = None;
     {
-        let (store, _) = Store::open(&env.config().store_path()).unwrap();
+        let (store, _) = env.config().open_store().unwrap();
         let mut rec: NetworkRecord = store.get(&b_id).unwrap().unwrap();
         rec.pools[0].pool = "10.50.0.0/24".parse().unwrap();
         rec.pools[0].gateway = Some("10.50.0.254/24".parse().unwrap());

@@ -11,6 +11,7 @@
 
 mod records;
 mod redb_store;
+mod runtime_dir;
 
 pub use records::{
     EndpointRecord, IpamPoolConfig, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord,

@@ -10,6 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Serialize;
 
 use crate::records::{EndpointRecord, NetworkRecord, Record, RecordKind, SandboxRecord};
+use crate::runtime_dir::RuntimeDir;
 use crate::{SCHEMA_VERSION, StoreError};
 
 const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("network");
@@ -62,11 +63,14 @@ pub struct Loaded {
     pub quarantined: Vec<Quarantined>,
 }
 
-/// The embedded store.
+/// The store: networks (and the quarantine) in redb on the data root; sandboxes and
+/// endpoints there too, or — with [`Store::open_with_runtime`] — as files on the exec root,
+/// where they live exactly as long as the kernel objects they describe.
 #[derive(Debug)]
 pub struct Store {
     db: Database,
     path: PathBuf,
+    runtime: Option<RuntimeDir>,
 }
 
 impl Store {
@@ -76,6 +80,22 @@ impl Store {
     /// and a fresh store is created, so that a damaged file never stops the daemon; the
     /// returned notice says where the old file went.
     pub fn open(path: &Path) -> Result<(Store, Option<String>), StoreError> {
+        Store::open_inner(path, None)
+    }
+
+    /// Opens the store with sandbox and endpoint records kept as files under `runtime`
+    /// (`<exec-root>/state`): see the `runtime_dir` module for why.
+    pub fn open_with_runtime(
+        path: &Path,
+        runtime: &Path,
+    ) -> Result<(Store, Option<String>), StoreError> {
+        Store::open_inner(path, Some(runtime))
+    }
+
+    fn open_inner(
+        path: &Path,
+        runtime: Option<&Path>,
+    ) -> Result<(Store, Option<String>), StoreError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::Io {
                 path: parent.display().to_string(),
@@ -104,9 +124,11 @@ impl Store {
                 Database::create(path).map_err(backend(format!("create {shown}")))?
             }
         };
+        let runtime = runtime.map(RuntimeDir::open).transpose()?;
         let store = Store {
             db,
             path: path.to_path_buf(),
+            runtime,
         };
         store.ensure_tables()?;
         Ok((store, notice))
@@ -128,7 +150,7 @@ impl Store {
     /// Loads every record. Records that do not parse, or whose schema is newer than this
     /// build, are moved to quarantine in the same pass.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        let (mut loaded, bad) = read_all(&self.db)?;
+        let (mut loaded, bad) = read_all(&self.db, self.runtime.as_ref())?;
         for (kind, key, reason, raw) in bad {
             tracing::error!(kind = %kind, id = %key, %reason, "quarantining unreadable record");
             loaded
@@ -138,14 +160,22 @@ impl Store {
         Ok(loaded)
     }
 
-    /// Reads a store without changing it (read-only open; works beside a running lnet).
+    /// Reads a store without changing it (a read-only open; it fails while another process
+    /// has the store open for writing).
     /// Unreadable records are reported in [`Loaded::quarantined`] but left where they are;
     /// the records already in quarantine are returned second.
-    pub fn inspect(path: &Path) -> Result<(Loaded, Vec<Quarantined>), StoreError> {
+    pub fn inspect(
+        path: &Path,
+        runtime: Option<&Path>,
+    ) -> Result<(Loaded, Vec<Quarantined>), StoreError> {
         let shown = path.display().to_string();
         let db = redb::ReadOnlyDatabase::open(path)
             .map_err(backend(format!("open {shown} read-only")))?;
-        let (mut loaded, bad) = read_all(&db)?;
+        let runtime = runtime
+            .filter(|r| r.is_dir())
+            .map(RuntimeDir::open)
+            .transpose()?;
+        let (mut loaded, bad) = read_all(&db, runtime.as_ref())?;
         loaded.quarantined = bad
             .into_iter()
             .map(|(kind, id, reason, raw)| Quarantined {
@@ -172,13 +202,7 @@ impl Store {
     /// Moves a record to quarantine (used by the controller for records that parse but
     /// cannot be valid, such as an endpoint of a network that does not exist).
     pub fn quarantine(&self, kind: RecordKind, id: &str, reason: &str) -> Result<(), StoreError> {
-        let raw = {
-            let tx = self.db.begin_read().map_err(backend("begin read"))?;
-            let t = tx.open_table(table(kind)).map_err(backend("open table"))?;
-            t.get(id)
-                .map_err(backend("read"))?
-                .map(|v| v.value().to_vec())
-        };
+        let raw = self.raw_get(kind, id)?;
         if let Some(raw) = raw {
             self.quarantine_raw(kind, id, reason, raw)?;
         }
@@ -212,10 +236,17 @@ impl Store {
                 .map_err(backend("open quarantine"))?;
             qt.insert(qkey.as_str(), value.as_slice())
                 .map_err(backend("write quarantine"))?;
-            let mut t = tx.open_table(table(kind)).map_err(backend("open table"))?;
-            t.remove(id).map_err(backend("remove quarantined record"))?;
+            if self.runtime_for(kind).is_none() {
+                let mut t = tx.open_table(table(kind)).map_err(backend("open table"))?;
+                t.remove(id).map_err(backend("remove quarantined record"))?;
+            }
         }
         tx.commit().map_err(backend("commit quarantine"))?;
+        // Kept in quarantine first, removed second: a crash between leaves it in both, and
+        // the next load quarantines it again; never in neither.
+        if let Some(rt) = self.runtime_for(kind) {
+            rt.remove(kind, id)?;
+        }
         Ok(q)
     }
 
@@ -237,40 +268,40 @@ impl Store {
 
     /// Reads one record. A record that does not parse reads as an error naming it.
     pub fn get<R: Record>(&self, id: &str) -> Result<Option<R>, StoreError> {
-        let tx = self.db.begin_read().map_err(backend("begin read"))?;
-        let t = tx
-            .open_table(table(R::KIND))
-            .map_err(backend("open table"))?;
-        match t.get(id).map_err(backend("read"))? {
+        match self.raw_get(R::KIND, id)? {
             None => Ok(None),
-            Some(v) => {
-                decode::<R>(id, v.value())
-                    .map(Some)
-                    .map_err(|message| StoreError::Backend {
-                        op: format!("decode {} {id}", R::KIND),
-                        message,
-                    })
-            }
+            Some(raw) => decode::<R>(id, &raw)
+                .map(Some)
+                .map_err(|message| StoreError::Backend {
+                    op: format!("decode {} {id}", R::KIND),
+                    message,
+                }),
         }
     }
 
-    /// Writes `record` in one transaction if the stored revision equals the record's current
-    /// revision (0 means "must not exist yet"), then bumps the record's revision. The commit
-    /// is on disk when this returns.
+    /// The runtime directory, for the kinds that live there.
+    fn runtime_for(&self, kind: RecordKind) -> Option<&RuntimeDir> {
+        self.runtime
+            .as_ref()
+            .filter(|_| kind != RecordKind::Network)
+    }
+
+    fn raw_get(&self, kind: RecordKind, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        if let Some(rt) = self.runtime_for(kind) {
+            return rt.get(kind, id);
+        }
+        let tx = self.db.begin_read().map_err(backend("begin read"))?;
+        let t = tx.open_table(table(kind)).map_err(backend("open table"))?;
+        Ok(t.get(id)
+            .map_err(backend("read"))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    /// Writes `record` atomically if the stored revision equals the record's current
+    /// revision (0 means "must not exist yet"), then bumps the record's revision. When this
+    /// returns, a network record is on disk (redb commit, fsync); a runtime record has been
+    /// renamed into place on the exec root, which survives the process but not a reboot.
     pub fn put<R: Record>(&self, record: &mut R) -> Result<(), StoreError> {
-        self.put_with(record, true)
-    }
-
-    /// Like [`Store::put`], without waiting for the disk: the commit is visible at once and
-    /// becomes durable with the next durable commit (redb's `Durability::None`); a crash
-    /// before that loses it. For writes whose loss recovery handles anyway — the last step
-    /// of an operation whose journal entry was written durably — so that a hot path pays
-    /// for one fsync, not two.
-    pub fn put_relaxed<R: Record>(&self, record: &mut R) -> Result<(), StoreError> {
-        self.put_with(record, false)
-    }
-
-    fn put_with<R: Record>(&self, record: &mut R, durable: bool) -> Result<(), StoreError> {
         let expected = record.revision();
         let next = expected + 1;
         let mut copy = record.clone();
@@ -280,11 +311,16 @@ impl Store {
             id: record.id().to_string(),
             message: e.to_string(),
         })?;
-        let mut tx = self.db.begin_write().map_err(backend("begin write"))?;
-        if !durable {
-            tx.set_durability(redb::Durability::None)
-                .map_err(backend("relax durability"))?;
+        if let Some(rt) = self.runtime_for(R::KIND) {
+            let found = rt
+                .get(R::KIND, record.id())?
+                .map(|raw| stored_revision(&raw));
+            check_revision(R::KIND, record.id(), expected, found)?;
+            rt.write(R::KIND, record.id(), &value)?;
+            record.set_revision(next);
+            return Ok(());
         }
+        let tx = self.db.begin_write().map_err(backend("begin write"))?;
         {
             let mut t = tx
                 .open_table(table(R::KIND))
@@ -293,18 +329,7 @@ impl Store {
                 .get(record.id())
                 .map_err(backend("read"))?
                 .map(|v| stored_revision(v.value()));
-            let ok = match found {
-                None => expected == 0,
-                Some(rev) => rev == Some(expected),
-            };
-            if !ok {
-                return Err(StoreError::Conflict {
-                    kind: R::KIND,
-                    id: record.id().to_string(),
-                    expected: (expected != 0).then_some(expected),
-                    found: found.flatten(),
-                });
-            }
+            check_revision(R::KIND, record.id(), expected, found)?;
             t.insert(record.id(), value.as_slice())
                 .map_err(backend("write"))?;
         }
@@ -317,6 +342,24 @@ impl Store {
     /// Deletes `record` in one transaction if its stored revision still matches. Deleting a
     /// record that is already gone is not an error (recovery may repeat a delete).
     pub fn delete<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        if let Some(rt) = self.runtime_for(R::KIND) {
+            match rt
+                .get(R::KIND, record.id())?
+                .map(|raw| stored_revision(&raw))
+            {
+                None => return Ok(()),
+                Some(rev) if rev == Some(record.revision()) => {}
+                Some(rev) => {
+                    return Err(StoreError::Conflict {
+                        kind: R::KIND,
+                        id: record.id().to_string(),
+                        expected: Some(record.revision()),
+                        found: rev,
+                    });
+                }
+            }
+            return rt.remove(R::KIND, record.id());
+        }
         let tx = self.db.begin_write().map_err(backend("begin write"))?;
         {
             let mut t = tx
@@ -351,6 +394,9 @@ impl Store {
     /// damaged record.
     #[doc(hidden)]
     pub fn put_raw(&self, kind: RecordKind, id: &str, raw: &[u8]) -> Result<(), StoreError> {
+        if let Some(rt) = self.runtime_for(kind) {
+            return rt.write(kind, id, raw);
+        }
         let tx = self.db.begin_write().map_err(backend("begin write"))?;
         {
             let mut t = tx.open_table(table(kind)).map_err(backend("open table"))?;
@@ -363,11 +409,36 @@ impl Store {
 type BadRecord = (RecordKind, String, String, Vec<u8>);
 
 /// Decodes every record of every table; what does not decode is returned aside.
-fn read_all(db: &impl ReadableDatabase) -> Result<(Loaded, Vec<BadRecord>), StoreError> {
+fn read_all(
+    db: &impl ReadableDatabase,
+    runtime: Option<&RuntimeDir>,
+) -> Result<(Loaded, Vec<BadRecord>), StoreError> {
     let mut loaded = Loaded::default();
     let mut bad = Vec::new();
+    let mut decode_into = |kind: RecordKind, key: String, raw: &[u8]| {
+        let res = match kind {
+            RecordKind::Network => {
+                decode::<NetworkRecord>(&key, raw).map(|r| loaded.networks.push(r))
+            }
+            RecordKind::Endpoint => {
+                decode::<EndpointRecord>(&key, raw).map(|r| loaded.endpoints.push(r))
+            }
+            RecordKind::Sandbox => {
+                decode::<SandboxRecord>(&key, raw).map(|r| loaded.sandboxes.push(r))
+            }
+        };
+        if let Err(reason) = res {
+            bad.push((kind, key, reason, raw.to_vec()));
+        }
+    };
     let tx = db.begin_read().map_err(backend("begin read"))?;
     for kind in RecordKind::ALL {
+        if let Some(rt) = runtime.filter(|_| kind != RecordKind::Network) {
+            for (key, raw) in rt.list(kind)? {
+                decode_into(kind, key, &raw);
+            }
+            continue;
+        }
         let t = match tx.open_table(table(kind)) {
             Ok(t) => t,
             // A store written before this table existed simply has none of these records.
@@ -376,25 +447,32 @@ fn read_all(db: &impl ReadableDatabase) -> Result<(Loaded, Vec<BadRecord>), Stor
         };
         for item in t.iter().map_err(backend("iterate"))? {
             let (k, v) = item.map_err(backend("read record"))?;
-            let key = k.value().to_string();
-            let raw = v.value();
-            let res = match kind {
-                RecordKind::Network => {
-                    decode::<NetworkRecord>(&key, raw).map(|r| loaded.networks.push(r))
-                }
-                RecordKind::Endpoint => {
-                    decode::<EndpointRecord>(&key, raw).map(|r| loaded.endpoints.push(r))
-                }
-                RecordKind::Sandbox => {
-                    decode::<SandboxRecord>(&key, raw).map(|r| loaded.sandboxes.push(r))
-                }
-            };
-            if let Err(reason) = res {
-                bad.push((kind, key, reason, raw.to_vec()));
-            }
+            decode_into(kind, k.value().to_string(), v.value());
         }
     }
     Ok((loaded, bad))
+}
+
+/// Compare-and-swap: the stored revision must be the one the caller read (none: absent).
+fn check_revision(
+    kind: RecordKind,
+    id: &str,
+    expected: u64,
+    found: Option<Option<u64>>,
+) -> Result<(), StoreError> {
+    let ok = match found {
+        None => expected == 0,
+        Some(rev) => rev == Some(expected),
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(StoreError::Conflict {
+        kind,
+        id: id.to_string(),
+        expected: (expected != 0).then_some(expected),
+        found: found.flatten(),
+    })
 }
 
 fn unix_now() -> u64 {
@@ -509,28 +587,6 @@ mod tests {
     }
 
     #[test]
-    fn a_relaxed_put_is_visible_at_once_and_made_durable_by_the_next_put() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lnet.db");
-        {
-            let (s, _) = Store::open(&path).unwrap();
-            let mut a = net("a");
-            s.put_relaxed(&mut a).unwrap();
-            assert_eq!(s.get::<NetworkRecord>("a").unwrap().unwrap().revision, 1);
-            s.put(&mut net("b")).unwrap();
-        }
-        let (s, _) = Store::open(&path).unwrap();
-        let ids: Vec<String> = s
-            .load()
-            .unwrap()
-            .networks
-            .into_iter()
-            .map(|n| n.id)
-            .collect();
-        assert_eq!(ids, ["a", "b"]);
-    }
-
-    #[test]
     fn unreadable_and_future_records_are_quarantined_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let (s, _) = Store::open(&dir.path().join("lnet.db")).unwrap();
@@ -573,13 +629,81 @@ mod tests {
             s.put_raw(RecordKind::Network, "garbage", b"{not json")
                 .unwrap();
         }
-        let (loaded, q) = Store::inspect(&path).unwrap();
+        let (loaded, q) = Store::inspect(&path, None).unwrap();
         assert_eq!(loaded.networks.len(), 1);
         assert_eq!(loaded.quarantined.len(), 1, "reported");
         assert!(q.is_empty(), "nothing moved to quarantine");
         // Still there for the next real load, which quarantines it.
         let (s, _) = Store::open(&path).unwrap();
         assert_eq!(s.load().unwrap().quarantined.len(), 1);
+    }
+
+    fn sandbox(id: &str) -> SandboxRecord {
+        serde_json::from_value(serde_json::json!({
+            "schema": SCHEMA_VERSION, "state": "ready", "revision": 0, "id": id,
+            "container_id": format!("c-{id}"), "netns_path": "/run/x", "owns_netns": true,
+            "files_dir": "/var/y"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn runtime_records_live_in_files_with_the_same_guarantees() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, state) = (
+            dir.path().join("data/lnet.db"),
+            dir.path().join("run/state"),
+        );
+        {
+            let (s, _) = Store::open_with_runtime(&db, &state).unwrap();
+            let mut sb = sandbox("s1");
+            s.put(&mut sb).unwrap();
+            assert!(
+                state.join("sandbox/s1.json").is_file(),
+                "a file, not a redb row"
+            );
+            let mut stale = sandbox("s1");
+            assert!(matches!(
+                s.put(&mut stale),
+                Err(StoreError::Conflict { .. })
+            ));
+            sb.hostname = "h".into();
+            s.put(&mut sb).unwrap();
+            assert_eq!(s.get::<SandboxRecord>("s1").unwrap().unwrap().hostname, "h");
+            let mut gone = sandbox("s2");
+            s.put(&mut gone).unwrap();
+            s.delete(&gone).unwrap();
+            s.delete(&gone).unwrap();
+            s.put(&mut net("n")).unwrap();
+            s.put_raw(RecordKind::Endpoint, "junk", b"{").unwrap();
+            // A write torn before its rename leaves only a temporary file behind.
+            std::fs::write(state.join("sandbox/.s3.tmp"), b"{half").unwrap();
+        }
+        let (s, _) = Store::open_with_runtime(&db, &state).unwrap();
+        let loaded = s.load().unwrap();
+        assert_eq!(loaded.networks.len(), 1, "networks stay in redb");
+        let ids: Vec<_> = loaded
+            .sandboxes
+            .iter()
+            .map(|s| (s.id.as_str(), s.revision))
+            .collect();
+        assert_eq!(ids, [("s1", 2)]);
+        assert_eq!(loaded.quarantined.len(), 1);
+        assert_eq!(loaded.quarantined[0].id, "junk");
+        assert!(
+            !state.join("endpoint/junk.json").exists(),
+            "moved to quarantine"
+        );
+        assert!(
+            !state.join("sandbox/.s3.tmp").exists(),
+            "torn write cleaned up"
+        );
+        assert_eq!(s.quarantined().unwrap().len(), 1);
+        assert!(s.put_raw(RecordKind::Sandbox, "../escape", b"{}").is_err());
+        drop(s);
+        let (inspected, q) = Store::inspect(&db, Some(&state)).unwrap();
+        assert_eq!(inspected.sandboxes.len(), 1);
+        assert_eq!(q.len(), 1);
     }
 
     #[test]

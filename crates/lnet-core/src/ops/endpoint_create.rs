@@ -1,6 +1,5 @@
 //! Endpoint create: validate → allocate addresses (in memory) → one record write, `ready`.
-//! Nothing is made in the kernel until join, so there is nothing to journal in between, and
-//! the write need not wait for the disk (see below).
+//! Nothing is made in the kernel until join, so there is nothing to journal in between.
 
 use std::net::IpAddr;
 
@@ -95,10 +94,7 @@ impl State {
             options: opts.options,
             join: None,
         };
-        // Relaxed: nothing is made in the kernel, so there is nothing to journal; the record
-        // becomes durable with the next durable commit (the join's). A crash before that
-        // forgets an endpoint that was never joined — libnetwork drops those at every restart.
-        if let Err(e) = cx.store.put_relaxed(&mut rec) {
+        if let Err(e) = cx.store.put(&mut rec) {
             self.ipam.release_endpoint(&net, &rec);
             return Err(e.into());
         }

@@ -1,11 +1,11 @@
 //! Join: validate → choose interface names → record the join as `joining` → make the veth
 //! pair (peer created directly in the sandbox, named, addressed, up) → move the default
 //! route if this endpoint became the gateway endpoint → rewrite hosts → record `joined`.
-//! An error undoes every step. The `joining` write is durable (it names what will be made);
-//! the `joined` write is not waited for, and a crash after the first write is rolled forward
-//! at start: the join is finished from the record, or undone if it cannot be. (Committing the
-//! `joining` record on a second thread while the kernel work runs was measured and dropped:
-//! on a 2-core host busy with the kernel's veth teardown the thread barely got to run.)
+//! An error undoes every step; a crash after the first write is rolled forward at start (the
+//! join is finished from the record, or undone if it cannot be). Endpoint records live on the
+//! exec root (see `lnet_store`'s runtime directory), so each write is a rename that survives
+//! the process, not a disk flush: the kernel objects they describe do not outlive a reboot
+//! either.
 
 use lnet_store::{JoinRecord, JoinState, Lifecycle};
 
@@ -123,9 +123,7 @@ impl State {
         if let Some(j) = ep.join.as_mut() {
             j.state = JoinState::Joined;
         }
-        // Relaxed: the durable `joining` record above is the journal; recovery rolls it
-        // forward if this write is lost.
-        cx.store.put_relaxed(&mut ep)?;
+        cx.store.put(&mut ep)?;
         tracing::debug!(endpoint = %ep.name, sandbox = %sb_id, iface = ?join.container_ifname, "joined");
         self.endpoints.insert(ep);
         Ok(())

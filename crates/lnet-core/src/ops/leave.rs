@@ -76,9 +76,7 @@ impl State {
         }
         crate::failpoint::hit("leave:kernel-done");
         ep.join = None;
-        // Relaxed: the durable `leaving` record is the journal; recovery finishes it again
-        // (idempotently) if this write is lost.
-        cx.store.put_relaxed(&mut ep)?;
+        cx.store.put(&mut ep)?;
         tracing::debug!(endpoint = %ep.name, sandbox = %sb, "left");
         self.endpoints.insert(ep);
         Ok(())

@@ -556,7 +556,7 @@ pub fn assert_converged(env: &mut Env) {
     check_live_state(env);
     env.ctrl = None;
     {
-        let (store, notice) = lnet_store::Store::open(&env.config().store_path()).unwrap();
+        let (store, notice) = env.config().open_store().unwrap();
         assert_eq!(notice, None);
         let loaded = store.load().unwrap();
         assert!(loaded.quarantined.is_empty(), "{:?}", loaded.quarantined);
