@@ -32,9 +32,10 @@
 //! the maximum. lnet keeps two descriptors per live sandbox, so the bench raises its
 //! open-file limit as needed.
 //!
-//! Safety: the main thread moves into a new network namespace before anything else, all
-//! state lives in a temporary directory, and a guard unmounts every namespace bind mount
-//! made there, also on panic.
+//! Safety: the process first takes a private mount namespace and the main thread a new
+//! network namespace, all state lives in a temporary directory (its `run/`, the exec root, on
+//! a private tmpfs as `/run` is on a real host), and a guard unmounts every namespace bind
+//! mount made there, also on panic.
 
 use std::error::Error;
 use std::fs;
@@ -325,9 +326,12 @@ fn main() {
         println!("skipped: the join benchmark needs root");
         return;
     }
-    // Before any controller, socket or thread: everything below happens in this namespace.
-    if let Err(e) = lnet_kernel::testing::enter_new_netns() {
-        eprintln!("join bench: enter a new network namespace: {e}");
+    // Before any controller, socket or thread: everything below happens in this network
+    // namespace, and every mount below is private to this process and goes with it.
+    if let Err(e) = lnet_kernel::testing::enter_private_mounts()
+        .and_then(|()| lnet_kernel::testing::enter_new_netns())
+    {
+        eprintln!("join bench: enter private mount and network namespaces: {e}");
         std::process::exit(1);
     }
     let dir = match tempfile::tempdir() {
@@ -337,11 +341,20 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // The exec root on a tmpfs, as `/run/lnet` is on a real host; the data root stays on
+    // the disk, as `/var/lib/lnet` does.
+    if let Err(e) = lnet_kernel::testing::mount_tmpfs(&dir.path().join("run")) {
+        eprintln!("join bench: {e}");
+        std::process::exit(1);
+    }
     let guard = NetnsGuard {
         dirs: vec![dir.path().join("run/netns"), dir.path().join("floor")],
     };
     let result = run(dir.path());
     drop(guard);
+    if let Err(e) = lnet_kernel::testing::unmount(&dir.path().join("run")) {
+        eprintln!("join bench: {e}");
+    }
     drop(dir);
     if let Err(e) = result {
         eprintln!("join bench failed: {e}");

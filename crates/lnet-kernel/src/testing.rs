@@ -47,6 +47,50 @@ pub fn enter_new_netns() -> Result<()> {
     Netlink::new()?.set_up(LOOPBACK_INDEX)
 }
 
+/// Give the **calling process** a private mount namespace (`unshare(CLONE_NEWNS)`, then
+/// every mount made private), so that mounts made afterwards — such as [`mount_tmpfs`] —
+/// are seen by no one else and vanish when the process exits.
+///
+/// Call it first thing in a single-threaded program (a benchmark's `main`): the kernel
+/// refuses it in a thread that shares its file-system context with others.
+pub fn enter_private_mounts() -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| KernelError::nix("private mounts: unshare(CLONE_NEWNS)", e))?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| KernelError::nix("private mounts: make / private", e))
+}
+
+/// Mount a fresh tmpfs at `path` (created if missing): lnet's exec root is `/run/lnet`, a
+/// tmpfs on every systemd host, and a benchmark that puts it on a disk file system measures
+/// the disk. Only after [`enter_private_mounts`].
+pub fn mount_tmpfs(path: &Path) -> Result<()> {
+    std::fs::create_dir_all(path)
+        .map_err(|e| KernelError::io(format!("create {}", path.display()), e))?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        path,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("mode=0755"),
+    )
+    .map_err(|e| KernelError::nix(format!("mount tmpfs at {}", path.display()), e))
+}
+
+/// Unmount what [`mount_tmpfs`] mounted (lazily), so that the directory under it can be
+/// removed; a path with nothing mounted is fine.
+pub fn unmount(path: &Path) -> Result<()> {
+    match nix::mount::umount2(path, nix::mount::MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL | nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(KernelError::nix(format!("unmount {}", path.display()), e)),
+    }
+}
+
 /// A network namespace bind-mounted at a file in a fresh temporary
 /// directory; unmounted and removed (file and directory) on drop, also when
 /// the test fails.
