@@ -1,11 +1,13 @@
 //! lnet-store owns lnet's persistent records — networks, endpoints and sandboxes — and the
-//! embedded store they live in (redb at `<data-root>/lnet.db`).
+//! stores they live in: networks in redb at `<data-root>/lnet.db` (they must outlive
+//! reboots), sandboxes and endpoints as files under `<exec-root>/state` (they describe kernel
+//! objects that die with a reboot; see `runtime_dir`).
 //!
-//! Every state change is one ACID transaction with a compare-and-swap on the record's
-//! revision. Loading never fails because of one bad record: a record that does not parse, or
-//! that was written by a newer schema, is moved to a quarantine table and reported, and
-//! everything else loads. This crate knows nothing of the kernel; lnet-core decides what a
-//! record's lifecycle state means at start.
+//! Every state change is one atomic write with a compare-and-swap on the record's revision.
+//! Loading never fails because of one bad record: a record that does not parse, or that was
+//! written by a newer schema, is moved to a quarantine table and reported, and everything
+//! else loads. This crate knows nothing of the kernel; lnet-core decides what a record's
+//! lifecycle state means at start.
 
 #![forbid(unsafe_code)]
 
