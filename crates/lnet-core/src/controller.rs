@@ -586,6 +586,13 @@ impl State {
         v
     }
 
+    /// How messages name a sandbox: its container, or its id if it is gone.
+    pub(crate) fn sandbox_label(&self, sandbox_id: &str) -> String {
+        self.sandboxes
+            .get(sandbox_id)
+            .map_or_else(|| sandbox_id.to_string(), |s| s.rec.container_id.clone())
+    }
+
     /// The names a sandbox's interfaces already use.
     pub(crate) fn used_ifnames(&self, sandbox_id: &str) -> BTreeSet<String> {
         self.joined(sandbox_id)

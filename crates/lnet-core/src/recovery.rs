@@ -386,13 +386,7 @@ impl State {
             };
             match (live, join.state) {
                 (true, JoinState::Joined | JoinState::Joining) => {
-                    if let Err(e) = self.ipam.replay_endpoint(&net, &ep) {
-                        self.quarantine_endpoint(
-                            cx,
-                            report,
-                            &ep,
-                            format!("its address cannot be reserved again: {e}"),
-                        );
+                    if !self.replay_or_quarantine(cx, report, &net, &ep) {
                         return;
                     }
                     // A `joined` record is checked and repaired. A `joining` one is rolled
@@ -475,15 +469,28 @@ impl State {
                     .push(format!("endpoint {}: clearing its join: {e}", ep.name));
             }
         }
-        if let Err(e) = self.ipam.replay_endpoint(&net, &ep) {
-            self.quarantine_endpoint(
-                cx,
-                report,
-                &ep,
-                format!("its address cannot be reserved again: {e}"),
-            );
-            return;
+        if self.replay_or_quarantine(cx, report, &net, &ep) {
+            self.endpoints.insert(ep);
         }
-        self.endpoints.insert(ep);
+    }
+
+    /// Re-reserves an endpoint's addresses; one that another record already holds cannot
+    /// be re-derived, so the endpoint is quarantined (with its interface). Returns whether
+    /// the endpoint stays.
+    fn replay_or_quarantine(
+        &mut self,
+        cx: &Cx,
+        report: &mut RecoveryReport,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+    ) -> bool {
+        match self.ipam.replay_endpoint(net, ep) {
+            Ok(()) => true,
+            Err(e) => {
+                let reason = format!("its address cannot be reserved again: {e}");
+                self.quarantine_endpoint(cx, report, ep, reason);
+                false
+            }
+        }
     }
 }

@@ -342,23 +342,25 @@ impl Store {
     /// Deletes `record` in one transaction if its stored revision still matches. Deleting a
     /// record that is already gone is not an error (recovery may repeat a delete).
     pub fn delete<R: Record>(&self, record: &R) -> Result<(), StoreError> {
+        // What the stored copy must look like for the delete to go ahead; `false`: already gone.
+        let may_delete = |found: Option<Option<u64>>| match found {
+            None => Ok(false),
+            Some(rev) if rev == Some(record.revision()) => Ok(true),
+            Some(rev) => Err(StoreError::Conflict {
+                kind: R::KIND,
+                id: record.id().to_string(),
+                expected: Some(record.revision()),
+                found: rev,
+            }),
+        };
         if let Some(rt) = self.runtime_for(R::KIND) {
-            match rt
+            let found = rt
                 .get(R::KIND, record.id())?
-                .map(|raw| stored_revision(&raw))
-            {
-                None => return Ok(()),
-                Some(rev) if rev == Some(record.revision()) => {}
-                Some(rev) => {
-                    return Err(StoreError::Conflict {
-                        kind: R::KIND,
-                        id: record.id().to_string(),
-                        expected: Some(record.revision()),
-                        found: rev,
-                    });
-                }
-            }
-            return rt.remove(R::KIND, record.id());
+                .map(|raw| stored_revision(&raw));
+            return match may_delete(found)? {
+                true => rt.remove(R::KIND, record.id()),
+                false => Ok(()),
+            };
         }
         let tx = self.db.begin_write().map_err(backend("begin write"))?;
         {
@@ -369,17 +371,8 @@ impl Store {
                 .get(record.id())
                 .map_err(backend("read"))?
                 .map(|v| stored_revision(v.value()));
-            match found {
-                None => return Ok(()),
-                Some(rev) if rev == Some(record.revision()) => {}
-                Some(rev) => {
-                    return Err(StoreError::Conflict {
-                        kind: R::KIND,
-                        id: record.id().to_string(),
-                        expected: Some(record.revision()),
-                        found: rev,
-                    });
-                }
+            if !may_delete(found)? {
+                return Ok(());
             }
             t.remove(record.id()).map_err(backend("delete"))?;
         }

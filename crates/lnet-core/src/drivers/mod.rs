@@ -1,8 +1,7 @@
 //! The built-in network drivers.
 
 pub mod bridge;
-pub mod host;
-pub mod null;
+pub mod passive;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +12,8 @@ use crate::driver::Driver;
 pub(crate) fn builtin() -> BTreeMap<&'static str, Arc<dyn Driver>> {
     let list: [Arc<dyn Driver>; 3] = [
         Arc::new(bridge::BridgeDriver::default()),
-        Arc::new(host::HostDriver),
-        Arc::new(null::NullDriver),
+        Arc::new(passive::PassiveDriver::HOST),
+        Arc::new(passive::PassiveDriver::NULL),
     ];
     list.into_iter().map(|d| (d.name(), d)).collect()
 }

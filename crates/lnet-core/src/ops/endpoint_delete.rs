@@ -12,13 +12,10 @@ impl State {
             .get(id)
             .ok_or_else(|| CoreError::not_found("endpoint", id))?;
         if let Some(j) = &ep.join {
-            let who = self
-                .sandboxes
-                .get(&j.sandbox_id)
-                .map_or(j.sandbox_id.as_str(), |s| s.rec.container_id.as_str());
             return Err(CoreError::InUse(format!(
-                "endpoint {} is joined to sandbox {who}: leave it (disconnect) first",
-                ep.name
+                "endpoint {} is joined to sandbox {}: leave it (disconnect) first",
+                ep.name,
+                self.sandbox_label(&j.sandbox_id)
             )));
         }
         let ep = ep.clone();

@@ -29,13 +29,10 @@ impl State {
             .get(sb_id)
             .ok_or_else(|| CoreError::not_found("sandbox", sb_id))?;
         if let Some(j) = &ep.join {
-            let who = self
-                .sandboxes
-                .get(&j.sandbox_id)
-                .map_or(j.sandbox_id.as_str(), |s| s.rec.container_id.as_str());
             return Err(CoreError::InUse(format!(
-                "endpoint {} is already joined to sandbox {who}; leave it first",
-                ep.name
+                "endpoint {} is already joined to sandbox {}; leave it first",
+                ep.name,
+                self.sandbox_label(&j.sandbox_id)
             )));
         }
         if sb.rec.state != Lifecycle::Ready || (sb.kernel.is_none() && !sb.rec.host_mode) {

@@ -24,16 +24,11 @@ impl State {
         if let Some(sb) = sb_id
             && sb != join.sandbox_id
         {
-            let name = |id: &str| {
-                self.sandboxes
-                    .get(id)
-                    .map_or_else(|| id.to_string(), |s| s.rec.container_id.clone())
-            };
             return Err(CoreError::Forbidden(format!(
                 "endpoint {} is joined to sandbox {}, not to {}",
                 ep.name,
-                name(&join.sandbox_id),
-                name(sb)
+                self.sandbox_label(&join.sandbox_id),
+                self.sandbox_label(sb)
             )));
         }
         let net = self.network_of(ep)?.clone();
