@@ -67,6 +67,31 @@ pub fn parse_mac(field: &str, s: &str) -> Result<[u8; 6]> {
     Ok(mac)
 }
 
+/// Parses a CIDR subnet as users write it (`--subnet`, `--ip-range`, `IPAM.Config.Subnet`),
+/// naming `field` in the error. Host bits are allowed and masked, as libnetwork does
+/// (`10.1.2.3/16` is `10.1.0.0/16`).
+pub fn parse_cidr(field: &str, s: &str) -> Result<ipnet::IpNet> {
+    let net: ipnet::IpNet = s.trim().parse().map_err(|_| {
+        CoreError::invalid(
+            field,
+            s,
+            "expected a CIDR subnet such as 172.20.0.0/16 or fd00:1::/64 (address, '/', prefix length)",
+        )
+    })?;
+    Ok(net.trunc())
+}
+
+/// Parses an IP address (`--ip`, `--gateway`, `--aux-address`), naming `field` in the error.
+pub fn parse_ip(field: &str, s: &str) -> Result<std::net::IpAddr> {
+    s.trim().parse().map_err(|_| {
+        CoreError::invalid(
+            field,
+            s,
+            "expected an IPv4 or IPv6 address such as 172.20.0.5 or fd00:1::5",
+        )
+    })
+}
+
 /// Validates an object name (network, endpoint, container): not empty or blank, no control
 /// characters, no `/` (names appear in paths and URLs), at most 255 bytes.
 pub(crate) fn validate_name(field: &str, name: &str) -> Result<()> {
@@ -148,6 +173,42 @@ mod tests {
         let e = parse_mac("mac", "zz").unwrap_err().to_string();
         assert!(e.contains("mac") && e.contains("six hex bytes"), "{e}");
         assert_eq!(random_mac()[..2], [0x02, 0x42]);
+    }
+
+    #[test]
+    fn cidrs_and_addresses() {
+        assert_eq!(
+            parse_cidr("subnet", " 10.1.2.3/16").unwrap().to_string(),
+            "10.1.0.0/16"
+        );
+        assert_eq!(
+            parse_cidr("subnet", "fd00:1::5/64").unwrap().to_string(),
+            "fd00:1::/64"
+        );
+        for bad in [
+            "10.1.0.0",
+            "10.1.0.0/33",
+            "10.1.0/16",
+            "fd00::/129",
+            "",
+            "x/8",
+        ] {
+            let e = parse_cidr("IPAM.Config.Subnet", bad).unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("IPAM.Config.Subnet") && msg.contains("CIDR"),
+                "{bad}: {msg}"
+            );
+            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+        }
+        assert_eq!(parse_ip("ip", " 10.0.0.1").unwrap().to_string(), "10.0.0.1");
+        let msg = parse_ip("IPv4Address", "10.0.0.256")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("IPv4Address") && msg.contains("10.0.0.256"),
+            "{msg}"
+        );
     }
 
     #[test]

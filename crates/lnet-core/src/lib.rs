@@ -45,7 +45,7 @@ pub use controller::{
 pub use driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
 pub use error::{CoreError, ErrorKind, Result};
 pub use files::ResolvConf;
-pub use ids::{format_mac, parse_mac, short_id};
+pub use ids::{format_mac, parse_cidr, parse_ip, parse_mac, short_id};
 pub use ipam::IPAM_DRIVERS;
 pub use lnet_store::{
     EndpointRecord, IpamPoolConfig, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord,
