@@ -19,6 +19,7 @@
 //!   silently aliased them onto the first 2^64).
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod bitmap;
 mod error;

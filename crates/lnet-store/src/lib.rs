@@ -10,6 +10,7 @@
 //! lifecycle state means at start.
 
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod records;
 mod redb_store;
