@@ -2,7 +2,8 @@
 //! default IPAM driver: the two address spaces (`LocalDefault`,
 //! `GlobalDefault`), the predefined pool lists and their round-robin
 //! selection, master pools and sub-pools with their overlap rules, and one
-//! address bitmap per master pool. It is pure: no I/O, no kernel, no store.
+//! address bitmap per master pool — and the host ports of published container ports
+//! ([`ports`]). It is pure: no I/O, no kernel, no store.
 //! Nothing here is persisted; after a restart the caller rebuilds the state
 //! by replaying `request_pool`/`request_address` with the same explicit
 //! pools and preferred addresses.
@@ -24,6 +25,7 @@
 pub mod bitmap;
 mod error;
 mod pools;
+pub mod ports;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -37,6 +39,7 @@ pub use error::IpamError;
 pub use pools::{
     PoolSpec, default_global_pool_specs, default_local_pool_specs, default_local_pools, overlaps,
 };
+pub use ports::{PortAllocator, PortError, Proto};
 
 use pools::{Cursor, addr_bits, bits_addr, find_free, host_bits, is_v6, next_cursor, span};
 
