@@ -2,7 +2,9 @@
 //! network namespaces ([`Netns`]: create, bind-mount, open, delete, run code
 //! inside), links (bridges, veth pairs, up/down, MTU, MAC, master, rename),
 //! IP addresses, routes of the main table (all through [`Netlink`], a small
-//! synchronous `NETLINK_ROUTE` client) and sysctls ([`sysctl`]). It knows
+//! synchronous `NETLINK_ROUTE` client), sysctls ([`sysctl`]) and nftables
+//! ([`nft`]: tables, chains, sets and maps, rules, committed as atomic
+//! `NETLINK_NETFILTER` transactions). It knows
 //! nothing of networks, endpoints or the API above it. Every operation is
 //! idempotent in the "ensure present / ensure absent" sense: adding an
 //! existing address or route succeeds (and says it was already there),
@@ -19,7 +21,7 @@
 //! threads the caller owns). A `Netlink` may be moved between threads after
 //! creation; the API is blocking and meant to be called from blocking
 //! threads (e.g. tokio's `spawn_blocking`), never from async tasks directly.
-//! No external process (`ip`, `sysctl`) is ever spawned.
+//! No external process (`ip`, `sysctl`, `nft`) is ever spawned.
 //!
 //! **Fast path.** Every [`Netlink`] method is exactly one netlink request
 //! (`send`, then `recv` until the ACK) with no hidden lookups or dumps, and
@@ -60,6 +62,7 @@ pub mod error;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+pub mod nft;
 pub mod route;
 pub mod sysctl;
 pub mod testing;
@@ -79,6 +82,8 @@ mod tests {
     #[test]
     fn handles_can_move_between_threads() {
         send_sync::<crate::Netlink>();
+        send_sync::<crate::nft::NftSocket>();
+        send_sync::<crate::nft::Batch>();
         send_sync::<crate::Netns>();
         send_sync::<crate::KernelError>();
         send_sync::<crate::testing::TempNetns>();

@@ -326,7 +326,7 @@ impl Netlink {
 /// Extract the extended-ack message from an `NLMSG_ERROR` payload (after the
 /// error code): the original request header (capped) or whole request,
 /// followed by TLVs when `NLM_F_ACK_TLVS` is set.
-fn error_extack(flags: u16, payload: &[u8]) -> Option<String> {
+pub(crate) fn error_extack(flags: u16, payload: &[u8]) -> Option<String> {
     if flags & NLM_F_ACK_TLVS == 0 || payload.len() < NLMSG_HDRLEN {
         return None;
     }
@@ -340,7 +340,7 @@ fn error_extack(flags: u16, payload: &[u8]) -> Option<String> {
 }
 
 /// Find `NLMSGERR_ATTR_MSG` in a TLV stream.
-fn extack_msg(mut tlvs: &[u8]) -> Option<String> {
+pub(crate) fn extack_msg(mut tlvs: &[u8]) -> Option<String> {
     while tlvs.len() >= 4 {
         let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
         let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
