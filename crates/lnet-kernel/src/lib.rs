@@ -64,6 +64,7 @@ pub mod netlink;
 pub mod netns;
 pub mod nft;
 pub mod route;
+mod socket;
 pub mod sysctl;
 pub mod testing;
 

@@ -391,36 +391,57 @@ impl Batch {
     /// Ensure table `name` exists (`NLM_F_CREATE` without `NLM_F_EXCL`:
     /// an existing table is left as it is).
     pub fn add_table(&mut self, family: Family, name: &str) -> &mut Batch {
-        let m = self.begin(NFT_MSG_NEWTABLE, NLM_F_CREATE, family);
-        self.w.str(NFTA_TABLE_NAME, name);
-        self.end(m);
-        self
+        self.named(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE,
+            family,
+            &[(NFTA_TABLE_NAME, name)],
+        )
     }
 
     /// Create table `name`, failing with `EEXIST` if it exists.
     pub fn create_table(&mut self, family: Family, name: &str) -> &mut Batch {
-        let m = self.begin(NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_EXCL, family);
-        self.w.str(NFTA_TABLE_NAME, name);
-        self.end(m);
-        self
+        self.named(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE | NLM_F_EXCL,
+            family,
+            &[(NFTA_TABLE_NAME, name)],
+        )
     }
 
     /// Delete table `name` and everything in it; fails with `ENOENT` if it
     /// does not exist (see [`Batch::destroy_table`]).
     pub fn delete_table(&mut self, family: Family, name: &str) -> &mut Batch {
-        self.table_msg(NFT_MSG_DELTABLE, family, name)
+        self.named(NFT_MSG_DELTABLE, 0, family, &[(NFTA_TABLE_NAME, name)])
     }
 
     /// Delete table `name` if it exists (`NFT_MSG_DESTROYTABLE`, Linux 6.3+).
     pub fn destroy_table(&mut self, family: Family, name: &str) -> &mut Batch {
-        self.table_msg(NFT_MSG_DESTROYTABLE, family, name)
+        self.named(NFT_MSG_DESTROYTABLE, 0, family, &[(NFTA_TABLE_NAME, name)])
     }
 
-    fn table_msg(&mut self, msg: u16, family: Family, name: &str) -> &mut Batch {
-        let m = self.begin(msg, 0, family);
-        self.w.str(NFTA_TABLE_NAME, name);
+    /// A message that carries only names (string attributes): what every
+    /// delete / destroy / flush is.
+    fn named(&mut self, msg: u16, flags: u16, family: Family, names: &[(u16, &str)]) -> &mut Batch {
+        let m = self.begin_named(msg, flags, family, names);
         self.end(m);
         self
+    }
+
+    /// Begin a message and put its names (table, object) first; the caller
+    /// adds the rest and ends it.
+    fn begin_named(
+        &mut self,
+        msg: u16,
+        flags: u16,
+        family: Family,
+        names: &[(u16, &str)],
+    ) -> usize {
+        let m = self.begin(msg, flags, family);
+        for &(attr, name) in names {
+            self.w.str(attr, name);
+        }
+        m
     }
 
     /// Ensure a chain exists. An existing chain is kept (its rules too);
@@ -428,9 +449,8 @@ impl Batch {
     /// priority are the same (a change fails with `EOPNOTSUPP`: hooks are
     /// not moved in place); its policy is updated.
     pub fn add_chain(&mut self, c: &Chain<'_>) -> &mut Batch {
-        let m = self.begin(NFT_MSG_NEWCHAIN, NLM_F_CREATE, c.family);
-        self.w.str(NFTA_CHAIN_TABLE, c.table);
-        self.w.str(NFTA_CHAIN_NAME, c.name);
+        let names = chain_names(c.table, c.name);
+        let m = self.begin_named(NFT_MSG_NEWCHAIN, NLM_F_CREATE, c.family, &names);
         if let Some((ty, hook, prio)) = c.hook {
             self.w.nest(NFTA_CHAIN_HOOK);
             self.w.be32(NFTA_HOOK_HOOKNUM, hook.num());
@@ -454,37 +474,25 @@ impl Batch {
     /// Delete a chain; fails with `ENOENT` if absent and `EBUSY` if it has
     /// rules or is a jump target.
     pub fn delete_chain(&mut self, family: Family, table: &str, name: &str) -> &mut Batch {
-        self.chain_msg(NFT_MSG_DELCHAIN, family, table, name)
+        self.named(NFT_MSG_DELCHAIN, 0, family, &chain_names(table, name))
     }
 
     /// Delete a chain if it exists (Linux 6.3+).
     pub fn destroy_chain(&mut self, family: Family, table: &str, name: &str) -> &mut Batch {
-        self.chain_msg(NFT_MSG_DESTROYCHAIN, family, table, name)
-    }
-
-    fn chain_msg(&mut self, msg: u16, family: Family, table: &str, name: &str) -> &mut Batch {
-        let m = self.begin(msg, 0, family);
-        self.w.str(NFTA_CHAIN_TABLE, table);
-        self.w.str(NFTA_CHAIN_NAME, name);
-        self.end(m);
-        self
+        self.named(NFT_MSG_DESTROYCHAIN, 0, family, &chain_names(table, name))
     }
 
     /// Delete every rule of a chain.
     pub fn flush_chain(&mut self, family: Family, table: &str, chain: &str) -> &mut Batch {
-        let m = self.begin(NFT_MSG_DELRULE, 0, family);
-        self.w.str(NFTA_RULE_TABLE, table);
-        self.w.str(NFTA_RULE_CHAIN, chain);
-        self.end(m);
-        self
+        let names = [(NFTA_RULE_TABLE, table), (NFTA_RULE_CHAIN, chain)];
+        self.named(NFT_MSG_DELRULE, 0, family, &names)
     }
 
     /// Ensure a set or map exists (an existing one with the same
     /// definition is kept with its elements).
     pub fn add_set(&mut self, s: &Set<'_>) -> &mut Batch {
-        let m = self.begin(NFT_MSG_NEWSET, NLM_F_CREATE, s.family);
-        self.w.str(NFTA_SET_TABLE, s.table);
-        self.w.str(NFTA_SET_NAME, s.name);
+        let names = set_names(s.table, s.name);
+        let m = self.begin_named(NFT_MSG_NEWSET, NLM_F_CREATE, s.family, &names);
         let mut flags = s.flags;
         if s.data != SetData::None {
             flags |= set_flags::MAP;
@@ -552,68 +560,19 @@ impl Batch {
         self
     }
 
+    /// Delete every element of a set.
+    pub fn flush_set(&mut self, family: Family, table: &str, set: &str) -> &mut Batch {
+        self.elem_msg(NFT_MSG_DELSETELEM, 0, family, table, set, &[])
+    }
+
     /// Delete a set; fails with `ENOENT` if absent, `EBUSY` if a rule uses it.
     pub fn delete_set(&mut self, family: Family, table: &str, name: &str) -> &mut Batch {
-        self.set_msg(NFT_MSG_DELSET, family, table, name)
+        self.named(NFT_MSG_DELSET, 0, family, &set_names(table, name))
     }
 
     /// Delete a set if it exists (Linux 6.3+).
     pub fn destroy_set(&mut self, family: Family, table: &str, name: &str) -> &mut Batch {
-        self.set_msg(NFT_MSG_DESTROYSET, family, table, name)
-    }
-
-    fn set_msg(&mut self, msg: u16, family: Family, table: &str, name: &str) -> &mut Batch {
-        let m = self.begin(msg, 0, family);
-        self.w.str(NFTA_SET_TABLE, table);
-        self.w.str(NFTA_SET_NAME, name);
-        self.end(m);
-        self
-    }
-
-    /// Add elements; an element that exists with the same data is fine,
-    /// with other data it fails with `EEXIST`.
-    pub fn add_elements(
-        &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: &[Element],
-    ) -> &mut Batch {
-        self.elem_msg(
-            NFT_MSG_NEWSETELEM,
-            NLM_F_CREATE,
-            family,
-            table,
-            set,
-            elements,
-        )
-    }
-
-    /// Delete elements (by key); a missing one fails with `ENOENT`.
-    pub fn delete_elements(
-        &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: &[Element],
-    ) -> &mut Batch {
-        self.elem_msg(NFT_MSG_DELSETELEM, 0, family, table, set, elements)
-    }
-
-    /// Delete elements that exist, ignore the others (Linux 6.3+).
-    pub fn destroy_elements(
-        &mut self,
-        family: Family,
-        table: &str,
-        set: &str,
-        elements: &[Element],
-    ) -> &mut Batch {
-        self.elem_msg(NFT_MSG_DESTROYSETELEM, 0, family, table, set, elements)
-    }
-
-    /// Delete every element of a set.
-    pub fn flush_set(&mut self, family: Family, table: &str, set: &str) -> &mut Batch {
-        self.elem_msg(NFT_MSG_DELSETELEM, 0, family, table, set, &[])
+        self.named(NFT_MSG_DESTROYSET, 0, family, &set_names(table, name))
     }
 
     fn elem_msg(
@@ -625,9 +584,11 @@ impl Batch {
         set: &str,
         elements: &[Element],
     ) -> &mut Batch {
-        let m = self.begin(msg, flags, family);
-        self.w.str(NFTA_SET_ELEM_LIST_TABLE, table);
-        self.w.str(NFTA_SET_ELEM_LIST_SET, set);
+        let names = [
+            (NFTA_SET_ELEM_LIST_TABLE, table),
+            (NFTA_SET_ELEM_LIST_SET, set),
+        ];
+        let m = self.begin_named(msg, flags, family, &names);
         if !elements.is_empty() {
             self.w.nest(NFTA_SET_ELEM_LIST_ELEMENTS);
             for e in elements {
@@ -660,6 +621,48 @@ impl Batch {
         self.end(m);
         self
     }
+}
+
+/// Writes the element operations of [`Batch`]. They differ only in message
+/// type and flags, all going through `elem_msg`; the macro keeps their
+/// long, identical signature in one place.
+macro_rules! element_ops {
+    ($($(#[$doc:meta])* $name:ident => ($msg:expr, $flags:expr);)*) => {
+        impl Batch {
+            $(
+                $(#[$doc])*
+                pub fn $name(
+                    &mut self,
+                    family: Family,
+                    table: &str,
+                    set: &str,
+                    elements: &[Element],
+                ) -> &mut Batch {
+                    self.elem_msg($msg, $flags, family, table, set, elements)
+                }
+            )*
+        }
+    };
+}
+
+element_ops! {
+    /// Add elements; an element that exists with the same data is fine,
+    /// with other data it fails with `EEXIST`.
+    add_elements => (NFT_MSG_NEWSETELEM, NLM_F_CREATE);
+    /// Delete elements (by key); a missing one fails with `ENOENT`.
+    delete_elements => (NFT_MSG_DELSETELEM, 0);
+    /// Delete elements that exist, ignore the others (Linux 6.3+).
+    destroy_elements => (NFT_MSG_DESTROYSETELEM, 0);
+}
+
+/// The table and name attributes of a chain message.
+fn chain_names<'a>(table: &'a str, name: &'a str) -> [(u16, &'a str); 2] {
+    [(NFTA_CHAIN_TABLE, table), (NFTA_CHAIN_NAME, name)]
+}
+
+/// The table and name attributes of a set message.
+fn set_names<'a>(table: &'a str, name: &'a str) -> [(u16, &'a str); 2] {
+    [(NFTA_SET_TABLE, table), (NFTA_SET_NAME, name)]
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 const NLA_F_NESTED: u16 = 0x8000;
 /// Mask that strips `NLA_F_NESTED` / `NLA_F_NET_BYTEORDER` from a type.
 const NLA_TYPE_MASK: u16 = 0x3fff;
-pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) use crate::socket::NLMSG_HDRLEN;
 /// `struct nfgenmsg`: family, version, resource id.
 pub(crate) const NFGENMSG_LEN: usize = 4;
 
