@@ -10,7 +10,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
 use ipnet::IpNet;
-use lnet_kernel::{AddrFlags, BridgeOptions, Netlink, VethSpec, sysctl};
+use lnet_kernel::{AddrFlags, BridgeOptions, VethSpec, sysctl};
 use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord};
 use serde::{Deserialize, Serialize};
 
@@ -647,12 +647,6 @@ fn ensure_sysctl(key: &str) -> Result<()> {
         sysctl::set(key, "1").map_err(kernel(format!("enable {key}")))?;
     }
     Ok(())
-}
-
-/// Used by tests and benchmarks that bypass the controller.
-#[doc(hidden)]
-pub fn bridge_index(nl: &mut Netlink, name: &str) -> Option<u32> {
-    nl.link_by_name(name).ok().flatten().map(|l| l.index)
 }
 
 #[cfg(test)]

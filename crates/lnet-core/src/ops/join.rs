@@ -120,7 +120,11 @@ impl State {
         if let Some(j) = ep.join.as_mut() {
             j.state = JoinState::Joined;
         }
-        cx.store.put(&mut ep)?;
+        if let Err(e) = cx.store.put(&mut ep) {
+            // Tell the caller "failed" only with nothing left behind.
+            self.undo_join(cx, &mut ep, before);
+            return Err(e.into());
+        }
         tracing::debug!(endpoint = %ep.name, sandbox = %sb_id, iface = ?join.container_ifname, "joined");
         self.endpoints.insert(ep);
         Ok(())

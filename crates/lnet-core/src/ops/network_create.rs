@@ -120,25 +120,42 @@ impl State {
             return Err(e.into());
         }
         crate::failpoint::hit("network-create:recorded");
-        if let Err(e) = driver.create_network(&mut self.host, &rec, &cx.config) {
+        let made = driver
+            .create_network(&mut self.host, &rec, &cx.config)
+            .and_then(|()| {
+                crate::failpoint::hit("network-create:kernel-done");
+                rec.state = Lifecycle::Ready;
+                cx.store.put(&mut rec).map_err(Into::into)
+            });
+        if let Err(e) = made {
             tracing::warn!(network = %rec.name, error = %e, "network create failed; undoing");
-            if let Err(undo) = driver.delete_network(&mut self.host, &rec) {
-                tracing::error!(network = %rec.name, error = %undo, "undo of network create failed; it will be retried at start");
-                return Err(e);
-            }
-            self.ipam.release_network(&rec);
-            if let Err(undo) = cx.store.delete(&rec) {
-                tracing::error!(network = %rec.name, error = %undo, "removing the creating record failed; start-up will roll it back");
-            }
+            self.undo_network_create(cx, driver.as_ref(), rec);
             return Err(e);
         }
-        crate::failpoint::hit("network-create:kernel-done");
-        rec.state = Lifecycle::Ready;
-        cx.store.put(&mut rec)?;
         tracing::info!(network = %rec.name, id = %ids::short_id(&rec.id), driver = %rec.driver,
             subnets = ?rec.pools.iter().map(|p| p.pool.to_string()).collect::<Vec<_>>(), "network created");
         self.networks.insert(id.clone(), rec);
         Ok(id)
+    }
+
+    /// Undoes a network create that failed after its record was written: removes its
+    /// kernel objects, its pools and its record. If the kernel refuses, the network stays,
+    /// marked `deleting`, so a delete (or the next start) finishes the job — and its pools
+    /// stay reserved until then, so no other network can be given them meanwhile.
+    fn undo_network_create(&mut self, cx: &Cx, driver: &dyn crate::Driver, mut rec: NetworkRecord) {
+        if let Err(undo) = driver.delete_network(&mut self.host, &rec) {
+            tracing::error!(network = %rec.name, error = %undo, "undoing network create failed; delete it to retry");
+            rec.state = Lifecycle::Deleting;
+            if let Err(e) = cx.store.put(&mut rec) {
+                tracing::error!(network = %rec.name, error = %e, "recording the network as deleting failed; start-up will roll it back");
+            }
+            self.networks.insert(rec.id.clone(), rec);
+            return;
+        }
+        self.ipam.release_network(&rec);
+        if let Err(undo) = cx.store.delete(&rec) {
+            tracing::error!(network = %rec.name, error = %undo, "removing the creating record failed; start-up will roll it back");
+        }
     }
 
     /// Prefixes an automatically chosen pool must not overlap: the host's routes (except
