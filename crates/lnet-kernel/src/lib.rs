@@ -4,7 +4,8 @@
 //! IP addresses, routes of the main table (all through [`Netlink`], a small
 //! synchronous `NETLINK_ROUTE` client), sysctls ([`sysctl`]) and nftables
 //! ([`nft`]: tables, chains, sets and maps, rules, committed as atomic
-//! `NETLINK_NETFILTER` transactions). It knows
+//! `NETLINK_NETFILTER` transactions) and conntrack entries ([`Conntrack`]:
+//! list, delete over ctnetlink). It knows
 //! nothing of networks, endpoints or the API above it. Every operation is
 //! idempotent in the "ensure present / ensure absent" sense: adding an
 //! existing address or route succeeds (and says it was already there),
@@ -21,7 +22,7 @@
 //! threads the caller owns). A `Netlink` may be moved between threads after
 //! creation; the API is blocking and meant to be called from blocking
 //! threads (e.g. tokio's `spawn_blocking`), never from async tasks directly.
-//! No external process (`ip`, `sysctl`, `nft`) is ever spawned.
+//! No external process (`ip`, `sysctl`, `nft`, `conntrack`) is ever spawned.
 //!
 //! **Fast path.** Every [`Netlink`] method is exactly one netlink request
 //! (`send`, then `recv` until the ACK) with no hidden lookups or dumps, and
@@ -58,6 +59,7 @@
 //! ```
 
 pub mod addr;
+pub mod conntrack;
 pub mod error;
 pub mod link;
 pub mod netlink;
@@ -69,6 +71,7 @@ pub mod sysctl;
 pub mod testing;
 
 pub use addr::{AddrFlags, AddressInfo};
+pub use conntrack::{Conntrack, CtEntry, CtTuple};
 pub use error::{KernelError, Result};
 pub use ipnet::IpNet;
 pub use link::{BridgeOptions, LOOPBACK_INDEX, Link, VethSpec, format_mac};
@@ -86,6 +89,7 @@ mod tests {
         send_sync::<crate::nft::NftSocket>();
         send_sync::<crate::nft::Batch>();
         send_sync::<crate::Netns>();
+        send_sync::<crate::Conntrack>();
         send_sync::<crate::KernelError>();
         send_sync::<crate::testing::TempNetns>();
     }

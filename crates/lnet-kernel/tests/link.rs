@@ -285,3 +285,63 @@ fn move_link_to_netns() {
     let mut inside = Netlink::in_netns(&ns).unwrap();
     assert!(inside.link_by_name("mv-p").unwrap().is_some());
 }
+
+#[test]
+fn hairpin_mode_of_a_bridge_port() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let br = nl.ensure_bridge("br-hp", BridgeOptions::default()).unwrap();
+    let port = nl
+        .create_veth(VethSpec {
+            host_name: "vhp0",
+            host_master: Some(br.index),
+            peer_name: "vhp1",
+            ..Default::default()
+        })
+        .unwrap();
+    // Bridge ports start with hairpin off; other links are not ports.
+    assert_eq!(
+        nl.link_by_index(port).unwrap().unwrap().hairpin,
+        Some(false)
+    );
+    let peer = nl.link_by_name("vhp1").unwrap().unwrap();
+    assert_eq!(peer.hairpin, None);
+    assert_eq!(br.hairpin, None);
+
+    nl.set_hairpin(port, true).unwrap();
+    assert_eq!(nl.link_by_index(port).unwrap().unwrap().hairpin, Some(true));
+    // iproute2 reads the same port flag.
+    if let Ok(out) = std::process::Command::new("ip")
+        .args(["-d", "link", "show", "vhp0"])
+        .output()
+    {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("hairpin on"), "{text}");
+    }
+    nl.set_hairpin(port, true).unwrap();
+    let links = nl.links().unwrap();
+    let listed = links.iter().find(|l| l.index == port).unwrap();
+    assert_eq!(listed.hairpin, Some(true));
+
+    nl.set_hairpin(port, false).unwrap();
+    assert_eq!(
+        nl.link_by_index(port).unwrap().unwrap().hairpin,
+        Some(false)
+    );
+
+    // Isolation is another flag of the same port, set and read back alone.
+    assert_eq!(listed.isolated, Some(false));
+    nl.set_isolated(port, true).unwrap();
+    let l = nl.link_by_index(port).unwrap().unwrap();
+    assert_eq!((l.isolated, l.hairpin), (Some(true), Some(false)));
+    nl.set_isolated(port, false).unwrap();
+    assert_eq!(
+        nl.link_by_index(port).unwrap().unwrap().isolated,
+        Some(false)
+    );
+
+    // Not a bridge port.
+    let e = nl.set_hairpin(peer.index, true).unwrap_err();
+    assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "{e}");
+    assert_eq!(nl.link_by_index(peer.index).unwrap().unwrap().hairpin, None);
+}

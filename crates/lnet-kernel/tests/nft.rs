@@ -586,16 +586,7 @@ fn published_port_dnat_moves_a_datagram() {
     );
     nft.commit(&publish).unwrap();
 
-    let rx = server
-        .run(|| UdpSocket::bind("10.2.0.2:5353"))
-        .unwrap()
-        .unwrap();
-    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let tx = client
-        .run(|| UdpSocket::bind("10.1.0.2:0"))
-        .unwrap()
-        .unwrap();
-    tx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let (rx, tx) = udp_pair(&server, &client);
     tx.send_to(b"published", "10.1.0.1:8080").unwrap();
     let mut buf = [0u8; 64];
     let (n, from) = rx.recv_from(&mut buf).unwrap();
@@ -748,4 +739,306 @@ fn inet_family_tables() {
     // The ip family sees nothing of it.
     assert!(nft.tables(Family::Ip).unwrap().is_empty());
     assert_eq!(nft.tables(f).unwrap(), [T]);
+}
+
+/// Run `nft -f -` with `script` in the calling thread's namespace.
+fn nft_script(script: &str) {
+    use std::io::Write;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(script.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "nft -f: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn bridge_family_forward_chain() {
+    setup!("bridge_family_forward_chain");
+    let mut nft = NftSocket::new().unwrap();
+    let f = Family::Bridge;
+    let mut b = Batch::new();
+    b.add_table(f, T)
+        .add_chain(&Chain::base(
+            f,
+            T,
+            "forward",
+            ChainType::Filter,
+            Hook::Forward,
+            -200,
+        ))
+        .add_set(&Set::new(f, T, "icc_off", &[DataType::IfName]))
+        .add_elements(
+            f,
+            T,
+            "icc_off",
+            &[Element::new(*b"br-x\0\0\0\0\0\0\0\0\0\0\0\0")],
+        );
+    // Bridge ports are matched by name like any interface.
+    let rule = Rule::new(f, T, "forward")
+        .in_set(&[Field::IifName], "icc_off")
+        .oifname("br-x")
+        .drop();
+    b.add_rule(&rule);
+    nft.commit(&b).unwrap();
+
+    let text = ruleset_text();
+    for want in [
+        "table bridge lnet",
+        // -200 is the bridge family's named `filter` priority.
+        "type filter hook forward priority filter;",
+        "iifname @icc_off oifname \"br-x\" drop",
+        "elements = { \"br-x\" }",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    assert_eq!(nft.tables(f).unwrap(), [T]);
+    assert!(nft.tables(Family::Ip).unwrap().is_empty());
+    let chains = nft.chains(f, T).unwrap();
+    assert_eq!(chains.len(), 1);
+    assert_eq!(
+        chains[0].hook,
+        Some((ChainType::Filter, Hook::Forward, -200))
+    );
+    let got = nft.rules(f, T, "forward").unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].exprs, rule.exprs());
+    assert_eq!(got[0].family, f);
+    let sets = nft.sets(f, T).unwrap();
+    assert_eq!((sets[0].name.as_str(), sets[0].key_len), ("icc_off", 16));
+
+    // `meta ibrname` / `obrname` live in nft_meta_bridge
+    // (CONFIG_NFT_BRIDGE_META), which not every kernel has: where it is
+    // missing the kernel refuses the rule exactly as it refuses nft's.
+    let bri = Rule::new(f, T, "forward")
+        .in_set(&[Field::BriIifName], "icc_off")
+        .cmp(
+            Field::BriOifName,
+            CmpOp::Eq,
+            b"br-x\0\0\0\0\0\0\0\0\0\0\0\0",
+        )
+        .drop();
+    let mut b = Batch::new();
+    b.add_rule(&bri);
+    let by_nft = Command::new("nft")
+        .args(["add", "rule", "bridge", T, "forward"])
+        .args([
+            "meta", "ibrname", "@icc_off", "meta", "obrname", "br-x", "drop",
+        ])
+        .output()
+        .unwrap();
+    match nft.commit(&b) {
+        Ok(()) => {
+            assert!(by_nft.status.success());
+            let text = ruleset_text();
+            let want = "meta ibrname @icc_off meta obrname \"br-x\" drop";
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+            let got = nft.rules(f, T, "forward").unwrap();
+            assert_eq!(got[1].exprs, bri.exprs());
+            // nft's rule decodes into the same expressions.
+            assert_eq!(got[2].exprs, bri.exprs());
+        }
+        Err(e) => {
+            assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "{e}");
+            assert!(
+                String::from_utf8_lossy(&by_nft.stderr).contains("Operation not supported"),
+                "nft: {}",
+                String::from_utf8_lossy(&by_nft.stderr)
+            );
+            eprintln!("bridge_family_forward_chain: no meta ibrname in this kernel");
+            assert_eq!(nft.rules(f, T, "forward").unwrap().len(), 1);
+        }
+    }
+}
+
+#[test]
+fn ct_status_and_comments() {
+    setup!("ct_status_and_comments");
+    let mut nft = NftSocket::new().unwrap();
+    let mut b = Batch::new();
+    base(&mut b);
+    let commented = Rule::new(Family::Ip, T, "fwd")
+        .ct_status(ct_status::SNAT | ct_status::DNAT)
+        .accept()
+        .comment("lnet: nat'd flows");
+    let plain = Rule::new(Family::Ip, T, "fwd").counter();
+    b.add_rule(&commented).add_rule(&plain);
+    nft.commit(&b).unwrap();
+    let text = ruleset_text();
+    assert!(
+        text.contains("ct status snat,dnat accept comment \"lnet: nat'd flows\""),
+        "{text}"
+    );
+    let got = nft.rules(Family::Ip, T, "fwd").unwrap();
+    assert_eq!(got[0].exprs, commented.exprs());
+    assert_eq!(got[0].comment.as_deref(), Some("lnet: nat'd flows"));
+    assert_eq!(got[1].comment, None);
+
+    // A comment nft itself writes reads back the same way.
+    nft_script(&format!(
+        "add rule ip {T} isolate iifname \"br-y\" accept comment \"by nft\"\n"
+    ));
+    let got = nft.rules(Family::Ip, T, "isolate").unwrap();
+    assert_eq!(got[0].comment.as_deref(), Some("by nft"));
+    assert_eq!(
+        got[0].exprs,
+        Rule::new(Family::Ip, T, "isolate")
+            .iifname("br-y")
+            .accept()
+            .exprs()
+    );
+
+    // A comment too long for nft is cut to nft's limit, and the kernel and
+    // nft take the longest one there can be.
+    let long = Rule::new(Family::Ip, T, "isolate")
+        .accept()
+        .comment(&"c".repeat(COMMENT_MAX_LEN + 10));
+    let mut b = Batch::new();
+    b.add_rule(&long);
+    nft.commit(&b).unwrap();
+    let got = nft.rules(Family::Ip, T, "isolate").unwrap();
+    let max = "c".repeat(COMMENT_MAX_LEN);
+    assert_eq!(got[1].comment.as_deref(), Some(max.as_str()));
+    let text = ruleset_text();
+    assert!(
+        text.contains(&format!("accept comment \"{max}\"")),
+        "{text}"
+    );
+}
+
+#[test]
+fn prepend_into_a_foreign_chain() {
+    setup!("prepend_into_a_foreign_chain");
+    // What iptables-nft or an admin would have made.
+    nft_script(
+        "table ip filter {\n\
+         \tchain FORWARD { type filter hook forward priority 0; policy drop; }\n\
+         }\n\
+         add rule ip filter FORWARD counter\n",
+    );
+    let mut nft = NftSocket::new().unwrap();
+    let mine = Rule::new(Family::Ip, "filter", "FORWARD")
+        .position(Position::Prepend)
+        .iifname("br-x")
+        .accept()
+        .comment("lnet br-x");
+    let mut b = Batch::new();
+    b.add_rule(&mine);
+    nft.commit(&b).unwrap();
+    let text = ruleset_text();
+    assert!(
+        text.contains("iifname \"br-x\" accept comment \"lnet br-x\""),
+        "{text}"
+    );
+
+    let rules = nft.rules(Family::Ip, "filter", "FORWARD").unwrap();
+    assert_eq!(rules.len(), 2);
+    // Prepended: before the rule that was there.
+    assert_eq!(rules[0].comment.as_deref(), Some("lnet br-x"));
+    assert_eq!(rules[0].exprs, mine.exprs());
+    let handle = rules
+        .iter()
+        .find(|r| r.comment.as_deref() == Some("lnet br-x"))
+        .unwrap()
+        .handle;
+    let mut d = Batch::new();
+    d.delete_rule(Family::Ip, "filter", "FORWARD", handle);
+    nft.commit(&d).unwrap();
+    let rules = nft.rules(Family::Ip, "filter", "FORWARD").unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].exprs, [Expr::Counter]);
+    let chains = nft.chains(Family::Ip, "filter").unwrap();
+    let fwd = chains.iter().find(|c| c.name == "FORWARD").unwrap();
+    assert_eq!(fwd.policy, Some(Policy::Drop));
+    assert_eq!(fwd.hook, Some((ChainType::Filter, Hook::Forward, 0)));
+}
+
+#[test]
+fn snat_map_rewrites_the_source() {
+    setup!("snat_map_rewrites_the_source");
+    let client = TempNetns::new().unwrap();
+    let server = TempNetns::new().unwrap();
+    let mut nl = Netlink::new().unwrap();
+    plug(&mut nl, "vc", "10.1.0.1", &client, "10.1.0.2");
+    plug(&mut nl, "vs", "10.2.0.1", &server, "10.2.0.2");
+    sysctl::set("net.ipv4.ip_forward", "1").unwrap();
+
+    let mut nft = NftSocket::new().unwrap();
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, T)
+        .add_chain(&Chain::base(
+            Family::Ip,
+            T,
+            "post",
+            ChainType::Nat,
+            Hook::Postrouting,
+            100,
+        ))
+        .add_set(&Set::map(
+            Family::Ip,
+            T,
+            "m",
+            &[DataType::IfName],
+            &[DataType::Ipv4Addr],
+        ))
+        .add_elements(
+            Family::Ip,
+            T,
+            "m",
+            &[Element::new(*b"vc\0\0\0\0\0\0\0\0\0\0\0\0\0\0").data([10, 2, 0, 1])],
+        );
+    let rule = Rule::new(Family::Ip, T, "post").snat_map(&[Field::IifName], "m", Family::Ip);
+    b.add_rule(&rule);
+    nft.commit(&b).unwrap();
+    let text = ruleset_text();
+    assert!(text.contains("snat to iifname map @m"), "{text}");
+    assert_eq!(
+        nft.rules(Family::Ip, T, "post").unwrap()[0].exprs,
+        rule.exprs()
+    );
+
+    let (rx, tx) = udp_pair(&server, &client);
+    tx.send_to(b"hi", "10.2.0.2:5353").unwrap();
+    let mut buf = [0u8; 16];
+    let (n, from) = rx.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"hi");
+    // The map's address for the input interface, not the client's.
+    assert_eq!(from.ip(), "10.2.0.1".parse::<std::net::IpAddr>().unwrap());
+    rx.send_to(b"back", from).unwrap();
+    let (n, from) = tx.recv_from(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"back");
+    assert_eq!(from, "10.2.0.2:5353".parse().unwrap());
+
+    // Conntrack remembers the translation: replies go to the new source.
+    let entries = lnet_kernel::Conntrack::new()
+        .unwrap()
+        .entries(false)
+        .unwrap();
+    let e = entries.iter().find(|e| e.orig.dport == 5353).unwrap();
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert_eq!((e.orig.src, e.orig.dst), (ip("10.1.0.2"), ip("10.2.0.2")));
+    assert_eq!((e.reply.src, e.reply.dst), (ip("10.2.0.2"), ip("10.2.0.1")));
+}
+
+/// A UDP server socket on 10.2.0.2:5353 in `server` and a client socket on 10.1.0.2 in
+/// `client`, both with 5 s read timeouts.
+fn udp_pair(server: &Netns, client: &Netns) -> (UdpSocket, UdpSocket) {
+    let bind = |ns: &Netns, addr: &'static str| {
+        let s = ns.run(move || UdpSocket::bind(addr)).unwrap().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    };
+    (bind(server, "10.2.0.2:5353"), bind(client, "10.1.0.2:0"))
 }

@@ -119,6 +119,11 @@ pub enum MetaKey {
     NfProto,
     /// `meta l4proto`: 1 byte.
     L4Proto,
+    /// `meta ibrname`: the name of the bridge a frame came in through
+    /// (the port's master), 16 bytes NUL-padded. Bridge family only.
+    BriIifName,
+    /// `meta obrname`: the name of the bridge a frame goes out through.
+    BriOifName,
     /// Any other `NFT_META_*` key.
     Other(u32),
 }
@@ -133,6 +138,8 @@ impl MetaKey {
             MetaKey::OifName => 7,
             MetaKey::NfProto => 15,
             MetaKey::L4Proto => 16,
+            MetaKey::BriIifName => 17,
+            MetaKey::BriOifName => 18,
             MetaKey::Other(k) => k,
         }
     }
@@ -146,6 +153,8 @@ impl MetaKey {
             7 => MetaKey::OifName,
             15 => MetaKey::NfProto,
             16 => MetaKey::L4Proto,
+            17 => MetaKey::BriIifName,
+            18 => MetaKey::BriOifName,
             k => MetaKey::Other(k),
         }
     }
@@ -176,7 +185,7 @@ pub enum CmpOp {
 pub enum CtKey {
     /// `ct state`: a bit mask, see [`ct_state`].
     State,
-    /// `ct status`.
+    /// `ct status`: a bit mask, see [`ct_status`].
     Status,
     /// Any other `NFT_CT_*` key.
     Other(u32),
@@ -194,6 +203,23 @@ pub mod ct_state {
     pub const NEW: u32 = 8;
     /// Untracked.
     pub const UNTRACKED: u32 = 64;
+}
+
+/// `ct status` bits (`IPS_*` of `linux/netfilter/nf_conntrack_common.h`,
+/// host order, 4 bytes).
+pub mod ct_status {
+    /// `IPS_EXPECTED`: the connection is an expected one (a helper's).
+    pub const EXPECTED: u32 = 1;
+    /// `IPS_SEEN_REPLY`: packets went both ways.
+    pub const SEEN_REPLY: u32 = 1 << 1;
+    /// `IPS_ASSURED`: the connection will not be dropped early.
+    pub const ASSURED: u32 = 1 << 2;
+    /// `IPS_CONFIRMED`: the entry is in the conntrack table.
+    pub const CONFIRMED: u32 = 1 << 3;
+    /// `IPS_SRC_NAT`: the source was translated (`ct status snat`).
+    pub const SNAT: u32 = 1 << 4;
+    /// `IPS_DST_NAT`: the destination was translated (`ct status dnat`).
+    pub const DNAT: u32 = 1 << 5;
 }
 
 /// `nat` kinds.
@@ -585,6 +611,10 @@ pub enum Field {
     Iif,
     /// `meta oif`.
     Oif,
+    /// `meta ibrname` (bridge family): the bridge a frame came in through.
+    BriIifName,
+    /// `meta obrname` (bridge family): the bridge a frame goes out through.
+    BriOifName,
 }
 
 impl Field {
@@ -609,13 +639,20 @@ impl Field {
             Field::OifName => meta(MetaKey::OifName),
             Field::Iif => meta(MetaKey::Iif),
             Field::Oif => meta(MetaKey::Oif),
+            Field::BriIifName => meta(MetaKey::BriIifName),
+            Field::BriOifName => meta(MetaKey::BriOifName),
         }
     }
 
     /// Number of 32-bit registers the field occupies.
     fn regs(self) -> u8 {
         match self {
-            Field::Ip6Saddr | Field::Ip6Daddr | Field::IifName | Field::OifName => 4,
+            Field::Ip6Saddr
+            | Field::Ip6Daddr
+            | Field::IifName
+            | Field::OifName
+            | Field::BriIifName
+            | Field::BriOifName => 4,
             _ => 1,
         }
     }
@@ -654,7 +691,12 @@ pub struct Rule {
     chain: String,
     position: Position,
     exprs: Vec<Expr>,
+    comment: Option<String>,
 }
+
+/// The longest rule comment, in bytes (without the terminating NUL), that
+/// [`Rule::comment`] keeps: `nft`'s limit (`NFTNL_UDATA_COMMENT_MAXLEN`).
+pub const COMMENT_MAX_LEN: usize = 128;
 
 const R0: Reg = Reg::R32(0);
 
@@ -667,12 +709,37 @@ impl Rule {
             chain: chain.to_string(),
             position: Position::Append,
             exprs: Vec::new(),
+            comment: None,
         }
     }
 
     /// The expressions so far.
     pub fn exprs(&self) -> &[Expr] {
         &self.exprs
+    }
+
+    /// The comment set with [`Rule::comment`].
+    pub fn comment_text(&self) -> Option<&str> {
+        self.comment.as_deref()
+    }
+
+    /// Attach a comment (`nft` prints `comment "text"`; read back as
+    /// [`RuleInfo::comment`](super::RuleInfo::comment)), so a rule in a
+    /// chain lnet does not own can be found again. `nft` refuses comments
+    /// longer than [`COMMENT_MAX_LEN`] bytes; rather than fail, a longer
+    /// text is cut to the longest prefix of at most that many bytes that
+    /// ends on a character boundary, and a text with a NUL byte is cut at
+    /// the NUL (it would end the string on the wire anyway). Check
+    /// [`Rule::comment_text`] when the exact text matters (e.g. to find
+    /// the rule again by it).
+    pub fn comment(mut self, text: &str) -> Rule {
+        let text = text.split('\0').next().unwrap_or_default();
+        let mut end = text.len().min(COMMENT_MAX_LEN);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.comment = Some(text[..end].to_string());
+        self
     }
 
     /// Where the rule goes (default: appended).
@@ -845,7 +912,28 @@ impl Rule {
     /// `dnat ip to a . b . c map @map`: the map's value is an address
     /// followed by a port (`ipv4_addr . inet_service`, or `ipv6_addr .
     /// inet_service` for `family` [`Family::Ip6`]).
-    pub fn dnat_map(mut self, key: &[Field], map: &str, family: Family) -> Rule {
+    pub fn dnat_map(self, key: &[Field], map: &str, family: Family) -> Rule {
+        self.nat_map(NatKind::Dnat, key, map, family, true)
+    }
+
+    /// `snat ip to a . b . c map @map`: the map's value is an address only
+    /// (`ipv4_addr`, or `ipv6_addr` for `family` [`Family::Ip6`]), e.g. the
+    /// source address to use per input interface.
+    pub fn snat_map(self, key: &[Field], map: &str, family: Family) -> Rule {
+        self.nat_map(NatKind::Snat, key, map, family, false)
+    }
+
+    /// Look the key up in `map` (the value lands in the registers from
+    /// `R32(0)`, over the key) and NAT to the address there, and to the
+    /// port right after it when `with_port`.
+    fn nat_map(
+        mut self,
+        kind: NatKind,
+        key: &[Field],
+        map: &str,
+        family: Family,
+        with_port: bool,
+    ) -> Rule {
         self.load(key);
         let port_reg = if family == Family::Ip6 { 4 } else { 1 };
         self.exprs.push(Expr::Lookup {
@@ -855,10 +943,10 @@ impl Rule {
             invert: false,
         });
         self.expr(Expr::Nat {
-            kind: NatKind::Dnat,
+            kind,
             family,
             addr: Some(R0),
-            proto: Some(Reg::R32(port_reg)),
+            proto: with_port.then_some(Reg::R32(port_reg)),
         })
     }
 
@@ -901,11 +989,19 @@ impl Rule {
     }
 
     /// `ct state` is one of the bits in `mask` (see [`ct_state`]).
-    pub fn ct_state(mut self, mask: u32) -> Rule {
-        self.exprs.push(Expr::Ct {
-            key: CtKey::State,
-            dreg: R0,
-        });
+    pub fn ct_state(self, mask: u32) -> Rule {
+        self.ct_bits(CtKey::State, mask)
+    }
+
+    /// `ct status` has one of the bits in `mask` (see [`ct_status`]), e.g.
+    /// `ct status dnat` for connections whose destination was translated.
+    pub fn ct_status(self, mask: u32) -> Rule {
+        self.ct_bits(CtKey::Status, mask)
+    }
+
+    /// `ct <key> & mask != 0`.
+    fn ct_bits(mut self, key: CtKey, mask: u32) -> Rule {
+        self.exprs.push(Expr::Ct { key, dreg: R0 });
         self.exprs.push(Expr::Bitwise {
             sreg: R0,
             dreg: R0,
@@ -969,8 +1065,36 @@ impl Rule {
     }
 }
 
+/// A rule comment in libnftnl's udata format, which `nft` reads: one TLV of
+/// a type byte ([`NFTNL_UDATA_RULE_COMMENT`]), a length byte and the
+/// NUL-terminated text. [`Rule::comment`] keeps the text short enough for
+/// the length byte.
+fn comment_udata(text: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(text.len() + 3);
+    v.push(NFTNL_UDATA_RULE_COMMENT);
+    v.push((text.len() + 1) as u8);
+    v.extend_from_slice(text.as_bytes());
+    v.push(0);
+    v
+}
+
+/// The comment in a rule's `NFTA_RULE_USERDATA`, if there is one. The bytes
+/// come from the kernel but were written by whoever added the rule, so
+/// every length is checked.
+pub(crate) fn decode_comment(mut udata: &[u8]) -> Option<String> {
+    while let [ty, len, rest @ ..] = udata {
+        let value = rest.get(..usize::from(*len))?;
+        if *ty == NFTNL_UDATA_RULE_COMMENT {
+            let text = value.strip_suffix(&[0]).unwrap_or(value);
+            return Some(String::from_utf8_lossy(text).into_owned());
+        }
+        udata = &rest[value.len()..];
+    }
+    None
+}
+
 impl Batch {
-    /// Add a rule at its [`Position`].
+    /// Add a rule at its [`Position`] (with its comment, if it has one).
     pub fn add_rule(&mut self, r: &Rule) -> &mut Batch {
         let (flags, handle) = match r.position {
             Position::Append => (NLM_F_CREATE | NLM_F_APPEND, None),
@@ -989,6 +1113,9 @@ impl Batch {
             e.encode(&mut self.w);
         }
         self.w.end_nest();
+        if let Some(c) = &r.comment {
+            self.w.bytes(NFTA_RULE_USERDATA, &comment_udata(c));
+        }
         self.end(m);
         self
     }
@@ -1008,5 +1135,70 @@ impl Batch {
         self.w.be64(NFTA_RULE_HANDLE, handle);
         self.end(m);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comments_encode_and_decode() {
+        let udata = comment_udata("lnet");
+        assert_eq!(udata, b"\x00\x05lnet\x00");
+        assert_eq!(decode_comment(&udata).as_deref(), Some("lnet"));
+        // Another TLV first (nft's NFTNL_UDATA_RULE_EBTABLES_POLICY = 1).
+        let mut two = vec![1, 2, 9, 9];
+        two.extend_from_slice(&udata);
+        assert_eq!(decode_comment(&two).as_deref(), Some("lnet"));
+        // Malformed: truncated value, lone type byte, nothing.
+        assert_eq!(decode_comment(&[0, 9, b'x']), None);
+        assert_eq!(decode_comment(&[0]), None);
+        assert_eq!(decode_comment(&[]), None);
+
+        let r = Rule::new(Family::Ip, "filter", "FORWARD");
+        let max = "x".repeat(COMMENT_MAX_LEN);
+        let ok = r.clone().comment(&max);
+        assert_eq!(ok.comment_text(), Some(max.as_str()));
+        assert_eq!(comment_udata(&max)[1], 129);
+        let long = r.clone().comment(&format!("{max}x"));
+        assert_eq!(long.comment_text(), Some(max.as_str()));
+        // Cut on a character boundary: "é" is two bytes and would straddle
+        // the limit.
+        let accented = format!("{}é", "x".repeat(COMMENT_MAX_LEN - 1));
+        let cut = r.clone().comment(&accented);
+        assert_eq!(cut.comment_text().map(str::len), Some(COMMENT_MAX_LEN - 1));
+        assert_eq!(r.comment("a\0b").comment_text(), Some("a"));
+    }
+
+    #[test]
+    fn nat_maps_share_their_shape() {
+        let key = [Field::IifName];
+        let snat = Rule::new(Family::Ip, "t", "c").snat_map(&key, "m", Family::Ip);
+        let dnat = Rule::new(Family::Ip6, "t", "c").dnat_map(&key, "m", Family::Ip6);
+        let nat = |r: &Rule| r.exprs().last().cloned().unwrap();
+        assert_eq!(
+            nat(&snat),
+            Expr::Nat {
+                kind: NatKind::Snat,
+                family: Family::Ip,
+                addr: Some(R0),
+                proto: None,
+            }
+        );
+        assert_eq!(
+            nat(&dnat),
+            Expr::Nat {
+                kind: NatKind::Dnat,
+                family: Family::Ip6,
+                addr: Some(R0),
+                proto: Some(Reg::R32(4)),
+            }
+        );
+        assert_eq!(Field::BriIifName.regs(), 4);
+        assert_eq!(
+            MetaKey::decode(MetaKey::BriOifName.encode()),
+            MetaKey::BriOifName
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! Reading back: the rules of a chain and the elements of a set.
 
 use super::Family;
-use super::expr::{Data, Expr, decode_data};
+use super::expr::{Data, Expr, decode_comment, decode_data};
 use super::objects::{ChainType, Element, ElementData, Hook, Policy};
 use super::socket::NftSocket;
 use super::sys::*;
@@ -23,6 +23,10 @@ pub struct RuleInfo {
     /// The expressions, decoded like the ones [`Rule`](super::Rule)
     /// builds; compare with [`Rule::exprs`](super::Rule::exprs).
     pub exprs: Vec<Expr>,
+    /// The rule's comment (`NFTA_RULE_USERDATA` in libnftnl's format, as
+    /// [`Rule::comment`](super::Rule::comment) and `nft ... comment "x"`
+    /// write it).
+    pub comment: Option<String>,
 }
 
 /// A chain as the kernel reports it.
@@ -223,6 +227,9 @@ impl NftSocket {
                     .get(NFTA_RULE_EXPRESSIONS)
                     .map(|l| l.nested().map(|e| Expr::decode(e.nested())).collect())
                     .unwrap_or_default(),
+                comment: attrs
+                    .get(NFTA_RULE_USERDATA)
+                    .and_then(|u| decode_comment(u.value)),
             });
         })
     }

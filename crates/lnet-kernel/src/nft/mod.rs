@@ -15,6 +15,12 @@
 //!   [`NftSocket::chains`] and [`NftSocket::sets`] read back what is
 //!   programmed, rules decoded into the same [`Expr`] values the builder
 //!   makes, so "what is there" can be compared with "what should be there".
+//! * Tables of the `ip`, `ip6`, `inet` and `bridge` families ([`Family`]).
+//!   Rules can carry a comment ([`Rule::comment`], in the format `nft`
+//!   prints), which is how a rule lnet adds to a chain it does not own
+//!   (say `ip filter FORWARD`, made by iptables-nft or an admin, added with
+//!   [`Position::Prepend`]) is found again by [`NftSocket::rules`] and
+//!   deleted by handle, leaving the rest of that chain alone.
 //!
 //! Higher layers keep per-container state in sets and maps, so connecting a
 //! container or publishing a port is one element update in one batch.
@@ -30,6 +36,10 @@
 //!   and a base chain's hook or priority cannot be changed by re-adding it.
 //! * The builder adds no implicit dependencies: in an `inet` table, put
 //!   [`Rule::nfproto`] before `ip`/`ip6` matches, as `nft` would.
+//! * Some expressions depend on kernel options: `meta ibrname`/`obrname`
+//!   ([`Field::BriIifName`]) need `CONFIG_NFT_BRIDGE_META` (`EOPNOTSUPP`
+//!   without it), and `ct` in a bridge table needs `nf_conntrack_bridge`
+//!   (`EPROTO` without it).
 //!
 //! ```no_run
 //! use std::net::Ipv4Addr;
@@ -55,12 +65,12 @@ mod expr;
 mod list;
 mod objects;
 mod socket;
-mod wire;
+pub(crate) mod wire;
 
 pub use batch::Batch;
 pub use expr::{
-    CmpOp, CtKey, Data, Expr, Field, MetaKey, NatKind, PayloadBase, Position, Reg, Rule, Verdict,
-    ct_state,
+    COMMENT_MAX_LEN, CmpOp, CtKey, Data, Expr, Field, MetaKey, NatKind, PayloadBase, Position, Reg,
+    Rule, Verdict, ct_state, ct_status,
 };
 pub use list::{ChainInfo, RuleInfo, SetInfo};
 pub use objects::{
@@ -77,6 +87,10 @@ pub enum Family {
     Ip,
     /// `ip6`: IPv6.
     Ip6,
+    /// `bridge`: frames crossing a Linux bridge. Its hooks have the same
+    /// numbers as the inet ones ([`Hook::Forward`] is a frame forwarded
+    /// from one bridge port to another).
+    Bridge,
 }
 
 impl Family {
@@ -86,6 +100,7 @@ impl Family {
             Family::Inet => 1,
             Family::Ip => 2,
             Family::Ip6 => 10,
+            Family::Bridge => 7,
         }
     }
 
@@ -95,6 +110,7 @@ impl Family {
             1 => Some(Family::Inet),
             2 => Some(Family::Ip),
             10 => Some(Family::Ip6),
+            7 => Some(Family::Bridge),
             _ => None,
         }
     }
@@ -105,6 +121,7 @@ impl Family {
             Family::Inet => "inet",
             Family::Ip => "ip",
             Family::Ip6 => "ip6",
+            Family::Bridge => "bridge",
         }
     }
 }
@@ -155,6 +172,9 @@ pub(crate) mod sys {
     pub const NFTA_RULE_HANDLE: u16 = 3;
     pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
     pub const NFTA_RULE_POSITION: u16 = 6;
+    pub const NFTA_RULE_USERDATA: u16 = 7;
+    /// libnftnl's udata TLV type of a rule comment.
+    pub const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
 
     pub const NFTA_LIST_ELEM: u16 = 1;
     pub const NFTA_EXPR_NAME: u16 = 1;

@@ -30,7 +30,8 @@ impl ChainType {
     }
 }
 
-/// A netfilter hook of the inet/ip/ip6 families.
+/// A netfilter hook of the inet/ip/ip6 families; the bridge family's
+/// hooks (`NF_BR_*`) have the same numbers and meanings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// `NF_INET_PRE_ROUTING`.
