@@ -11,13 +11,14 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lnet_ipam::{Ipam, IpamConfig};
+use lnet_ipam::{Ipam, IpamConfig, PortAllocator};
 use lnet_kernel::{Netlink, Netns};
 use lnet_store::{EndpointRecord, IpamSpec, NetworkRecord, SandboxRecord, Store};
 
 use crate::config::Config;
 use crate::driver::{Driver, HostKernel, SandboxKernel};
 use crate::error::{CoreError, Result};
+use crate::firewall::Firewall;
 use crate::ipam::IpamState;
 use crate::recovery::RecoveryReport;
 
@@ -58,6 +59,8 @@ pub(crate) struct State {
     pub(crate) endpoints: crate::index::Endpoints,
     pub(crate) sandboxes: BTreeMap<String, SandboxEntry>,
     pub(crate) ipam: IpamState,
+    /// Host ports of published ports, derived from endpoint records.
+    pub(crate) ports: PortAllocator,
     pub(crate) host: HostKernel,
 }
 
@@ -104,6 +107,9 @@ pub struct EndpointOptions {
     pub aliases: Vec<String>,
     /// Endpoint driver options.
     pub options: BTreeMap<String, String>,
+    /// Ports to publish; host ports are chosen when the endpoint is created and held until
+    /// it is deleted, and traffic is forwarded while it is joined.
+    pub ports: Vec<crate::ports::PortSpec>,
 }
 
 /// Options of [`Endpoint::join`].
@@ -156,12 +162,19 @@ impl Controller {
         let (store, notice) = config.open_store()?;
         let ns = Netns::current().map_err(CoreError::kernel("open the host network namespace"))?;
         let nl = Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?;
+        let fw = Firewall::new()?;
         let mut state = State {
             networks: BTreeMap::new(),
             endpoints: Default::default(),
             sandboxes: BTreeMap::new(),
             ipam: IpamState::new(ipam),
-            host: HostKernel { ns, nl },
+            ports: PortAllocator::new(ephemeral_port_range()).map_err(|source| {
+                CoreError::Port {
+                    field: "net.ipv4.ip_local_port_range".into(),
+                    source,
+                }
+            })?,
+            host: HostKernel { ns, nl, fw },
         };
         let cx = Cx {
             config,
@@ -179,6 +192,18 @@ impl Controller {
                 report,
             }),
         })
+    }
+
+    /// Compares lnet's firewall — its tables, chains, rules, set elements, and its accept
+    /// rules in other tables' forward chains — with what the records call for. Empty when
+    /// they agree.
+    pub fn firewall_check(&self) -> Result<Vec<crate::firewall::Drift>> {
+        self.with(|st, cx| st.firewall_check(cx))
+    }
+
+    /// The firewall elements the records call for.
+    pub fn firewall_want(&self) -> crate::firewall::Want {
+        self.with(|st, cx| st.firewall_want(cx))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -299,10 +324,36 @@ impl Controller {
         })
     }
 
+    /// The host ports held right now, as `(host address, protocol, port, holder)` (for
+    /// diagnostics and tests).
+    pub fn port_bindings(&self) -> Vec<(IpAddr, lnet_store::Proto, u16, String)> {
+        self.with(|st, _| {
+            st.ports
+                .bindings()
+                .map(|(ip, proto, port, who)| (ip, proto, port, who.to_string()))
+                .collect()
+        })
+    }
+
     /// The pools IPAM holds right now (for diagnostics and tests).
     pub fn allocated_pools(&self) -> Vec<ipnet::IpNet> {
         self.with(|st, _| st.ipam.allocated_pools())
     }
+}
+
+/// The host's ephemeral port range (`net.ipv4.ip_local_port_range`, read in the calling
+/// thread's namespace), or libnetwork's fallback 49153–65535 when it cannot be read.
+fn ephemeral_port_range() -> (u16, u16) {
+    let parsed = lnet_kernel::sysctl::get("net.ipv4.ip_local_port_range")
+        .ok()
+        .and_then(|v| {
+            let mut it = v.split_whitespace().map(|p| p.parse::<u16>());
+            match (it.next(), it.next()) {
+                (Some(Ok(a)), Some(Ok(b))) if a > 0 && a <= b => Some((a, b)),
+                _ => None,
+            }
+        });
+    parsed.unwrap_or((49153, 65535))
 }
 
 /// A network handle.

@@ -12,15 +12,18 @@ use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::firewall::{Firewall, Want};
 
-/// The host side of the kernel: the namespace the controller was created in and a netlink
-/// socket opened there once and reused.
+/// The host side of the kernel: the namespace the controller was created in, a netlink
+/// socket opened there once and reused, and lnet's firewall there.
 #[derive(Debug)]
 pub struct HostKernel {
     /// The host network namespace.
     pub ns: Netns,
     /// A netlink socket in it.
     pub nl: Netlink,
+    /// lnet's nftables tables in it.
+    pub fw: Firewall,
 }
 
 /// A sandbox's side of the kernel: its namespace and a netlink socket opened there once.
@@ -134,6 +137,23 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     ) -> Vec<String> {
         Vec::new()
     }
+
+    /// The host address a published port binds when the request names none; an error
+    /// that says why when this network publishes no ports (the default).
+    fn default_host_ip(&self, net: &NetworkRecord) -> Result<IpAddr> {
+        Err(crate::error::CoreError::invalid(
+            crate::ports::FIELD,
+            "",
+            format!(
+                "network {} ({} driver) does not publish ports",
+                net.name, net.driver
+            ),
+        ))
+    }
+
+    /// Adds to `want` the firewall elements of this network and of its endpoints that are
+    /// joined (or joining): what the kernel should hold, derived from records alone.
+    fn firewall(&self, _net: &NetworkRecord, _joined: &[&EndpointRecord], _want: &mut Want) {}
 
     /// The gateways a sandbox uses through this network (IPv4, IPv6), if any.
     fn gateways(&self, _net: &NetworkRecord) -> (Option<IpAddr>, Option<IpAddr>) {

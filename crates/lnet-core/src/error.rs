@@ -2,7 +2,7 @@
 //! what is allowed or how to fix it. [`CoreError::kind`] maps an error to the category an
 //! API layer turns into a status code.
 
-use lnet_ipam::IpamError;
+use lnet_ipam::{IpamError, PortError};
 use lnet_kernel::KernelError;
 use lnet_store::StoreError;
 
@@ -70,6 +70,15 @@ pub enum CoreError {
         #[source]
         source: IpamError,
     },
+    /// A host port could not be had (taken, with who holds it; or every port is taken).
+    #[error("{field}: {source}")]
+    Port {
+        /// The request field (`PortBindings`).
+        field: String,
+        /// The refusal.
+        #[source]
+        source: PortError,
+    },
     /// A store error.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -112,6 +121,12 @@ impl CoreError {
             CoreError::NotFound { .. } => ErrorKind::NotFound,
             CoreError::NameInUse { .. } => ErrorKind::Conflict,
             CoreError::InUse(_) | CoreError::Forbidden(_) => ErrorKind::Forbidden,
+            CoreError::Port { source, .. } => match source {
+                PortError::InUse { .. } | PortError::Exhausted { .. } => ErrorKind::Forbidden,
+                PortError::UnknownProtocol { .. } | PortError::BadRange { .. } => {
+                    ErrorKind::InvalidInput
+                }
+            },
             CoreError::Ipam(e) | CoreError::IpamField { source: e, .. } => match e {
                 IpamError::PoolOverlap { .. }
                 | IpamError::AddressInUse { .. }

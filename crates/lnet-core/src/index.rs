@@ -116,6 +116,7 @@ mod tests {
             addr_v6: None,
             aliases: vec![],
             options: Default::default(),
+            ports: Vec::new(),
             join: sb.map(|s| JoinRecord {
                 sandbox_id: s.into(),
                 state: JoinState::Joined,

@@ -4,7 +4,8 @@
 //! a sandbox owns, and the journal that makes every multi-step change recoverable: a record
 //! is written with its lifecycle state and the names of the kernel objects it will make
 //! before the kernel is touched, and [`Controller::new`] finishes or undoes whatever a crash
-//! interrupted.
+//! interrupted. It also owns the firewall ([`firewall`]): lnet's nftables tables, whose
+//! elements are derived from the records.
 //!
 //! The flow mirrors libnetwork's README:
 //!
@@ -32,10 +33,12 @@ pub mod drivers;
 mod error;
 pub mod failpoint;
 mod files;
+pub mod firewall;
 mod ids;
 mod index;
 mod ipam;
 mod ops;
+pub mod ports;
 mod recovery;
 
 pub use config::Config;
@@ -50,6 +53,7 @@ pub use ids::{format_mac, parse_cidr, parse_ip, parse_mac, short_id};
 pub use ipam::IPAM_DRIVERS;
 pub use lnet_store::{
     EndpointRecord, IpamPoolConfig, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord,
-    PoolAssignment, SandboxRecord,
+    PoolAssignment, PortMapping, Proto, SandboxRecord,
 };
+pub use ports::PortSpec;
 pub use recovery::RecoveryReport;

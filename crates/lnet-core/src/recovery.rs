@@ -37,6 +37,9 @@ pub struct RecoveryReport {
     pub finished: Vec<String>,
     /// Sandboxes whose namespace was gone, removed with their endpoints.
     pub removed_sandboxes: Vec<String>,
+    /// Firewall differences from the records that were repaired (elements, rules, lnet's
+    /// accept rules in other tables). A first start, which creates the tables, reports none.
+    pub firewall: Vec<String>,
     /// Kernel steps that failed; retried at the next start.
     pub errors: Vec<String>,
     /// Ready objects restored.
@@ -55,6 +58,7 @@ impl RecoveryReport {
             && self.rolled_back.is_empty()
             && self.finished.is_empty()
             && self.removed_sandboxes.is_empty()
+            && self.firewall.is_empty()
             && self.errors.is_empty()
     }
 }
@@ -158,6 +162,18 @@ impl State {
             quarantined: loaded.quarantined,
             ..Default::default()
         };
+        // The sets must exist before networks add their elements. A table that is missing
+        // altogether is a first start (or a reboot), not drift worth reporting.
+        match self.host.fw.ensure_base() {
+            Ok(drift) => report.firewall.extend(
+                drift
+                    .into_iter()
+                    .filter(|d| !d.what.starts_with("table"))
+                    .map(|d| format!("{} {}", d.kind, d.what)),
+            ),
+            Err(e) => report.errors.push(format!("firewall: {e}")),
+        }
+        self.host.fw.set_deferred(true);
 
         for net in loaded.networks {
             self.recover_network(cx, &mut report, net);
@@ -177,6 +193,16 @@ impl State {
         }
 
         self.sweep_orphans(cx, &mut report);
+        // Elements no record calls for (a join whose record was lost, a port of an
+        // endpoint whose join was undone) go; missing ones come back: one transaction
+        // for everything the repairs above deferred.
+        self.host.fw.set_deferred(false);
+        match self.reconcile_firewall(cx) {
+            Ok(drift) => report
+                .firewall
+                .extend(drift.into_iter().map(|d| format!("{} {}", d.kind, d.what))),
+            Err(e) => report.errors.push(format!("firewall: {e}")),
+        }
 
         let mut live_ids = BTreeSet::new();
         for (id, (sb, live)) in sandboxes {
@@ -474,8 +500,8 @@ impl State {
         }
     }
 
-    /// Re-reserves an endpoint's addresses; one that another record already holds cannot
-    /// be re-derived, so the endpoint is quarantined (with its interface). Returns whether
+    /// Re-reserves an endpoint's addresses and host ports; one that another record already
+    /// holds cannot be re-derived, so the endpoint is quarantined (with its interface). Returns whether
     /// the endpoint stays.
     fn replay_or_quarantine(
         &mut self,
@@ -484,13 +510,17 @@ impl State {
         net: &NetworkRecord,
         ep: &EndpointRecord,
     ) -> bool {
-        match self.ipam.replay_endpoint(net, ep) {
-            Ok(()) => true,
-            Err(e) => {
-                let reason = format!("its address cannot be reserved again: {e}");
-                self.quarantine_endpoint(cx, report, ep, reason);
-                false
-            }
-        }
+        let reason = match self.ipam.replay_endpoint(net, ep) {
+            Ok(()) => match self.replay_ports(net, ep) {
+                Ok(()) => return true,
+                Err(e) => {
+                    self.ipam.release_endpoint(net, ep);
+                    format!("its host ports cannot be reserved again: {e}")
+                }
+            },
+            Err(e) => format!("its address cannot be reserved again: {e}"),
+        };
+        self.quarantine_endpoint(cx, report, ep, reason);
+        false
     }
 }

@@ -14,14 +14,31 @@ use lnet_core::{EndpointOptions, ErrorKind, JoinOptions, Lifecycle, failpoint};
 use lnet_kernel::Netns;
 
 /// The world every crash test starts from: network `base` with `e1` joined to `s1`, `e3`
-/// joined to `s3` and `e2` not joined; an empty sandbox `s2`; a network `doomed` with no
-/// endpoints.
+/// joined to `s3` and `e2` not joined, each with published ports; an empty sandbox `s2`; a
+/// network `doomed` with no endpoints.
 fn build_world(env: &Env) {
     let ctrl = env.ctrl();
     let base = bridge_on(ctrl, "base", "10.98.0.0/24");
-    attach(&base, "e1", &sandbox(ctrl, "s1"));
-    attach(&base, "e3", &sandbox(ctrl, "s3"));
-    endpoint(&base, "e2");
+    let publishing = |name: &str, ports: &[&str]| {
+        base.create_endpoint(
+            name,
+            EndpointOptions {
+                ports: ports
+                    .iter()
+                    .map(|p| lnet_core::PortSpec::parse(p).unwrap())
+                    .collect(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    publishing("e1", &["8080:80/tcp", "5353:53/udp"])
+        .join(&sandbox(ctrl, "s1"), JoinOptions::default())
+        .unwrap();
+    publishing("e3", &["127.0.0.1:7070:70"])
+        .join(&sandbox(ctrl, "s3"), JoinOptions::default())
+        .unwrap();
+    publishing("e2", &["9090-9091:90-91/tcp"]);
     sandbox(ctrl, "s2");
     bridge_on(ctrl, "doomed", "10.97.0.0/24");
 }

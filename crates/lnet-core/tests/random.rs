@@ -80,12 +80,34 @@ fn step(ctrl: &Controller, rng: &mut Rng, serial: &mut u32) -> (String, lnet_cor
             None => ("nothing".into(), Ok(())),
         },
         4 => match rng.pick(&nets) {
-            Some(n) => (
-                format!("create endpoint e{k} on {n}"),
-                ctrl.network(n)
-                    .and_then(|n| n.create_endpoint(&format!("e{k}"), EndpointOptions::default()))
-                    .map(drop),
-            ),
+            Some(n) => {
+                // Half the endpoints publish ports (an ephemeral one, and a fixed one that
+                // clashes now and then: a refusal must leave nothing behind either).
+                let ports = match rng.below(2) {
+                    0 => Vec::new(),
+                    _ => ["80", &format!("{}:81/udp", 8000 + rng.below(4))]
+                        .iter()
+                        .map(|p| lnet_core::PortSpec::parse(p).unwrap())
+                        .collect(),
+                };
+                (
+                    format!(
+                        "create endpoint e{k} on {n} publishing {} port(s)",
+                        ports.len()
+                    ),
+                    ctrl.network(n)
+                        .and_then(|n| {
+                            n.create_endpoint(
+                                &format!("e{k}"),
+                                EndpointOptions {
+                                    ports,
+                                    ..Default::default()
+                                },
+                            )
+                        })
+                        .map(drop),
+                )
+            }
             None => ("nothing".into(), Ok(())),
         },
         5 => {

@@ -312,6 +312,7 @@ fn damaged_records_are_quarantined_and_everything_else_works() {
             addr_v6: None,
             aliases: vec![],
             options: Default::default(),
+            ports: Vec::new(),
             join: None,
         };
         store.put(&mut orphan).unwrap();

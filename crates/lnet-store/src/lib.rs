@@ -18,7 +18,8 @@ mod runtime_dir;
 
 pub use records::{
     EndpointRecord, IpamPoolConfig, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord,
-    PoolAssignment, Record, RecordKind, SCHEMA_VERSION, SandboxRecord, default_netns_path,
+    PoolAssignment, PortMapping, Proto, Record, RecordKind, SCHEMA_VERSION, SandboxRecord,
+    default_netns_path,
 };
 pub use redb_store::{Loaded, Quarantined, Store};
 

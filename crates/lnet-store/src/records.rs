@@ -11,6 +11,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use ipnet::IpNet;
+pub use lnet_ipam::ports::Proto;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -279,11 +280,30 @@ pub struct EndpointRecord {
     /// Driver/endpoint options as given.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// Published ports, one per host port, with the host ports already chosen: the host
+    /// port allocator and the firewall's DNAT map are rebuilt from these at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortMapping>,
     /// The join, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinRecord>,
 }
 impl_record!(EndpointRecord, RecordKind::Endpoint);
+
+/// One published port: traffic to `host_ip:host_port/proto` goes to the endpoint's address
+/// of the same family at `container_port`. The unspecified `host_ip` (`0.0.0.0`, `::`)
+/// means every address of the host of that family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PortMapping {
+    /// `tcp`, `udp` or `sctp`.
+    pub proto: Proto,
+    /// The host address (unspecified: all of its family).
+    pub host_ip: IpAddr,
+    /// The host port.
+    pub host_port: u16,
+    /// The port inside the container.
+    pub container_port: u16,
+}
 
 /// A sandbox: a container's network namespace and the files it owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

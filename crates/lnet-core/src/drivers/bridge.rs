@@ -2,8 +2,11 @@
 //!
 //! Options are libnetwork's (reference §2.3). They are parsed and validated when the network
 //! is planned and stored in the record with the bridge's name and MAC, so recovery rebuilds
-//! exactly the same bridge. The firewall that acts on `enable_icc`, `enable_ip_masquerade`,
-//! `host_binding_ipv4` and `host_ipv4` comes with the firewall work; here they are stored.
+//! exactly the same bridge. The firewall facts of a network (`enable_icc`,
+//! `enable_ip_masquerade`, `host_ipv4`, internal) and of its endpoints' published ports are
+//! elements of lnet's nftables sets ([`crate::firewall`]): a network adds its bridge to them
+//! when it is made, a join adds the endpoint's ports to the DNAT maps, a leave removes them —
+//! one transaction each, whatever the number of networks and ports.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -17,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::Config;
 use crate::driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
 use crate::error::{CoreError, Result};
+use crate::firewall::{NetFw, PortFw, Want};
 use crate::ids::{self, format_mac, parse_mac, short_id};
 
 /// `com.docker.network.bridge.name`.
@@ -264,6 +268,39 @@ fn expected_bridge_addrs(net: &NetworkRecord, cfg: &BridgeConfig) -> Vec<IpNet> 
     out
 }
 
+/// The firewall facts of a bridge network.
+fn net_fw(net: &NetworkRecord, cfg: &BridgeConfig) -> NetFw {
+    NetFw {
+        bridge: cfg.bridge.clone(),
+        internal: net.internal,
+        masq4: cfg.enable_ip_masquerade,
+        snat4: cfg.host_ipv4,
+        // IPv6 is masqueraded like IPv4 (Docker 27+'s default `nat` gateway mode).
+        masq6: cfg.enable_ip_masquerade && net.enable_ipv6,
+    }
+}
+
+/// An endpoint's published ports, each aimed at its address of the host address's family.
+fn port_fw(ep: &EndpointRecord) -> Vec<PortFw> {
+    ep.ports
+        .iter()
+        .filter_map(|p| {
+            let ctr = if p.host_ip.is_ipv4() {
+                ep.addr_v4
+            } else {
+                ep.addr_v6
+            }?;
+            Some(PortFw {
+                proto: p.proto,
+                host_ip: p.host_ip,
+                host_port: p.host_port,
+                ctr_ip: ctr.addr(),
+                ctr_port: p.container_port,
+            })
+        })
+        .collect()
+}
+
 fn kernel(ctx: impl Into<String>) -> impl FnOnce(lnet_kernel::KernelError) -> CoreError {
     CoreError::kernel(ctx)
 }
@@ -374,6 +411,14 @@ impl Driver for BridgeDriver {
                     sysctl::set_path(&ra, "0")
                         .map_err(kernel(format!("disable accept_ra on {bridge}")))?;
                 }
+                // Published ports answer on the host's 127.0.0.1 by DNAT without a proxy:
+                // the kernel must then route 127/8 sources out of the bridge (they are
+                // masqueraded to the bridge's address on the way).
+                let localnet = ["net", "ipv4", "conf", bridge.as_str(), "route_localnet"];
+                if sysctl::get_path(&localnet).is_ok_and(|v| v.trim() != "1") {
+                    sysctl::set_path(&localnet, "1")
+                        .map_err(kernel(format!("enable route_localnet on {bridge}")))?;
+                }
                 if forward {
                     ensure_sysctl("net.ipv4.ip_forward")?;
                     if v6 {
@@ -383,6 +428,10 @@ impl Driver for BridgeDriver {
                 Ok(())
             })
             .map_err(kernel("enter the host namespace for sysctls"))??;
+        let mut want = Want::new();
+        want.network(&net_fw(net, &cfg));
+        host.fw.apply(&want, &Want::new())?;
+        host.fw.add_foreign(name)?;
         host.nl
             .set_up(link.index)
             .map_err(kernel(format!("bring up bridge {name}")))?;
@@ -392,10 +441,17 @@ impl Driver for BridgeDriver {
     fn delete_network(&self, host: &mut HostKernel, net: &NetworkRecord) -> Result<()> {
         let cfg = BridgeConfig::of(net)?;
         self.forget_bridge(&cfg.bridge);
-        host.nl
-            .delete_link(&cfg.bridge)
-            .map_err(kernel(format!("delete bridge {}", cfg.bridge)))?;
-        Ok(())
+        let mut errors = crate::error::Errors::default();
+        let mut gone = Want::new();
+        gone.network(&net_fw(net, &cfg));
+        errors.push(host.fw.apply(&Want::new(), &gone));
+        errors.push(host.fw.remove_foreign(&cfg.bridge));
+        errors.push(
+            host.nl
+                .delete_link(&cfg.bridge)
+                .map_err(kernel(format!("delete bridge {}", cfg.bridge))),
+        );
+        errors.into_result()
     }
 
     fn plan_join_host_ifname(
@@ -475,52 +531,55 @@ impl Driver for BridgeDriver {
         };
         // The hot path: a fresh join makes the pair in one request, with the cached bridge
         // index. It falls back to the repair path only if something is already there.
-        let mut created = false;
+        let mut created = None;
         if !repair {
             let bridge = self.bridge_index(host, &cfg, net)?;
             match host.nl.create_veth(spec(bridge)) {
-                Ok(_) => created = true,
+                Ok(i) => created = Some(i),
                 Err(e) if e.is_exists() => {}
                 Err(e) if e.is_full() => return Err(create_err(e)),
                 Err(_) => {
                     // Perhaps the bridge was re-created under a new index: look again, once.
                     self.forget_bridge(&cfg.bridge);
                     let bridge = self.bridge_index(host, &cfg, net)?;
-                    host.nl.create_veth(spec(bridge)).map_err(create_err)?;
-                    created = true;
+                    created = Some(host.nl.create_veth(spec(bridge)).map_err(create_err)?);
                 }
             }
         }
-        if !created {
-            let bridge = self.bridge_index(host, &cfg, net)?;
-            let host_link = host
-                .nl
-                .link_by_name(host_if)
-                .map_err(kernel(format!("look up {host_if}")))?;
-            let peer = sandbox
-                .nl
-                .link_by_name(ctr_if)
-                .map_err(kernel(format!("look up {ctr_if} in sandbox")))?;
-            match (host_link, peer) {
-                (Some(h), Some(_)) => {
-                    host.nl
-                        .set_master(h.index, Some(bridge))
-                        .map_err(kernel(format!("attach {host_if} to {}", cfg.bridge)))?;
-                    host.nl
-                        .set_up(h.index)
-                        .map_err(kernel(format!("bring up {host_if}")))?;
-                }
-                (h, _) => {
-                    // Half a pair cannot be repaired in place: make it anew.
-                    if h.is_some() {
+        let host_index = match created {
+            Some(i) => i,
+            None => {
+                let bridge = self.bridge_index(host, &cfg, net)?;
+                let host_link = host
+                    .nl
+                    .link_by_name(host_if)
+                    .map_err(kernel(format!("look up {host_if}")))?;
+                let peer = sandbox
+                    .nl
+                    .link_by_name(ctr_if)
+                    .map_err(kernel(format!("look up {ctr_if} in sandbox")))?;
+                match (host_link, peer) {
+                    (Some(h), Some(_)) => {
                         host.nl
-                            .delete_link(host_if)
-                            .map_err(kernel(format!("delete stale {host_if}")))?;
+                            .set_master(h.index, Some(bridge))
+                            .map_err(kernel(format!("attach {host_if} to {}", cfg.bridge)))?;
+                        host.nl
+                            .set_up(h.index)
+                            .map_err(kernel(format!("bring up {host_if}")))?;
+                        h.index
                     }
-                    host.nl.create_veth(spec(bridge)).map_err(create_err)?;
+                    (h, _) => {
+                        // Half a pair cannot be repaired in place: make it anew.
+                        if h.is_some() {
+                            host.nl
+                                .delete_link(host_if)
+                                .map_err(kernel(format!("delete stale {host_if}")))?;
+                        }
+                        host.nl.create_veth(spec(bridge)).map_err(create_err)?
+                    }
                 }
             }
-        }
+        };
         let peer_index = sandbox
             .nl
             .link_by_name(ctr_if)
@@ -543,6 +602,25 @@ impl Driver for BridgeDriver {
             .nl
             .set_up(peer_index)
             .map_err(kernel(format!("bring up {ctr_if}")))?;
+        if !cfg.enable_icc {
+            // Inter-container traffic off: isolated ports exchange no frames with each
+            // other, only with the bridge (the gateway), so containers still reach the
+            // host and the world.
+            host.nl
+                .set_isolated(host_index, true)
+                .map_err(kernel(format!("isolate bridge port {host_if}")))?;
+        }
+        if !ep.ports.is_empty() {
+            // Where br_netfilter is loaded (Docker loads it), a container's packet to its
+            // own published port is DNATed at the bridge and sent back out of the port it
+            // came in on, which needs hairpin mode.
+            host.nl
+                .set_hairpin(host_index, true)
+                .map_err(kernel(format!("turn on hairpin mode of {host_if}")))?;
+            let mut want = Want::new();
+            want.ports(&port_fw(ep));
+            host.fw.apply(&want, &Want::new())?;
+        }
         Ok(())
     }
 
@@ -551,9 +629,18 @@ impl Driver for BridgeDriver {
         host: &mut HostKernel,
         _sandbox: Option<&mut SandboxKernel>,
         _net: &NetworkRecord,
-        _ep: &EndpointRecord,
+        ep: &EndpointRecord,
         join: &JoinRecord,
     ) -> Result<()> {
+        // Ports first: once the address is free it may be handed to another endpoint, and
+        // no packet must be sent its way meanwhile.
+        if !ep.ports.is_empty() {
+            let ports = port_fw(ep);
+            let mut gone = Want::new();
+            gone.ports(&ports);
+            host.fw.apply(&Want::new(), &gone)?;
+            host.fw.flush_udp(&ports);
+        }
         // Removing the host end removes the peer, its addresses and its routes with it.
         if let Some(h) = &join.host_ifname {
             host.nl
@@ -591,6 +678,30 @@ impl Driver for BridgeDriver {
             )));
         }
         Ok(())
+    }
+
+    fn default_host_ip(&self, net: &NetworkRecord) -> Result<IpAddr> {
+        if net.internal {
+            return Err(CoreError::invalid(
+                crate::ports::FIELD,
+                "",
+                format!(
+                    "network {} is internal: nothing outside it can reach its containers, so it publishes no ports",
+                    net.name
+                ),
+            ));
+        }
+        Ok(IpAddr::V4(BridgeConfig::of(net)?.host_binding_ipv4))
+    }
+
+    fn firewall(&self, net: &NetworkRecord, joined: &[&EndpointRecord], want: &mut Want) {
+        let Ok(cfg) = BridgeConfig::of(net) else {
+            return;
+        };
+        want.network(&net_fw(net, &cfg));
+        for ep in joined {
+            want.ports(&port_fw(ep));
+        }
     }
 
     fn gateways(&self, net: &NetworkRecord) -> (Option<IpAddr>, Option<IpAddr>) {

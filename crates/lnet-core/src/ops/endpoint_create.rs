@@ -1,5 +1,6 @@
-//! Endpoint create: validate → allocate addresses (in memory) → one record write, `ready`.
-//! Nothing is made in the kernel until join, so there is nothing to journal in between.
+//! Endpoint create: validate → allocate addresses and host ports (in memory) → one record
+//! write, `ready`. Nothing is made in the kernel until join, so there is nothing to journal
+//! in between; the host ports are recorded with the endpoint and so survive a restart.
 
 use std::net::IpAddr;
 
@@ -65,11 +66,28 @@ impl State {
                 ),
             ));
         }
+        let default_host_ip = if opts.ports.is_empty() {
+            None
+        } else {
+            Some(driver.default_host_ip(net)?)
+        };
         let net = net.clone();
         let (v4, v6) = if driver.uses_ipam() {
             self.ipam.allocate_endpoint(&net, opts.ipv4, opts.ipv6)?
         } else {
             (None, None)
+        };
+        let ports = match default_host_ip {
+            None => Vec::new(),
+            Some(ip) => match self.allocate_ports(&net, ip, name, (v4, v6), &opts.ports) {
+                Ok(p) => p,
+                Err(e) => {
+                    for a in v4.iter().chain(v6.iter()) {
+                        self.ipam.release_address(&net, a.addr());
+                    }
+                    return Err(e);
+                }
+            },
         };
         let mac = match (driver.uses_ipam(), mac, v4) {
             (false, _, _) => None,
@@ -92,10 +110,12 @@ impl State {
             addr_v6: v6,
             aliases: opts.aliases,
             options: opts.options,
+            ports,
             join: None,
         };
         if let Err(e) = cx.store.put(&mut rec) {
             self.ipam.release_endpoint(&net, &rec);
+            self.release_ports(&rec.ports);
             return Err(e.into());
         }
         tracing::debug!(endpoint = %rec.name, network = %net.name, v4 = ?rec.addr_v4, "endpoint created");

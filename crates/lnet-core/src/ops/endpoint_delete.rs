@@ -1,5 +1,5 @@
-//! Endpoint delete: validate → delete the record → release its addresses. One write; the
-//! addresses are derived state, so releasing them after the write cannot leak anything
+//! Endpoint delete: validate → delete the record → release its addresses and host ports.
+//! One write; the addresses and ports are derived state, so releasing them after the write cannot leak anything
 //! across a crash.
 
 use crate::controller::{Cx, State};
@@ -24,6 +24,7 @@ impl State {
             let net = net.clone();
             self.ipam.release_endpoint(&net, &ep);
         }
+        self.release_ports(&ep.ports);
         self.endpoints.remove(id);
         tracing::debug!(endpoint = %ep.name, "endpoint deleted");
         Ok(())

@@ -9,6 +9,7 @@ mod join;
 mod leave;
 mod network_create;
 mod network_delete;
+mod published;
 mod sandbox_create;
 mod sandbox_delete;
 mod sandbox_support;

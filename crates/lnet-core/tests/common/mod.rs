@@ -175,8 +175,38 @@ impl Env {
             hosts,
             addresses,
             routes,
+            ports: ctrl
+                .port_bindings()
+                .into_iter()
+                .map(|(ip, proto, port, who)| format!("{ip}:{port}/{proto} {who}"))
+                .collect(),
+            firewall: firewall_elements(),
         }
     }
+}
+
+/// Every element of lnet's nftables sets in the test's namespace, as `set: element`.
+pub fn firewall_elements() -> BTreeSet<String> {
+    use lnet_core::firewall::ruleset::{SetName, TABLE};
+    let mut nft = lnet_kernel::nft::NftSocket::new().expect("nft socket");
+    let mut out = BTreeSet::new();
+    for set in SetName::ALL {
+        for e in nft
+            .set_elements(set.family(), TABLE, set.name())
+            .expect("list set elements")
+        {
+            let value = match e.data {
+                Some(lnet_kernel::nft::ElementData::Value(v)) => v,
+                _ => Vec::new(),
+            };
+            out.insert(format!(
+                "{}: {}",
+                set.name(),
+                lnet_core::firewall::render_element(set, &e.key, &value)
+            ));
+        }
+    }
+    out
 }
 
 /// The addresses (as `where:interface:address`) and main-table routes (as
@@ -245,6 +275,10 @@ pub struct Snapshot {
     pub hosts: BTreeMap<String, String>,
     pub addresses: BTreeSet<String>,
     pub routes: BTreeSet<String>,
+    /// Host ports held, with their holders.
+    pub ports: BTreeSet<String>,
+    /// Elements of lnet's nftables sets.
+    pub firewall: BTreeSet<String>,
 }
 
 impl Snapshot {
@@ -613,6 +647,23 @@ fn check_live_state(env: &Env) {
     assert_eq!(host_links(), want_links, "host links vs records");
     let have_pools: BTreeSet<IpNet> = ctrl.allocated_pools().into_iter().collect();
     assert_eq!(have_pools, want_pools, "IPAM pools vs records");
+    // Host ports: exactly the recorded ones of live endpoints; the firewall: exactly what
+    // the records call for (rules, set elements, accept rules in other tables).
+    let want_ports: BTreeSet<(IpAddr, u16)> = ctrl
+        .networks()
+        .iter()
+        .flat_map(|n| n.endpoints())
+        .flat_map(|e| e.info().unwrap().ports)
+        .map(|p| (p.host_ip, p.host_port))
+        .collect();
+    let have_ports: BTreeSet<(IpAddr, u16)> = ctrl
+        .port_bindings()
+        .into_iter()
+        .map(|(ip, _, port, _)| (ip, port))
+        .collect();
+    assert_eq!(have_ports, want_ports, "host ports vs records");
+    let drift = ctrl.firewall_check().expect("firewall check");
+    assert!(drift.is_empty(), "firewall vs records: {drift:#?}");
 
     let mut want_mounts = BTreeSet::new();
     let mut want_dirs = BTreeSet::new();

@@ -1,0 +1,434 @@
+//! The ruleset lnet owns, as data: its sets and maps, its chains and their rules, each rule
+//! with the `nft` text it stands for. Pure: building it touches nothing, so it is what
+//! `lnet firewall show` prints, what the start-up check compares the kernel with, and what
+//! the golden test pins.
+//!
+//! One table, `inet lnet`: forwarding policy (isolation between networks, internal
+//! networks, inbound only to published ports), DNAT of published ports from two maps per
+//! family, and masquerade/SNAT keyed by the bridge a packet came from. Every per-network or
+//! per-port fact is an element of a set or map, so the rules are fixed: connecting a
+//! container or publishing a port never adds a rule, and the cost of a lookup does not grow
+//! with the number of elements.
+//!
+//! Inter-container traffic off (`enable_icc=false`) is not here: it is the bridge's own port
+//! isolation (see the bridge driver). libnetwork needs `br_netfilter` for it, which sends
+//! every bridged frame of the host through iptables; lnet does not load it.
+//!
+//! The `user` chain is created once, jumped to first from `forward`, and never flushed or
+//! edited: operators put their own rules there (Docker's `DOCKER-USER`).
+
+use lnet_kernel::nft::{ChainType, DataType, Family, Field, Hook, Rule, ct_state, ct_status};
+
+/// The name of lnet's tables.
+pub const TABLE: &str = "lnet";
+/// The operators' chain in `inet lnet`.
+pub const USER_CHAIN: &str = "user";
+
+/// A set or map of lnet's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SetName {
+    /// Every lnet bridge.
+    Bridges,
+    /// `bridge . bridge` for every lnet bridge: traffic that stays on its bridge.
+    BridgePairs,
+    /// Bridges of internal networks.
+    Internal,
+    /// Bridges whose IPv4 traffic out is masqueraded.
+    Masq4,
+    /// Bridges whose IPv6 traffic out is masqueraded.
+    Masq6,
+    /// Bridge → SNAT source address (`com.docker.network.host_ipv4`).
+    Snat4,
+    /// `host ip . proto . port → container ip . port`, IPv4, a specific host address.
+    Ports4,
+    /// `proto . port → container ip . port`, IPv4, every local address.
+    Ports4Any,
+    /// Like [`SetName::Ports4`] for IPv6.
+    Ports6,
+    /// Like [`SetName::Ports4Any`] for IPv6.
+    Ports6Any,
+}
+
+use DataType::{IfName, InetProto, InetService, Ipv4Addr as V4, Ipv6Addr as V6};
+
+impl SetName {
+    /// Every set, in creation order.
+    pub const ALL: [SetName; 10] = [
+        SetName::Bridges,
+        SetName::BridgePairs,
+        SetName::Internal,
+        SetName::Masq4,
+        SetName::Masq6,
+        SetName::Snat4,
+        SetName::Ports4,
+        SetName::Ports4Any,
+        SetName::Ports6,
+        SetName::Ports6Any,
+    ];
+
+    /// The set's name in its table.
+    pub fn name(self) -> &'static str {
+        match self {
+            SetName::Bridges => "bridges",
+            SetName::BridgePairs => "bridge_pairs",
+            SetName::Internal => "internal",
+            SetName::Masq4 => "masq4",
+            SetName::Masq6 => "masq6",
+            SetName::Snat4 => "snat4",
+            SetName::Ports4 => "ports4",
+            SetName::Ports4Any => "ports4_any",
+            SetName::Ports6 => "ports6",
+            SetName::Ports6Any => "ports6_any",
+        }
+    }
+
+    /// The family of the table holding it.
+    pub fn family(self) -> Family {
+        Family::Inet
+    }
+
+    /// Key fields.
+    pub fn key(self) -> &'static [DataType] {
+        match self {
+            SetName::Bridges
+            | SetName::Internal
+            | SetName::Masq4
+            | SetName::Masq6
+            | SetName::Snat4 => &[IfName],
+            SetName::BridgePairs => &[IfName, IfName],
+            SetName::Ports4 => &[V4, InetProto, InetService],
+            SetName::Ports6 => &[V6, InetProto, InetService],
+            SetName::Ports4Any | SetName::Ports6Any => &[InetProto, InetService],
+        }
+    }
+
+    /// Value fields, for maps.
+    pub fn data(self) -> Option<&'static [DataType]> {
+        match self {
+            SetName::Snat4 => Some(&[V4]),
+            SetName::Ports4 | SetName::Ports4Any => Some(&[V4, InetService]),
+            SetName::Ports6 | SetName::Ports6Any => Some(&[V6, InetService]),
+            _ => None,
+        }
+    }
+
+    /// The `nft` declaration (for `lnet firewall show`).
+    pub fn declaration(self) -> String {
+        let types = |t: &[DataType]| {
+            t.iter()
+                .map(|d| type_name(*d))
+                .collect::<Vec<_>>()
+                .join(" . ")
+        };
+        match self.data() {
+            Some(d) => format!(
+                "map {} {{ type {} : {} }}",
+                self.name(),
+                types(self.key()),
+                types(d)
+            ),
+            None => format!("set {} {{ type {} }}", self.name(), types(self.key())),
+        }
+    }
+}
+
+fn type_name(d: DataType) -> &'static str {
+    match d {
+        DataType::Ipv4Addr => "ipv4_addr",
+        DataType::Ipv6Addr => "ipv6_addr",
+        DataType::EtherAddr => "ether_addr",
+        DataType::InetProto => "inet_proto",
+        DataType::InetService => "inet_service",
+        DataType::Mark => "mark",
+        DataType::IfName => "ifname",
+    }
+}
+
+/// Renders an element's key or value as `nft` prints it (`"br-x" . tcp . 8080`).
+pub fn render(types: &[DataType], bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for t in types {
+        let len = t.byte_len() as usize;
+        let Some(b) = bytes.get(at..at + len) else {
+            out.push("<short>".to_string());
+            break;
+        };
+        out.push(match t {
+            DataType::Ipv4Addr => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+            DataType::Ipv6Addr => {
+                let mut a = [0u8; 16];
+                a.copy_from_slice(b);
+                std::net::Ipv6Addr::from(a).to_string()
+            }
+            DataType::InetProto => match b[0] {
+                6 => "tcp".into(),
+                17 => "udp".into(),
+                132 => "sctp".into(),
+                p => p.to_string(),
+            },
+            DataType::InetService => u16::from_be_bytes([b[0], b[1]]).to_string(),
+            DataType::IfName => {
+                let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+                format!("\"{}\"", String::from_utf8_lossy(&b[..end]))
+            }
+            DataType::Mark => format!("0x{:08x}", u32::from_ne_bytes([b[0], b[1], b[2], b[3]])),
+            DataType::EtherAddr => b
+                .iter()
+                .map(|x| format!("{x:02x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        });
+        // In a concatenation every field starts on a 4-byte boundary.
+        at += if types.len() > 1 {
+            len.next_multiple_of(4)
+        } else {
+            len
+        };
+    }
+    out.join(" . ")
+}
+
+/// A chain of lnet's tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainSpec {
+    /// Table family.
+    pub family: Family,
+    /// Chain name.
+    pub name: &'static str,
+    /// Type, hook and priority for base chains; `None` for regular chains.
+    pub hook: Option<(ChainType, Hook, i32)>,
+}
+
+/// lnet's chains apart from [`USER_CHAIN`], in creation order (a chain is created before the
+/// rules that jump to it).
+pub const CHAINS: [ChainSpec; 5] = [
+    ChainSpec {
+        family: Family::Inet,
+        name: "published",
+        hook: None,
+    },
+    ChainSpec {
+        family: Family::Inet,
+        name: "forward",
+        hook: Some((ChainType::Filter, Hook::Forward, 0)),
+    },
+    ChainSpec {
+        family: Family::Inet,
+        name: "prerouting",
+        hook: Some((ChainType::Nat, Hook::Prerouting, -100)),
+    },
+    ChainSpec {
+        family: Family::Inet,
+        name: "output",
+        hook: Some((ChainType::Nat, Hook::Output, -100)),
+    },
+    ChainSpec {
+        family: Family::Inet,
+        name: "postrouting",
+        hook: Some((ChainType::Nat, Hook::Postrouting, 100)),
+    },
+];
+
+/// The rules of one of [`CHAINS`], each with the `nft` text it stands for.
+pub fn rules(chain: &ChainSpec) -> Vec<(Rule, &'static str)> {
+    let r = || Rule::new(chain.family, TABLE, chain.name);
+    let n = SetName::name;
+    use SetName::*;
+    match (chain.family, chain.name) {
+        (Family::Inet, "forward") => vec![
+            (r().jump(USER_CHAIN), "jump user"),
+            (
+                r().in_set(&[Field::IifName, Field::OifName], n(BridgePairs))
+                    .accept(),
+                "iifname . oifname @bridge_pairs accept",
+            ),
+            (
+                r().in_set(&[Field::IifName], n(Internal)).drop(),
+                "iifname @internal drop",
+            ),
+            (
+                r().in_set(&[Field::OifName], n(Internal)).drop(),
+                "oifname @internal drop",
+            ),
+            (
+                r().in_set(&[Field::OifName], n(Bridges))
+                    .ct_status(ct_status::DNAT)
+                    .accept(),
+                "oifname @bridges ct status dnat accept",
+            ),
+            (
+                r().in_set(&[Field::IifName], n(Bridges))
+                    .in_set(&[Field::OifName], n(Bridges))
+                    .drop(),
+                "iifname @bridges oifname @bridges drop",
+            ),
+            (
+                r().in_set(&[Field::OifName], n(Bridges))
+                    .ct_state(ct_state::ESTABLISHED | ct_state::RELATED)
+                    .accept(),
+                "oifname @bridges ct state established,related accept",
+            ),
+            (
+                r().in_set(&[Field::OifName], n(Bridges)).drop(),
+                "oifname @bridges drop",
+            ),
+        ],
+        (Family::Inet, "prerouting" | "output") => {
+            vec![(r().jump("published"), "jump published")]
+        }
+        (Family::Inet, "published") => vec![
+            (
+                r().nfproto(Family::Ip).dnat_map(
+                    &[Field::IpDaddr, Field::L4Proto, Field::ThDport],
+                    n(Ports4),
+                    Family::Ip,
+                ),
+                "meta nfproto ipv4 dnat ip to ip daddr . meta l4proto . th dport map @ports4",
+            ),
+            (
+                r().nfproto(Family::Ip).fib_daddr_local().dnat_map(
+                    &[Field::L4Proto, Field::ThDport],
+                    n(Ports4Any),
+                    Family::Ip,
+                ),
+                "meta nfproto ipv4 fib daddr type local dnat ip to meta l4proto . th dport map @ports4_any",
+            ),
+            (
+                r().nfproto(Family::Ip6).dnat_map(
+                    &[Field::Ip6Daddr, Field::L4Proto, Field::ThDport],
+                    n(Ports6),
+                    Family::Ip6,
+                ),
+                "meta nfproto ipv6 dnat ip6 to ip6 daddr . meta l4proto . th dport map @ports6",
+            ),
+            (
+                r().nfproto(Family::Ip6).fib_daddr_local().dnat_map(
+                    &[Field::L4Proto, Field::ThDport],
+                    n(Ports6Any),
+                    Family::Ip6,
+                ),
+                "meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @ports6_any",
+            ),
+        ],
+        (Family::Inet, "postrouting") => vec![
+            (
+                r().in_set(&[Field::IifName, Field::OifName], n(BridgePairs))
+                    .ct_status(ct_status::DNAT)
+                    .masquerade(),
+                "iifname . oifname @bridge_pairs ct status dnat masquerade",
+            ),
+            (
+                r().in_set(&[Field::OifName], n(Bridges))
+                    .nfproto(Family::Ip)
+                    .saddr_in("127.0.0.0/8".parse().expect("valid"))
+                    .masquerade(),
+                "oifname @bridges meta nfproto ipv4 ip saddr 127.0.0.0/8 masquerade",
+            ),
+            (
+                r().in_set(&[Field::OifName], n(Bridges)).ret(),
+                "oifname @bridges return",
+            ),
+            (
+                r().nfproto(Family::Ip)
+                    .in_set(&[Field::IifName], n(Masq4))
+                    .masquerade(),
+                "meta nfproto ipv4 iifname @masq4 masquerade",
+            ),
+            (
+                r().nfproto(Family::Ip)
+                    .snat_map(&[Field::IifName], n(Snat4), Family::Ip),
+                "meta nfproto ipv4 snat ip to iifname map @snat4",
+            ),
+            (
+                r().nfproto(Family::Ip6)
+                    .in_set(&[Field::IifName], n(Masq6))
+                    .masquerade(),
+                "meta nfproto ipv6 iifname @masq6 masquerade",
+            ),
+        ],
+        _ => Vec::new(),
+    }
+}
+
+/// The whole ruleset as `nft` text, without elements (for `lnet firewall show`).
+pub fn describe() -> String {
+    let mut out = String::new();
+    for family in [Family::Inet] {
+        out.push_str(&format!("table {} {} {{\n", family.name(), TABLE));
+        for s in SetName::ALL.iter().filter(|s| s.family() == family) {
+            out.push_str(&format!("\t{}\n", s.declaration()));
+        }
+        if family == Family::Inet {
+            out.push_str(&format!(
+                "\tchain {USER_CHAIN} {{ # yours: lnet never changes it\n\t}}\n"
+            ));
+        }
+        for c in CHAINS.iter().filter(|c| c.family == family) {
+            out.push_str(&format!("\tchain {} {{\n", c.name));
+            if let Some((ty, hook, prio)) = c.hook {
+                out.push_str(&format!(
+                    "\t\ttype {} hook {} priority {prio}; policy accept;\n",
+                    match ty {
+                        ChainType::Filter => "filter",
+                        ChainType::Nat => "nat",
+                        ChainType::Route => "route",
+                    },
+                    match hook {
+                        Hook::Prerouting => "prerouting",
+                        Hook::Input => "input",
+                        Hook::Forward => "forward",
+                        Hook::Output => "output",
+                        Hook::Postrouting => "postrouting",
+                    }
+                ));
+            }
+            for (_, text) in rules(c) {
+                out.push_str(&format!("\t\t{text}\n"));
+            }
+            out.push_str("\t}\n");
+        }
+        out.push_str("}\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lnet_kernel::nft::Concat;
+
+    #[test]
+    fn every_chain_has_rules_and_every_set_is_used() {
+        let text = describe();
+        for c in &CHAINS {
+            assert!(!rules(c).is_empty(), "{} has no rules", c.name);
+        }
+        for s in SetName::ALL {
+            assert!(
+                text.contains(&format!("@{}", s.name())),
+                "set {} is declared but no rule uses it",
+                s.name()
+            );
+        }
+    }
+
+    #[test]
+    fn elements_render_as_nft_prints_them() {
+        let key = Concat::new()
+            .ipv4("192.0.2.1".parse().unwrap())
+            .inet_proto(6)
+            .inet_service(8080)
+            .build();
+        assert_eq!(
+            render(SetName::Ports4.key(), &key),
+            "192.0.2.1 . tcp . 8080"
+        );
+        let pair = Concat::new().ifname("br-a").ifname("br-a").build();
+        assert_eq!(
+            render(SetName::BridgePairs.key(), &pair),
+            "\"br-a\" . \"br-a\""
+        );
+        assert_eq!(render(&[DataType::InetService], &[0x1f]), "<short>");
+    }
+}
