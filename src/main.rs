@@ -1,5 +1,6 @@
 //! The `lnet` binary: command-line entry point. The daemon and the Docker API come with the
-//! daemon work; today it reports its version and reads a store offline.
+//! daemon work; today it reports its version, reads a store offline, and shows and checks
+//! the firewall lnet's records call for.
 
 use std::path::PathBuf;
 
@@ -34,6 +35,33 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         format: Format,
     },
+    /// lnet's nftables ruleset: what the records call for, and how the kernel differs.
+    Firewall {
+        #[command(subcommand)]
+        command: FirewallCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum FirewallCommand {
+    /// Print the ruleset the records call for (table `inet lnet` with its elements, and
+    /// lnet's accept rules in other tables), then how the kernel differs, if it does.
+    Show(FirewallArgs),
+    /// Compare the kernel's ruleset with the records; exit 1 when they differ.
+    Check(FirewallArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct FirewallArgs {
+    /// The data root holding lnet.db.
+    #[arg(long, default_value = "/var/lib/lnet", env = "LNET_DATA_ROOT")]
+    data_root: PathBuf,
+    /// The exec root holding the sandbox and endpoint records (`state/`).
+    #[arg(long, default_value = "/run/lnet", env = "LNET_EXEC_ROOT")]
+    exec_root: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +72,8 @@ enum Format {
 
 fn main() -> std::process::ExitCode {
     match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::FAILURE,
         Err(e) => {
             // The whole chain on one line, without a backtrace: users read this.
             eprintln!("lnet: {e:#}");
@@ -53,7 +82,8 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn run() -> Result<()> {
+/// Runs the command; `Ok(false)` when it ran but found a difference to report (exit 1).
+fn run() -> Result<bool> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("LNET_LOG")
@@ -72,15 +102,62 @@ fn run() -> Result<()> {
             exec_root,
             format,
         } => store_ls(&data_root, &exec_root, format)?,
+        Command::Firewall { command } => {
+            return match command {
+                FirewallCommand::Show(a) => firewall(&a, false),
+                FirewallCommand::Check(a) => firewall(&a, true),
+            };
+        }
     }
-    Ok(())
+    Ok(true)
 }
 
-fn store_ls(
+fn firewall(args: &FirewallArgs, check: bool) -> Result<bool> {
+    let loaded = load_store(&args.data_root, &args.exec_root)?.0;
+    let want = lnet_core::firewall_expected(&loaded.networks, &loaded.endpoints);
+    let drift = lnet_core::firewall_check_records(&loaded.networks, &loaded.endpoints)
+        .context("read the kernel's nftables ruleset (run as root, in lnet's network namespace)")?;
+    let elements = want.render();
+    if args.format == Format::Json {
+        let chains: serde_json::Map<String, serde_json::Value> =
+            lnet_core::firewall::ruleset::CHAINS
+                .iter()
+                .map(|c| {
+                    let rules: Vec<&str> = lnet_core::firewall::ruleset::rules(c)
+                        .into_iter()
+                        .map(|(_, t)| t)
+                        .collect();
+                    (c.name.to_string(), serde_json::json!(rules))
+                })
+                .collect();
+        let mut v = serde_json::json!({ "drift": drift });
+        if !check {
+            v["table"] = serde_json::json!("inet lnet");
+            v["chains"] = chains.into();
+            v["elements"] = serde_json::json!(elements);
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(drift.is_empty() || !check);
+    }
+    if !check {
+        print!("{}", lnet_core::firewall::ruleset::describe(&elements));
+        println!();
+    }
+    if drift.is_empty() {
+        println!("the kernel's ruleset matches the records");
+    } else {
+        println!("{:<10} WHAT", "DRIFT");
+        for d in &drift {
+            println!("{:<10} {}", d.kind, d.what);
+        }
+    }
+    Ok(drift.is_empty() || !check)
+}
+
+fn load_store(
     data_root: &std::path::Path,
     exec_root: &std::path::Path,
-    format: Format,
-) -> Result<()> {
+) -> Result<(lnet_store::Loaded, Vec<lnet_store::Quarantined>)> {
     let path = data_root.join("lnet.db");
     if !path.exists() {
         anyhow::bail!(
@@ -89,8 +166,16 @@ fn store_ls(
         );
     }
     let state = exec_root.join("state");
-    let (loaded, mut quarantined) = lnet_store::Store::inspect(&path, Some(&state))
-        .with_context(|| format!("read {}", path.display()))?;
+    lnet_store::Store::inspect(&path, Some(&state))
+        .with_context(|| format!("read {}", path.display()))
+}
+
+fn store_ls(
+    data_root: &std::path::Path,
+    exec_root: &std::path::Path,
+    format: Format,
+) -> Result<()> {
+    let (loaded, mut quarantined) = load_store(data_root, exec_root)?;
     quarantined.extend(loaded.quarantined.iter().cloned().map(|mut q| {
         q.reason = format!("unreadable (not yet quarantined): {}", q.reason);
         q

@@ -55,5 +55,6 @@ pub use lnet_store::{
     EndpointRecord, IpamPoolConfig, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord,
     PoolAssignment, PortMapping, Proto, SandboxRecord,
 };
+pub use ops::{firewall_check_records, firewall_expected};
 pub use ports::PortSpec;
 pub use recovery::RecoveryReport;

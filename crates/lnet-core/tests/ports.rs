@@ -432,7 +432,7 @@ fn the_ruleset_matches_the_golden_file() {
         golden.display()
     );
     // The text lnet prints for its rules is nft's own.
-    for line in lnet_core::firewall::ruleset::describe().lines() {
+    for line in lnet_core::firewall::ruleset::describe(&Default::default()).lines() {
         let line = line.trim();
         if line.contains("dnat ip") || line.contains("ip saddr 127") {
             continue; // nft drops the implied `meta nfproto` of these

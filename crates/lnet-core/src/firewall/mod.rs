@@ -414,7 +414,7 @@ impl Firewall {
     /// bridges not in `bridges`, or from chains whose policy is no longer drop, when `prune`
     /// is set. Returns the
     /// drift; the batch holds the fix.
-    fn plan_foreign(&mut self, bridges: &[&str], prune: bool) -> Result<Vec<Drift>> {
+    fn plan_foreign<B: AsRef<str>>(&mut self, bridges: &[B], prune: bool) -> Result<Vec<Drift>> {
         let mut drift = Vec::new();
         self.batch.clear();
         for c in self.foreign_forward_chains()? {
@@ -425,7 +425,7 @@ impl Firewall {
                 .map_err(kernel(format!("list rules of {where_}")))?;
             let drops = c.policy == Some(Policy::Drop);
             if drops {
-                for br in bridges {
+                for br in bridges.iter().map(AsRef::as_ref) {
                     for dir in ["in", "out"] {
                         let comment = foreign_comment(br, dir);
                         if rules.iter().any(|r| r.comment.as_deref() == Some(&comment)) {
@@ -449,7 +449,7 @@ impl Firewall {
                 let Some(br) = r.comment.as_deref().and_then(foreign_bridge) else {
                     continue;
                 };
-                if !(drops && bridges.contains(&br)) {
+                if !(drops && bridges.iter().any(|b| b.as_ref() == br)) {
                     self.batch
                         .delete_rule(c.family, &c.table, &c.name, r.handle);
                     drift.push(Drift {
@@ -465,9 +465,21 @@ impl Firewall {
         Ok(drift)
     }
 
+    /// Compares everything — lnet's table, chains and rules, the elements with `want`, and
+    /// lnet's accept rules in other tables with what `bridges` need. Read-only; empty when
+    /// all agree.
+    pub fn check(&mut self, want: &Want, bridges: &[String]) -> Result<Vec<Drift>> {
+        let mut drift = self.check_base()?;
+        if !drift.iter().any(|d| d.what.starts_with("table")) {
+            drift.extend(self.check_elements(want)?);
+        }
+        drift.extend(self.check_foreign(bridges)?);
+        Ok(drift)
+    }
+
     /// Compares lnet's accept rules in other tables' forward chains with what `bridges`
     /// need. Read-only.
-    pub fn check_foreign(&mut self, bridges: &[&str]) -> Result<Vec<Drift>> {
+    pub fn check_foreign(&mut self, bridges: &[String]) -> Result<Vec<Drift>> {
         let drift = self.plan_foreign(bridges, true);
         self.batch.clear();
         drift
@@ -475,7 +487,7 @@ impl Firewall {
 
     /// Makes lnet's accept rules in other tables' forward chains exactly what `bridges`
     /// need (one transaction). Returns what it changed.
-    pub fn sync_foreign(&mut self, bridges: &[&str]) -> Result<Vec<Drift>> {
+    pub fn sync_foreign(&mut self, bridges: &[String]) -> Result<Vec<Drift>> {
         let drift = self.plan_foreign(bridges, true)?;
         self.commit("update lnet's accept rules in other tables' forward chains")?;
         Ok(drift)

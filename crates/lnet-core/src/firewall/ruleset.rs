@@ -351,13 +351,25 @@ pub fn rules(chain: &ChainSpec) -> Vec<(Rule, &'static str)> {
     }
 }
 
-/// The whole ruleset as `nft` text, without elements (for `lnet firewall show`).
-pub fn describe() -> String {
+/// The whole ruleset as `nft` text (for `lnet firewall show`), with the elements of
+/// `elements` (set name → rendered elements) in its sets.
+pub fn describe(elements: &std::collections::BTreeMap<&str, Vec<String>>) -> String {
     let mut out = String::new();
     for family in [Family::Inet] {
         out.push_str(&format!("table {} {} {{\n", family.name(), TABLE));
         for s in SetName::ALL.iter().filter(|s| s.family() == family) {
-            out.push_str(&format!("\t{}\n", s.declaration()));
+            let decl = s.declaration();
+            match elements.get(s.name()).filter(|e| !e.is_empty()) {
+                None => out.push_str(&format!("\t{decl}\n")),
+                Some(elems) => {
+                    out.push_str(&format!("\t{};\n", decl.trim_end_matches(" }")));
+                    out.push_str("\t\telements = {\n");
+                    for e in elems {
+                        out.push_str(&format!("\t\t\t{e},\n"));
+                    }
+                    out.push_str("\t\t}\n\t}\n");
+                }
+            }
         }
         if family == Family::Inet {
             out.push_str(&format!(
@@ -400,7 +412,7 @@ mod tests {
 
     #[test]
     fn every_chain_has_rules_and_every_set_is_used() {
-        let text = describe();
+        let text = describe(&Default::default());
         for c in &CHAINS {
             assert!(!rules(c).is_empty(), "{} has no rules", c.name);
         }

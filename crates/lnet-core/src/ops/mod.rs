@@ -14,5 +14,6 @@ mod sandbox_create;
 mod sandbox_delete;
 mod sandbox_support;
 
+pub use published::{firewall_check_records, firewall_expected};
 pub(crate) use sandbox_create::{remove_sandbox_artifacts, write_resolv_conf};
 pub(crate) use sandbox_support::{Gateways, open_sandbox_kernel};

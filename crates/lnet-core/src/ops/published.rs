@@ -5,12 +5,14 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use lnet_ipam::PortError;
 use lnet_store::{EndpointRecord, Lifecycle, NetworkRecord, PortMapping};
 
 use crate::controller::{Cx, State};
+use crate::driver::Driver;
 use crate::error::{CoreError, Result};
 use crate::firewall::{Drift, Want};
 use crate::ports::{FIELD, PortSpec};
@@ -196,53 +198,18 @@ impl State {
         Ok(())
     }
 
-    /// The firewall elements the records call for: every ready network, and the published
-    /// ports of every endpoint that is joined or being joined.
+    /// The firewall elements the records call for.
     pub(crate) fn firewall_want(&self, cx: &Cx) -> Want {
-        let mut joined: BTreeMap<&str, Vec<&EndpointRecord>> = BTreeMap::new();
-        for ep in self.endpoints.all().filter(|e| e.join.is_some()) {
-            joined.entry(ep.network_id.as_str()).or_default().push(ep);
-        }
-        let mut want = Want::new();
-        for net in self
-            .networks
-            .values()
-            .filter(|n| n.state == Lifecycle::Ready)
-        {
-            if let Ok(d) = cx.driver(&net.driver) {
-                let eps = joined.get(net.id.as_str()).map_or(&[][..], Vec::as_slice);
-                d.firewall(net, eps, &mut want);
-            }
-        }
-        want
-    }
-
-    /// The bridges whose traffic other tables' drop-policy forward chains must let through.
-    fn firewall_bridges(&self) -> Vec<String> {
-        self.networks
-            .values()
-            .filter(|n| n.state == Lifecycle::Ready && n.driver == "bridge")
-            .filter_map(|n| crate::drivers::bridge::BridgeConfig::of(n).ok())
-            .map(|c| c.bridge)
-            .collect()
+        firewall_expected_with(self.networks.values(), self.endpoints.all(), |d| {
+            cx.driver(d).ok()
+        })
     }
 
     /// Compares the firewall with the records. Read-only.
     pub(crate) fn firewall_check(&mut self, cx: &Cx) -> Result<Vec<Drift>> {
         let want = self.firewall_want(cx);
-        let mut drift = self.host.fw.check_base()?;
-        if drift.iter().any(|d| d.what.starts_with("table")) {
-            return Ok(drift);
-        }
-        drift.extend(self.host.fw.check_elements(&want)?);
-        drift.extend(self.foreign_check()?);
-        Ok(drift)
-    }
-
-    fn foreign_check(&mut self) -> Result<Vec<Drift>> {
-        let bridges = self.firewall_bridges();
-        let refs: Vec<&str> = bridges.iter().map(String::as_str).collect();
-        self.host.fw.check_foreign(&refs)
+        let bridges = bridges_of(self.networks.values());
+        self.host.fw.check(&want, &bridges)
     }
 
     /// Makes the firewall's elements and lnet's accept rules in other tables match the
@@ -250,9 +217,58 @@ impl State {
     pub(crate) fn reconcile_firewall(&mut self, cx: &Cx) -> Result<Vec<Drift>> {
         let want = self.firewall_want(cx);
         let mut drift = self.host.fw.reconcile_elements(&want)?;
-        let bridges = self.firewall_bridges();
-        let refs: Vec<&str> = bridges.iter().map(String::as_str).collect();
-        drift.extend(self.host.fw.sync_foreign(&refs)?);
+        let bridges = bridges_of(self.networks.values());
+        drift.extend(self.host.fw.sync_foreign(&bridges)?);
         Ok(drift)
     }
+}
+
+/// The firewall elements `networks` and `endpoints` call for: every ready network, and the
+/// published ports of every endpoint that is joined or being joined.
+fn firewall_expected_with<'a>(
+    networks: impl Iterator<Item = &'a NetworkRecord>,
+    endpoints: impl Iterator<Item = &'a EndpointRecord>,
+    driver: impl Fn(&str) -> Option<Arc<dyn Driver>>,
+) -> Want {
+    let mut joined: BTreeMap<&str, Vec<&EndpointRecord>> = BTreeMap::new();
+    for ep in endpoints.filter(|e| e.join.is_some()) {
+        joined.entry(ep.network_id.as_str()).or_default().push(ep);
+    }
+    let mut want = Want::new();
+    for net in networks.filter(|n| n.state == Lifecycle::Ready) {
+        if let Some(d) = driver(&net.driver) {
+            let eps = joined.get(net.id.as_str()).map_or(&[][..], Vec::as_slice);
+            d.firewall(net, eps, &mut want);
+        }
+    }
+    want
+}
+
+/// The bridges of ready bridge networks, whose traffic other tables' drop-policy forward
+/// chains must let through.
+fn bridges_of<'a>(networks: impl Iterator<Item = &'a NetworkRecord>) -> Vec<String> {
+    networks
+        .filter(|n| n.state == Lifecycle::Ready && n.driver == "bridge")
+        .filter_map(|n| crate::drivers::bridge::BridgeConfig::of(n).ok())
+        .map(|c| c.bridge)
+        .collect()
+}
+
+/// The firewall elements stored records call for (for `lnet firewall show` on a store that
+/// no controller has open).
+pub fn firewall_expected(networks: &[NetworkRecord], endpoints: &[EndpointRecord]) -> Want {
+    let drivers = crate::drivers::builtin();
+    firewall_expected_with(networks.iter(), endpoints.iter(), |d| {
+        drivers.get(d).cloned()
+    })
+}
+
+/// Compares the firewall of the calling thread's network namespace with stored records.
+/// Read-only.
+pub fn firewall_check_records(
+    networks: &[NetworkRecord],
+    endpoints: &[EndpointRecord],
+) -> Result<Vec<Drift>> {
+    let want = firewall_expected(networks, endpoints);
+    crate::firewall::Firewall::new()?.check(&want, &bridges_of(networks.iter()))
 }
