@@ -1,8 +1,11 @@
 //! lnet's quickstart: what libnetwork's README does, against the real kernel.
 //!
 //! Creates a bridge network, an endpoint, a sandbox with hostname `test` and domain
-//! `example.com`, and joins them; then a second sandbox on the same network, and shows that
-//! real TCP and UDP packets from the first reach the second. Everything is removed at the end.
+//! `example.com`, and joins them; then a second sandbox on the same network, publishing its
+//! port 80 on the host's port 8080, and shows that real TCP and UDP packets from the first
+//! reach the second, and that the host reaches the second's port 80 through
+//! `127.0.0.1:8080` (DNAT in lnet's nftables table, no proxy process). Everything is removed
+//! at the end.
 //!
 //! Run as root: `cargo run --example quickstart`. It first moves itself into a network
 //! namespace of its own, and keeps its state in a temporary directory, so it never touches
@@ -14,7 +17,9 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use lnet_core::{Config, Controller, EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
+use lnet_core::{
+    Config, Controller, EndpointOptions, JoinOptions, NetworkOptions, PortSpec, SandboxOptions,
+};
 use lnet_kernel::Netns;
 
 fn main() -> Result<()> {
@@ -70,7 +75,13 @@ fn run(root: &std::path::Path) -> Result<()> {
         sandbox.key()?.display()
     );
 
-    let ep2 = network.create_endpoint("Endpoint2", EndpointOptions::default())?;
+    let ep2 = network.create_endpoint(
+        "Endpoint2",
+        EndpointOptions {
+            ports: vec![PortSpec::parse("8080:80/tcp")?],
+            ..Default::default()
+        },
+    )?;
     let sandbox2 = controller.new_sandbox(
         "container2",
         SandboxOptions {
@@ -120,13 +131,30 @@ fn run(root: &std::path::Path) -> Result<()> {
     let mut got = String::new();
     conn.read_to_string(&mut got)?;
     println!("container2 received {got:?} over TCP from {from}");
+
+    // A published port: the host (this process's namespace) connects to 127.0.0.1:8080 and
+    // lands on container2's port 80.
+    let web = ns2.run(move || TcpListener::bind(SocketAddr::new(peer_ip, 80)))??;
+    let mut s = TcpStream::connect_timeout(
+        &"127.0.0.1:8080".parse::<SocketAddr>()?,
+        Duration::from_secs(5),
+    )
+    .context("connect to the published port 127.0.0.1:8080")?;
+    s.write_all(b"hello through a published port")?;
+    drop(s);
+    let (mut conn2, from) = web.accept()?;
+    let mut got = String::new();
+    conn2.read_to_string(&mut got)?;
+    println!(
+        "the host reached container2's port 80 through 127.0.0.1:8080: {got:?} arrived from {from}"
+    );
     let hosts = std::fs::read_to_string(sandbox.hosts_path()?)?;
     println!(
         "container1's hosts file ends with: {}",
         hosts.lines().last().unwrap_or("")
     );
 
-    drop((ns1, ns2, rx, listener, conn));
+    drop((ns1, ns2, rx, listener, conn, web, conn2));
     for (e, s) in [(&ep, &sandbox), (&ep2, &sandbox2)] {
         e.leave(s)?;
         e.delete()?;
