@@ -277,6 +277,7 @@ fn net_fw(net: &NetworkRecord, cfg: &BridgeConfig) -> NetFw {
         snat4: cfg.host_ipv4,
         // IPv6 is masqueraded like IPv4 (Docker 27+'s default `nat` gateway mode).
         masq6: cfg.enable_ip_masquerade && net.enable_ipv6,
+        subnets: net.pools.iter().map(|p| p.pool).collect(),
     }
 }
 

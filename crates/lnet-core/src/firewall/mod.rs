@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use lnet_kernel::conntrack::Conntrack;
 use lnet_kernel::nft::{
     Batch, Chain, ChainInfo, Element, ElementData, Family, Hook, NftSocket, Policy, Position, Rule,
-    Set,
+    Set, set_flags,
 };
 use lnet_store::Proto;
 
@@ -39,6 +39,9 @@ fn kernel(ctx: impl Into<String>) -> impl FnOnce(lnet_kernel::KernelError) -> Co
 fn set_def(s: SetName) -> Set<'static> {
     match s.data() {
         Some(d) => Set::map(s.family(), TABLE, s.name(), s.key(), d),
+        None if s.ranges() => {
+            Set::new(s.family(), TABLE, s.name(), s.key()).flags(set_flags::INTERVAL)
+        }
         None => Set::new(s.family(), TABLE, s.name(), s.key()),
     }
 }
@@ -54,7 +57,9 @@ fn chain_def(c: &ChainSpec) -> Chain<'static> {
 
 fn element(set: SetName, key: &[u8], value: &[u8]) -> Element {
     let e = Element::new(key.to_vec());
-    if set.data().is_some() {
+    if set.ranges() {
+        e.key_end(value.to_vec())
+    } else if set.data().is_some() {
         e.data(value.to_vec())
     } else {
         e
@@ -320,8 +325,9 @@ impl Firewall {
                 .map_err(kernel(format!("list set {}", set.name())))?;
             let m = have.sets.entry(set).or_default();
             for e in elems {
-                let v = match e.data {
-                    Some(ElementData::Value(v)) => v,
+                let v = match (e.data, e.key_end) {
+                    (_, Some(end)) if set.ranges() => end,
+                    (Some(ElementData::Value(v)), _) => v,
                     _ => Vec::new(),
                 };
                 m.insert(e.key, v);

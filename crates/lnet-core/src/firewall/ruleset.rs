@@ -12,7 +12,10 @@
 //!
 //! Inter-container traffic off (`enable_icc=false`) is not here: it is the bridge's own port
 //! isolation (see the bridge driver). libnetwork needs `br_netfilter` for it, which sends
-//! every bridged frame of the host through iptables; lnet does not load it.
+//! every bridged frame of the host through iptables; lnet does not load it — but works where
+//! it is on (Docker loads it; some kernels build it in): then traffic within a bridge also
+//! crosses `forward` (accepted by `bridge_pairs`), and hairpin NAT cannot rely on the input
+//! interface (see `postrouting`).
 //!
 //! The `user` chain is created once, jumped to first from `forward`, and never flushed or
 //! edited: operators put their own rules there (Docker's `DOCKER-USER`).
@@ -47,13 +50,18 @@ pub enum SetName {
     Ports6,
     /// Like [`SetName::Ports4Any`] for IPv6.
     Ports6Any,
+    /// `subnet . bridge` (IPv4 ranges): a DNATed packet from this subnet going out of this
+    /// bridge is a container reaching a published port of its own network (hairpin).
+    Hairpin4,
+    /// Like [`SetName::Hairpin4`] for IPv6.
+    Hairpin6,
 }
 
 use DataType::{IfName, InetProto, InetService, Ipv4Addr as V4, Ipv6Addr as V6};
 
 impl SetName {
     /// Every set, in creation order.
-    pub const ALL: [SetName; 10] = [
+    pub const ALL: [SetName; 12] = [
         SetName::Bridges,
         SetName::BridgePairs,
         SetName::Internal,
@@ -64,6 +72,8 @@ impl SetName {
         SetName::Ports4Any,
         SetName::Ports6,
         SetName::Ports6Any,
+        SetName::Hairpin4,
+        SetName::Hairpin6,
     ];
 
     /// The set's name in its table.
@@ -79,6 +89,8 @@ impl SetName {
             SetName::Ports4Any => "ports4_any",
             SetName::Ports6 => "ports6",
             SetName::Ports6Any => "ports6_any",
+            SetName::Hairpin4 => "hairpin4",
+            SetName::Hairpin6 => "hairpin6",
         }
     }
 
@@ -99,7 +111,15 @@ impl SetName {
             SetName::Ports4 => &[V4, InetProto, InetService],
             SetName::Ports6 => &[V6, InetProto, InetService],
             SetName::Ports4Any | SetName::Ports6Any => &[InetProto, InetService],
+            SetName::Hairpin4 => &[V4, IfName],
+            SetName::Hairpin6 => &[V6, IfName],
         }
+    }
+
+    /// Whether elements are ranges (a key and a key end, kept in [`super::Want`] as the
+    /// key and the value).
+    pub fn ranges(self) -> bool {
+        matches!(self, SetName::Hairpin4 | SetName::Hairpin6)
     }
 
     /// Value fields, for maps.
@@ -121,6 +141,11 @@ impl SetName {
                 .join(" . ")
         };
         match self.data() {
+            _ if self.ranges() => format!(
+                "set {} {{ type {}; flags interval }}",
+                self.name(),
+                types(self.key())
+            ),
             Some(d) => format!(
                 "map {} {{ type {} : {} }}",
                 self.name(),
@@ -146,6 +171,47 @@ fn type_name(d: DataType) -> &'static str {
 
 /// Renders an element's key or value as `nft` prints it (`"br-x" . tcp . 8080`).
 pub fn render(types: &[DataType], bytes: &[u8]) -> String {
+    render_fields(types, bytes).join(" . ")
+}
+
+/// Renders a range element (`key` to `end`) as `nft` prints it: a field that differs as a
+/// prefix when the range is one (`10.1.0.0/24 . "br-x"`), else as `a-b`.
+pub fn render_range(types: &[DataType], key: &[u8], end: &[u8]) -> String {
+    render_fields(types, key)
+        .into_iter()
+        .zip(render_fields(types, end))
+        .map(|(a, b)| {
+            if a == b {
+                return a;
+            }
+            match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+                (Ok(x), Ok(y)) => prefix_of(x, y).unwrap_or_else(|| format!("{a}-{b}")),
+                _ => format!("{a}-{b}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" . ")
+}
+
+/// `first/len` when `first..=last` is exactly one prefix.
+fn prefix_of(first: std::net::IpAddr, last: std::net::IpAddr) -> Option<String> {
+    let (a, b, bits) = match (first, last) {
+        (std::net::IpAddr::V4(a), std::net::IpAddr::V4(b)) => {
+            (u128::from(u32::from(a)), u128::from(u32::from(b)), 32)
+        }
+        (std::net::IpAddr::V6(a), std::net::IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+        _ => return None,
+    };
+    let host_bits = (a ^ b).count_ones();
+    let mask = if host_bits == 0 {
+        0
+    } else {
+        u128::MAX >> (128 - host_bits)
+    };
+    (a ^ b == mask && a & mask == 0).then(|| format!("{first}/{}", bits - host_bits))
+}
+
+fn render_fields(types: &[DataType], bytes: &[u8]) -> Vec<String> {
     let mut out = Vec::new();
     let mut at = 0;
     for t in types {
@@ -186,7 +252,7 @@ pub fn render(types: &[DataType], bytes: &[u8]) -> String {
             len
         };
     }
-    out.join(" . ")
+    out
 }
 
 /// A chain of lnet's tables.
@@ -311,12 +377,24 @@ pub fn rules(chain: &ChainSpec) -> Vec<(Rule, &'static str)> {
                 "meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @ports6_any",
             ),
         ],
+        // Hairpin is keyed by the source subnet and the output bridge, not the input
+        // interface: where br_netfilter is on (Docker's hosts; built in on some kernels) a
+        // container's packet to its own network's published port is DNATed and *bridged*,
+        // and postrouting then sees no input interface.
         (Family::Inet, "postrouting") => vec![
             (
-                r().in_set(&[Field::IifName, Field::OifName], n(BridgePairs))
+                r().nfproto(Family::Ip)
                     .ct_status(ct_status::DNAT)
+                    .in_set(&[Field::IpSaddr, Field::OifName], n(Hairpin4))
                     .masquerade(),
-                "iifname . oifname @bridge_pairs ct status dnat masquerade",
+                "ct status dnat ip saddr . oifname @hairpin4 masquerade",
+            ),
+            (
+                r().nfproto(Family::Ip6)
+                    .ct_status(ct_status::DNAT)
+                    .in_set(&[Field::Ip6Saddr, Field::OifName], n(Hairpin6))
+                    .masquerade(),
+                "ct status dnat ip6 saddr . oifname @hairpin6 masquerade",
             ),
             (
                 r().in_set(&[Field::OifName], n(Bridges))
@@ -442,5 +520,14 @@ mod tests {
             "\"br-a\" . \"br-a\""
         );
         assert_eq!(render(&[DataType::InetService], &[0x1f]), "<short>");
+        let v4 = |a: &str| a.parse::<std::net::Ipv4Addr>().unwrap();
+        let range = |a: &str, b: &str| {
+            render_range(&[DataType::Ipv4Addr], &v4(a).octets(), &v4(b).octets())
+        };
+        assert_eq!(range("10.0.0.0", "10.0.0.255"), "10.0.0.0/24");
+        assert_eq!(range("10.0.0.4", "10.0.0.4"), "10.0.0.4");
+        assert_eq!(range("10.0.0.1", "10.0.0.255"), "10.0.0.1-10.0.0.255");
+        assert_eq!(range("10.0.0.0", "10.0.0.254"), "10.0.0.0-10.0.0.254");
+        assert_eq!(range("0.0.0.0", "255.255.255.255"), "0.0.0.0/0");
     }
 }

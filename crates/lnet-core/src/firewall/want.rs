@@ -9,7 +9,7 @@ use lnet_kernel::nft::Concat;
 use lnet_store::Proto;
 use serde::Serialize;
 
-use super::ruleset::{SetName, render};
+use super::ruleset::{SetName, render, render_range};
 
 /// The firewall facts of one bridge network.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub struct NetFw {
     pub snat4: Option<Ipv4Addr>,
     /// Masquerade IPv6 traffic out.
     pub masq6: bool,
+    /// The network's subnets (for hairpin NAT).
+    pub subnets: Vec<ipnet::IpNet>,
 }
 
 /// One published port with its target: `host_ip:host_port/proto` → `ctr_ip:ctr_port`.
@@ -88,6 +90,25 @@ impl Want {
         if n.internal {
             self.put(SetName::Internal, br, Vec::new());
             return self;
+        }
+        for net in &n.subnets {
+            let (set, start, end) = match net {
+                ipnet::IpNet::V4(v) => (
+                    SetName::Hairpin4,
+                    Concat::new().ipv4(v.network()),
+                    Concat::new().ipv4(v.broadcast()),
+                ),
+                ipnet::IpNet::V6(v) => (
+                    SetName::Hairpin6,
+                    Concat::new().ipv6(v.network()),
+                    Concat::new().ipv6(v.broadcast()),
+                ),
+            };
+            self.put(
+                set,
+                start.ifname(&n.bridge).build(),
+                end.ifname(&n.bridge).build(),
+            );
         }
         match (n.masq4, n.snat4) {
             (true, Some(src)) => self.put(SetName::Snat4, br.clone(), src.octets().to_vec()),
@@ -156,6 +177,9 @@ impl Want {
 
 /// One element as `nft` prints it: `key` or `key : value`.
 pub fn render_element(set: SetName, key: &[u8], value: &[u8]) -> String {
+    if set.ranges() {
+        return render_range(set.key(), key, value);
+    }
     let k = render(set.key(), key);
     match set.data() {
         Some(d) => format!("{k} : {}", render(d, value)),
@@ -183,6 +207,10 @@ mod tests {
             masq4,
             snat4,
             masq6: true,
+            subnets: vec![
+                "10.1.0.0/24".parse().unwrap(),
+                "fd00:1::/64".parse().unwrap(),
+            ],
         }
     }
 
@@ -198,11 +226,33 @@ mod tests {
     fn network_options_choose_the_sets() {
         let mut w = Want::new();
         w.network(&net(false, true, None));
-        assert_eq!(sets_of(&w), ["bridges", "bridge_pairs", "masq4", "masq6"]);
+        assert_eq!(
+            sets_of(&w),
+            [
+                "bridges",
+                "bridge_pairs",
+                "masq4",
+                "masq6",
+                "hairpin4",
+                "hairpin6"
+            ]
+        );
+        assert_eq!(w.render()["hairpin4"], ["10.1.0.0/24 . \"br-a\""]);
+        assert_eq!(w.render()["hairpin6"], ["fd00:1::/64 . \"br-a\""]);
 
         let mut w = Want::new();
         w.network(&net(false, true, Some(Ipv4Addr::new(192, 0, 2, 9))));
-        assert_eq!(sets_of(&w), ["bridges", "bridge_pairs", "masq6", "snat4"]);
+        assert_eq!(
+            sets_of(&w),
+            [
+                "bridges",
+                "bridge_pairs",
+                "masq6",
+                "snat4",
+                "hairpin4",
+                "hairpin6"
+            ]
+        );
         assert_eq!(w.render()["snat4"], ["\"br-a\" : 192.0.2.9"]);
 
         // Internal: no NAT of any kind, whatever the masquerade option says.
