@@ -1029,3 +1029,129 @@ fn leaving_flushes_the_udp_conntrack_entries_of_its_published_ports() {
     assert_firewall_agrees(ctrl);
     teardown(ctrl);
 }
+
+// ---------------------------------------------------------------------------------------
+// Another engine's bridge on the same host.
+
+/// A bridge lnet did not make (`docker0`, 172.31.0.1/16) with one container namespace
+/// (172.31.0.2) behind it, and the other engine's own NAT in its own table: masquerade out
+/// and a DNAT of host port 9090 to the container's port 80.
+fn other_engine() -> TempNetns {
+    let ctr = TempNetns::new().expect("the other engine's container");
+    let mut host = Netlink::new().unwrap();
+    let br = host
+        .ensure_bridge("docker0", Default::default())
+        .expect("docker0");
+    host.add_address(br.index, cidr("172.31.0.1/16"), AddrFlags::default())
+        .unwrap();
+    host.set_up(br.index).unwrap();
+    host.create_veth(VethSpec {
+        host_name: "vethdock",
+        host_master: Some(br.index),
+        host_up: true,
+        peer_name: "eth0",
+        peer_ns: Some(&ctr),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut inside = Netlink::in_netns(&ctr).unwrap();
+    let eth0 = inside.link_by_name("eth0").unwrap().unwrap().index;
+    inside
+        .add_address(eth0, cidr("172.31.0.2/16"), AddrFlags::default())
+        .unwrap();
+    inside.set_up(eth0).unwrap();
+    inside.set_up(lnet_kernel::LOOPBACK_INDEX).unwrap();
+    inside
+        .replace_route(&Route {
+            dst: cidr("0.0.0.0/0"),
+            gateway: Some(ip("172.31.0.1")),
+            oif: None,
+            scope_link: false,
+        })
+        .unwrap();
+    nft(&["add", "table", "ip", "othernat"]);
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        "othernat",
+        "post",
+        "{ type nat hook postrouting priority 100; }",
+    ]);
+    nft(&[
+        "add",
+        "rule",
+        "ip",
+        "othernat",
+        "post",
+        "ip",
+        "saddr",
+        "172.31.0.0/16",
+        "oifname",
+        "!=",
+        "docker0",
+        "masquerade",
+    ]);
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        "othernat",
+        "pre",
+        "{ type nat hook prerouting priority -100; }",
+    ]);
+    nft(&[
+        "add",
+        "rule",
+        "ip",
+        "othernat",
+        "pre",
+        "fib",
+        "daddr",
+        "type",
+        "local",
+        "tcp",
+        "dport",
+        "9090",
+        "dnat",
+        "to",
+        "172.31.0.2:80",
+    ]);
+    ctr
+}
+
+#[test]
+fn another_engines_bridge_and_nat_keep_working() {
+    let Some(env) = common::env("another_engines_bridge_and_nat_keep_working") else {
+        return;
+    };
+    let out = outside();
+    let docker = other_engine();
+    let ctrl = env.ctrl();
+    let net = bridge_on(ctrl, "web", "10.43.0.0/24");
+    let sb = sandbox(ctrl, "web1");
+    let ep = publish(&net, "web", &sb, &["8080:80/tcp"]);
+    let ours = tcp_server(&ns(&sb), sa(ip4(&ep), 80));
+    let theirs = tcp_server(&docker, sa(ip("172.31.0.2"), 80));
+    let out_server = tcp_server(&out, sa(OUTSIDE, 7000));
+
+    // The other engine's container goes out through its own masquerade, and its own
+    // published port answers, with lnet's table in place.
+    assert_eq!(
+        tcp_reaches(&docker, sa(OUTSIDE, 7000), &out_server).ip(),
+        HOST
+    );
+    assert_eq!(tcp_reaches(&out, sa(HOST, 9090), &theirs).ip(), OUTSIDE);
+    // lnet's own traffic is unaffected by the other engine's rules.
+    assert_eq!(tcp_reaches(&out, sa(HOST, 8080), &ours).ip(), OUTSIDE);
+    assert_eq!(
+        tcp_reaches(&ns(&sb), sa(OUTSIDE, 7000), &out_server).ip(),
+        HOST
+    );
+    // The two engines' containers stay apart.
+    tcp_blocked(&docker, sa(ip4(&ep), 80), Some(&ours));
+    assert_firewall_agrees(ctrl);
+    teardown(ctrl);
+    // Nothing of lnet's is left to disturb the other engine.
+    assert_eq!(tcp_reaches(&out, sa(HOST, 9090), &theirs).ip(), OUTSIDE);
+}
