@@ -355,6 +355,50 @@ fn firewall_drift_is_reported_and_repaired_at_start() {
         .unwrap();
     assert_eq!(user.len(), 1, "the user chain keeps its rule");
 
+    // A chain of lnet's name on another hook, and a set of lnet's name with another type
+    // (what an older lnet, or a hand, might leave): replaced at the next start.
+    let mut b = Batch::new();
+    b.flush_chain(Family::Inet, "lnet", "postrouting")
+        .flush_chain(Family::Inet, "lnet", "prerouting")
+        .delete_chain(Family::Inet, "lnet", "prerouting")
+        .add_chain(&lnet_kernel::nft::Chain::base(
+            Family::Inet,
+            "lnet",
+            "prerouting",
+            lnet_kernel::nft::ChainType::Filter,
+            lnet_kernel::nft::Hook::Prerouting,
+            0,
+        ))
+        .delete_set(Family::Inet, "lnet", "masq6")
+        .add_set(&lnet_kernel::nft::Set::new(
+            Family::Inet,
+            "lnet",
+            "masq6",
+            &[lnet_kernel::nft::DataType::Ipv4Addr],
+        ));
+    NftSocket::new().unwrap().commit(&b).unwrap();
+    let drift: Vec<String> = env
+        .ctrl()
+        .firewall_check()
+        .unwrap()
+        .into_iter()
+        .map(|d| format!("{} {}", d.kind, d.what))
+        .collect();
+    for want in [
+        "different set inet lnet masq6",
+        "different chain inet lnet prerouting: hook",
+        "different chain inet lnet postrouting",
+    ] {
+        assert!(
+            drift.iter().any(|d| d.starts_with(want)),
+            "{want}: {drift:#?}"
+        );
+    }
+    env.restart();
+    assert_eq!(env.ctrl().recovery_report().errors, Vec::<String>::new());
+    assert_eq!(env.ctrl().firewall_check().unwrap(), vec![]);
+    assert_eq!(firewall_elements(), published);
+
     // The whole table deleted: back at the next start, with the elements.
     let mut b = Batch::new();
     b.delete_table(Family::Inet, "lnet");

@@ -23,8 +23,8 @@ use std::collections::BTreeMap;
 
 use lnet_kernel::conntrack::Conntrack;
 use lnet_kernel::nft::{
-    Batch, Chain, ChainInfo, Element, ElementData, Family, Hook, NftSocket, Policy, Position, Rule,
-    Set, set_flags,
+    Batch, Chain, ChainInfo, ChainType, Element, ElementData, Family, Hook, NftSocket, Policy,
+    Position, Rule, Set, set_flags,
 };
 use lnet_store::Proto;
 
@@ -109,6 +109,74 @@ pub fn diff(want: &Want, have: &Want) -> (Want, Want) {
     (add, remove)
 }
 
+/// A base chain's type, hook and priority.
+type BaseHook = (ChainType, Hook, i32);
+
+/// What [`Firewall::inspect_base`] found.
+#[derive(Debug, Default)]
+struct Base {
+    table: bool,
+    user_chain: bool,
+    missing_sets: Vec<SetName>,
+    wrong_sets: Vec<SetName>,
+    missing_chains: Vec<&'static str>,
+    wrong_hooks: Vec<(&'static str, Option<BaseHook>)>,
+    wrong_rules: Vec<(&'static str, usize, usize)>,
+}
+
+impl Base {
+    fn drift(&self) -> Vec<Drift> {
+        let d = |kind, what: String| Drift { kind, what };
+        if !self.table {
+            return vec![d("missing", format!("table inet {TABLE}"))];
+        }
+        let mut out = Vec::new();
+        if !self.user_chain {
+            out.push(d("missing", format!("chain inet {TABLE} {USER_CHAIN}")));
+        }
+        for s in &self.missing_sets {
+            out.push(d("missing", format!("set inet {TABLE} {}", s.name())));
+        }
+        for s in &self.wrong_sets {
+            out.push(d(
+                "different",
+                format!("set inet {TABLE} {}: not {}", s.name(), s.declaration()),
+            ));
+        }
+        for c in &self.missing_chains {
+            out.push(d("missing", format!("chain inet {TABLE} {c}")));
+        }
+        for (c, hook) in &self.wrong_hooks {
+            out.push(d(
+                "different",
+                format!("chain inet {TABLE} {c}: hook {hook:?}"),
+            ));
+        }
+        for (c, have, want) in &self.wrong_rules {
+            out.push(d(
+                "different",
+                format!("chain inet {TABLE} {c}: {have} rule(s), not the {want} lnet wants"),
+            ));
+        }
+        out
+    }
+}
+
+/// Whether a set in the kernel has the key, value and flags lnet gives `set`.
+fn set_matches(set: SetName, info: &lnet_kernel::nft::SetInfo) -> bool {
+    let len = |t: &[lnet_kernel::nft::DataType]| -> u32 {
+        if t.len() == 1 {
+            t[0].byte_len()
+        } else {
+            t.iter().map(|d| d.byte_len().next_multiple_of(4)).sum()
+        }
+    };
+    let interval = info.flags & set_flags::INTERVAL != 0;
+    info.key_len == len(set.key())
+        && info.data_len == set.data().map(len)
+        && interval == set.ranges()
+}
+
 fn element_drift(add: &Want, remove: &Want) -> Vec<Drift> {
     let mut d = Vec::new();
     for (kind, w) in [("missing", add), ("extra", remove)] {
@@ -172,113 +240,111 @@ impl Firewall {
         res.map_err(kernel(what.to_string()))
     }
 
-    /// Compares lnet's tables, sets, chains and rules with the kernel's (not elements:
-    /// see [`Firewall::check_elements`]). Read-only.
-    pub fn check_base(&mut self) -> Result<Vec<Drift>> {
-        let mut drift = Vec::new();
-        for family in [Family::Inet] {
-            let tables = self
-                .nft
-                .tables(family)
-                .map_err(kernel(format!("list {} tables", family.name())))?;
-            if !tables.iter().any(|t| t == TABLE) {
-                drift.push(Drift {
-                    kind: "missing",
-                    what: format!("table {} {TABLE}", family.name()),
-                });
-                continue;
-            }
-            let sets = self
-                .nft
-                .sets(family, TABLE)
-                .map_err(kernel(format!("list sets of {} {TABLE}", family.name())))?;
-            for s in SetName::ALL.iter().filter(|s| s.family() == family) {
-                if !sets.iter().any(|i| i.name == s.name()) {
-                    drift.push(Drift {
-                        kind: "missing",
-                        what: format!("set {} {TABLE} {}", family.name(), s.name()),
-                    });
-                }
-            }
-            let chains = self
-                .nft
-                .chains(family, TABLE)
-                .map_err(kernel(format!("list chains of {} {TABLE}", family.name())))?;
-            if family == Family::Inet && !chains.iter().any(|c| c.name == USER_CHAIN) {
-                drift.push(Drift {
-                    kind: "missing",
-                    what: format!("chain inet {TABLE} {USER_CHAIN}"),
-                });
-            }
-            for c in CHAINS.iter().filter(|c| c.family == family) {
-                let what = format!("chain {} {TABLE} {}", family.name(), c.name);
-                let Some(info) = chains.iter().find(|i| i.name == c.name) else {
-                    drift.push(Drift {
-                        kind: "missing",
-                        what,
-                    });
-                    continue;
-                };
-                if info.hook != c.hook {
-                    drift.push(Drift {
-                        kind: "different",
-                        what: format!("{what}: hook {:?}, want {:?}", info.hook, c.hook),
-                    });
-                    continue;
-                }
-                let have = self
-                    .nft
-                    .rules(family, TABLE, c.name)
-                    .map_err(kernel(format!("list rules of {what}")))?;
-                let want = rules(c);
-                let same = have.len() == want.len()
-                    && have
-                        .iter()
-                        .zip(&want)
-                        .all(|(h, (w, _))| h.exprs == w.exprs());
-                if !same {
-                    drift.push(Drift {
-                        kind: "different",
-                        what: format!(
-                            "{what}: {} rule(s), not the {} lnet wants",
-                            have.len(),
-                            want.len()
-                        ),
-                    });
-                }
+    /// What of lnet's table is there and how it differs. Read-only.
+    fn inspect_base(&mut self) -> Result<Base> {
+        let mut base = Base::default();
+        let tables = self
+            .nft
+            .tables(Family::Inet)
+            .map_err(kernel("list inet tables"))?;
+        if !tables.iter().any(|t| t == TABLE) {
+            base.missing_sets = SetName::ALL.to_vec();
+            base.missing_chains = CHAINS.iter().map(|c| c.name).collect();
+            return Ok(base);
+        }
+        base.table = true;
+        let sets = self
+            .nft
+            .sets(Family::Inet, TABLE)
+            .map_err(kernel(format!("list sets of inet {TABLE}")))?;
+        for s in SetName::ALL {
+            match sets.iter().find(|i| i.name == s.name()) {
+                None => base.missing_sets.push(s),
+                Some(i) if !set_matches(s, i) => base.wrong_sets.push(s),
+                Some(_) => {}
             }
         }
-        Ok(drift)
+        let chains = self
+            .nft
+            .chains(Family::Inet, TABLE)
+            .map_err(kernel(format!("list chains of inet {TABLE}")))?;
+        base.user_chain = chains.iter().any(|c| c.name == USER_CHAIN);
+        for c in &CHAINS {
+            let Some(info) = chains.iter().find(|i| i.name == c.name) else {
+                base.missing_chains.push(c.name);
+                continue;
+            };
+            if info.hook != c.hook {
+                base.wrong_hooks.push((c.name, info.hook));
+                continue;
+            }
+            let have = self
+                .nft
+                .rules(c.family, TABLE, c.name)
+                .map_err(kernel(format!(
+                    "list rules of chain inet {TABLE} {}",
+                    c.name
+                )))?;
+            let want = rules(c);
+            let same = have.len() == want.len()
+                && have
+                    .iter()
+                    .zip(&want)
+                    .all(|(h, (w, _))| h.exprs == w.exprs());
+            if !same {
+                base.wrong_rules.push((c.name, have.len(), want.len()));
+            }
+        }
+        Ok(base)
     }
 
-    /// Makes lnet's tables, sets and chains exist and its chains hold exactly its rules
-    /// (one transaction; the `user` chain and every element are left as they are). Returns
-    /// what was wrong before.
+    /// Compares lnet's table, sets, chains and rules with the kernel's (not elements: see
+    /// [`Firewall::check_elements`]). Read-only.
+    pub fn check_base(&mut self) -> Result<Vec<Drift>> {
+        Ok(self.inspect_base()?.drift())
+    }
+
+    /// Makes lnet's table, sets and chains exist with the right types and hooks, and its
+    /// chains hold exactly its rules — one transaction; the `user` chain and the elements
+    /// of sets that were right are left as they are. Returns what was wrong before.
     pub fn ensure_base(&mut self) -> Result<Vec<Drift>> {
-        let drift = self.check_base()?;
+        let base = self.inspect_base()?;
+        let drift = base.drift();
         if drift.is_empty() {
             return Ok(drift);
         }
         let b = &mut self.batch;
         b.clear();
         b.add_table(Family::Inet, TABLE);
+        b.add_chain(&Chain::regular(Family::Inet, TABLE, USER_CHAIN));
+        // Empty every chain of ours that exists, so that sets and chains can be replaced
+        // (a base chain's hook cannot be changed, a set's type neither: they are deleted
+        // and made again), then rebuild. One transaction: no packet sees it half written.
+        for c in CHAINS
+            .iter()
+            .filter(|c| !base.missing_chains.contains(&c.name))
+        {
+            b.flush_chain(c.family, TABLE, c.name);
+        }
+        for (name, _) in &base.wrong_hooks {
+            b.delete_chain(Family::Inet, TABLE, name);
+        }
+        for s in &base.wrong_sets {
+            b.delete_set(s.family(), TABLE, s.name());
+        }
         for s in SetName::ALL {
             b.add_set(&set_def(s));
         }
-        b.add_chain(&Chain::regular(Family::Inet, TABLE, USER_CHAIN));
         for c in &CHAINS {
             b.add_chain(&chain_def(c));
         }
-        // Rewriting a chain is a flush and re-add in the same transaction: no packet sees
-        // it half written.
         for c in &CHAINS {
-            b.flush_chain(c.family, TABLE, c.name);
             for (r, _) in rules(c) {
                 b.add_rule(&r);
             }
         }
         tracing::info!(?drift, "programming lnet's nftables ruleset");
-        self.commit("program lnet's nftables tables")?;
+        self.commit("program lnet's nftables table")?;
         Ok(drift)
     }
 
@@ -312,7 +378,18 @@ impl Firewall {
             }
             self.batch.add_elements(set.family(), TABLE, set.name(), &e);
         }
-        self.commit("update lnet's nftables sets")
+        match self.commit("update lnet's nftables sets") {
+            // With lnet's table gone, what was to be removed is gone too.
+            Err(CoreError::Kernel { source, .. }) if source.is_not_found() && add.is_empty() => {
+                Ok(())
+            }
+            Err(CoreError::Kernel { source, .. }) if source.is_not_found() => {
+                Err(CoreError::Forbidden(format!(
+                    "lnet's nftables table inet {TABLE} or one of its sets is missing ({source}); restart lnet to restore its firewall"
+                )))
+            }
+            other => other,
+        }
     }
 
     /// Every element of lnet's sets, as the kernel holds them.
