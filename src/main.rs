@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run the daemon: Docker's network API and lnet's API on a unix socket.
+    Daemon(lnet_app::daemon::DaemonArgs),
     /// Print version information.
     Version,
     /// List what a store holds (networks, endpoints, sandboxes, quarantined records). Reads
@@ -84,15 +86,20 @@ fn main() -> std::process::ExitCode {
 
 /// Runs the command; `Ok(false)` when it ran but found a difference to report (exit 1).
 fn run() -> Result<bool> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("LNET_LOG")
-                .unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The daemon logs at its --log-level (info by default); commands only warn.
+    let level = match &cli.command {
+        Command::Daemon(args) => {
+            let explicit = std::env::args().any(|a| a.starts_with("--config-file"));
+            let settings = lnet_app::daemon::Settings::resolve(args, explicit)?;
+            init_logs(&settings.log_level);
+            return lnet_app::daemon::run(settings).map(|()| true);
+        }
+        _ => "warn",
+    };
+    init_logs(level);
     match cli.command {
+        Command::Daemon(_) => unreachable!("handled above"),
         Command::Version => {
             println!("lnet {}", env!("CARGO_PKG_VERSION"));
             println!("store schema {}", lnet_store::SCHEMA_VERSION);
@@ -110,6 +117,17 @@ fn run() -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+fn init_logs(default: &str) {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("LNET_LOG")
+                .unwrap_or_else(|_| default.into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }
 
 fn firewall(args: &FirewallArgs, check: bool) -> Result<bool> {

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use lnet_ipam::{Ipam, IpamConfig, PortAllocator};
 use lnet_kernel::{Netlink, Netns};
@@ -69,6 +69,32 @@ struct Inner {
     cx: Cx,
     state: Mutex<State>,
     report: RecoveryReport,
+    /// The records as of the last completed change: readers take this and never wait for
+    /// the state lock, which a change holds across its kernel calls.
+    published: RwLock<Arc<Records>>,
+}
+
+/// Every record, as of one moment between changes: a consistent view for readers.
+#[derive(Debug, Clone, Default)]
+pub struct Records {
+    /// Networks, by name (every lifecycle state).
+    pub networks: Vec<NetworkRecord>,
+    /// Endpoints.
+    pub endpoints: Vec<EndpointRecord>,
+    /// Sandboxes.
+    pub sandboxes: Vec<SandboxRecord>,
+}
+
+impl State {
+    fn records(&self) -> Records {
+        let mut networks: Vec<NetworkRecord> = self.networks.values().cloned().collect();
+        networks.sort_by(|a, b| a.name.cmp(&b.name));
+        Records {
+            networks,
+            endpoints: self.endpoints.all().cloned().collect(),
+            sandboxes: self.sandboxes.values().map(|s| s.rec.clone()).collect(),
+        }
+    }
 }
 
 /// The network controller: owns the drivers, IPAM, the store and the kernel handles.
@@ -185,11 +211,13 @@ impl Controller {
         if let Some(n) = notice {
             report.notices.insert(0, n);
         }
+        let published = RwLock::new(Arc::new(state.records()));
         Ok(Controller {
             inner: Arc::new(Inner {
                 cx,
                 state: Mutex::new(state),
                 report,
+                published,
             }),
         })
     }
@@ -218,6 +246,31 @@ impl Controller {
         f(&mut st, &self.inner.cx)
     }
 
+    /// Runs a change, then publishes the records for readers — also when the change failed
+    /// part way, so readers never see less than what the store holds.
+    fn with_mut<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
+        let mut st = self.lock();
+        let r = f(&mut st, &self.inner.cx);
+        let snapshot = Arc::new(st.records());
+        *self
+            .inner
+            .published
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = snapshot;
+        r
+    }
+
+    /// Every record as of the last completed change. Never waits for a change in progress
+    /// (which may hold the state lock across slow kernel calls): a consistent view for
+    /// listings and API reads.
+    pub fn records(&self) -> Arc<Records> {
+        self.inner
+            .published
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.inner.cx.config
@@ -235,7 +288,7 @@ impl Controller {
         name: &str,
         options: NetworkOptions,
     ) -> Result<Network> {
-        let id = self.with(|st, cx| st.create_network(cx, driver, name, options))?;
+        let id = self.with_mut(|st, cx| st.create_network(cx, driver, name, options))?;
         Ok(Network {
             ctrl: self.clone(),
             id,
@@ -275,7 +328,7 @@ impl Controller {
 
     /// Creates a sandbox for a container.
     pub fn new_sandbox(&self, container_id: &str, options: SandboxOptions) -> Result<Sandbox> {
-        let id = self.with(|st, cx| st.create_sandbox(cx, container_id, options))?;
+        let id = self.with_mut(|st, cx| st.create_sandbox(cx, container_id, options))?;
         Ok(Sandbox {
             ctrl: self.clone(),
             id,
@@ -389,7 +442,7 @@ impl Network {
     pub fn create_endpoint(&self, name: &str, options: EndpointOptions) -> Result<Endpoint> {
         let id = self
             .ctrl
-            .with(|st, cx| st.create_endpoint(cx, &self.id, name, options))?;
+            .with_mut(|st, cx| st.create_endpoint(cx, &self.id, name, options))?;
         Ok(Endpoint {
             ctrl: self.ctrl.clone(),
             id,
@@ -427,7 +480,7 @@ impl Network {
 
     /// Deletes the network; it must have no endpoints.
     pub fn delete(&self) -> Result<()> {
-        self.ctrl.with(|st, cx| st.delete_network(cx, &self.id))
+        self.ctrl.with_mut(|st, cx| st.delete_network(cx, &self.id))
     }
 }
 
@@ -463,18 +516,19 @@ impl Endpoint {
     /// Joins the endpoint to a sandbox: its interface appears there, configured.
     pub fn join(&self, sandbox: &Sandbox, options: JoinOptions) -> Result<()> {
         self.ctrl
-            .with(|st, cx| st.join(cx, &self.id, &sandbox.id, options))
+            .with_mut(|st, cx| st.join(cx, &self.id, &sandbox.id, options))
     }
 
     /// Leaves the sandbox: undoes exactly what join did.
     pub fn leave(&self, sandbox: &Sandbox) -> Result<()> {
         self.ctrl
-            .with(|st, cx| st.leave(cx, &self.id, Some(&sandbox.id)))
+            .with_mut(|st, cx| st.leave(cx, &self.id, Some(&sandbox.id)))
     }
 
     /// Deletes the endpoint; it must not be joined.
     pub fn delete(&self) -> Result<()> {
-        self.ctrl.with(|st, cx| st.delete_endpoint(cx, &self.id))
+        self.ctrl
+            .with_mut(|st, cx| st.delete_endpoint(cx, &self.id))
     }
 
     /// Driver facts about the endpoint (MAC, interface names, addresses), as libnetwork's
@@ -565,7 +619,7 @@ impl Sandbox {
     /// Deletes the sandbox: leaves and deletes its endpoints, removes its namespace (if lnet
     /// made it) and its files.
     pub fn delete(&self) -> Result<()> {
-        self.ctrl.with(|st, cx| st.delete_sandbox(cx, &self.id))
+        self.ctrl.with_mut(|st, cx| st.delete_sandbox(cx, &self.id))
     }
 }
 

@@ -43,7 +43,7 @@ mod recovery;
 
 pub use config::Config;
 pub use controller::{
-    Controller, Endpoint, EndpointOptions, JoinOptions, Network, NetworkOptions, Sandbox,
+    Controller, Endpoint, EndpointOptions, JoinOptions, Network, NetworkOptions, Records, Sandbox,
     SandboxOptions,
 };
 pub use driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};

@@ -1,0 +1,450 @@
+//! `lnet daemon`: configuration (flags named as `dockerd`'s, and the same keys in
+//! `daemon.json`), start-up (root, one daemon per store and socket, the predefined networks),
+//! and serving the API on a unix socket until SIGTERM or SIGINT. Shutdown leaves every
+//! network and sandbox in place for the next start.
+
+pub mod routes;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use lnet_core::drivers::bridge;
+use lnet_core::{Config, Controller, IpamPoolConfig, NetworkOptions};
+use serde::Deserialize;
+
+pub use routes::{AppState, DaemonInfo};
+
+/// The flags of `lnet daemon`; each has a `daemon.json` key of the same name.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DaemonArgs {
+    /// Persistent state (the store) [default: /var/lib/lnet].
+    #[arg(long)]
+    pub data_root: Option<PathBuf>,
+    /// Runtime state (namespaces, the socket) [default: /run/lnet].
+    #[arg(long)]
+    pub exec_root: Option<PathBuf>,
+    /// Where to serve the API [default: unix:///run/lnet/lnet.sock].
+    #[arg(short = 'H', long = "host")]
+    pub hosts: Vec<String>,
+    /// The daemon configuration file (JSON, dockerd's keys).
+    #[arg(long, default_value = "/etc/lnet/daemon.json")]
+    pub config_file: PathBuf,
+    /// A pool networks get subnets from: `base=CIDR,size=N` (repeatable; replaces the
+    /// default pools).
+    #[arg(long = "default-address-pool")]
+    pub default_address_pools: Vec<String>,
+    /// The default bridge's device name [default: lnet0].
+    #[arg(short = 'b', long)]
+    pub bridge: Option<String>,
+    /// The default bridge's address and subnet, e.g. 172.17.0.1/16.
+    #[arg(long)]
+    pub bip: Option<String>,
+    /// The sub-range of the default bridge's subnet that containers get addresses from.
+    #[arg(long)]
+    pub fixed_cidr: Option<String>,
+    /// MTU of the default bridge's interfaces.
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Inter-container traffic on the default bridge [default: true].
+    #[arg(long)]
+    pub icc: Option<bool>,
+    /// Masquerade outbound traffic of the default bridge [default: true].
+    #[arg(long)]
+    pub ip_masq: Option<bool>,
+    /// Turn on IP forwarding [default: true].
+    #[arg(long)]
+    pub ip_forward: Option<bool>,
+    /// Log level: error, warn, info, debug, trace [default: info].
+    #[arg(short = 'l', long)]
+    pub log_level: Option<String>,
+}
+
+/// `daemon.json`: the same settings under dockerd's keys. Unknown keys are refused, so a
+/// typo does not go unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_root: Option<PathBuf>,
+    exec_root: Option<PathBuf>,
+    hosts: Option<Vec<String>>,
+    default_address_pools: Option<Vec<FilePool>>,
+    bridge: Option<String>,
+    bip: Option<String>,
+    fixed_cidr: Option<String>,
+    mtu: Option<u32>,
+    icc: Option<bool>,
+    ip_masq: Option<bool>,
+    ip_forward: Option<bool>,
+    log_level: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePool {
+    base: String,
+    size: u8,
+}
+
+/// The daemon's settings, flags over file over defaults.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The controller's configuration.
+    pub config: Config,
+    /// The socket path.
+    pub socket: PathBuf,
+    /// Default bridge device.
+    pub bridge: String,
+    /// Default bridge address (`--bip`).
+    pub bip: Option<ipnet::IpNet>,
+    /// `--fixed-cidr`.
+    pub fixed_cidr: Option<ipnet::IpNet>,
+    /// `--mtu`.
+    pub mtu: Option<u32>,
+    /// `--icc`.
+    pub icc: bool,
+    /// `--ip-masq`.
+    pub ip_masq: bool,
+    /// `--log-level`.
+    pub log_level: String,
+}
+
+fn parse_pool(s: &str) -> Result<lnet_ipam::PoolSpec> {
+    let mut base = None;
+    let mut size = None;
+    for part in s.split(',') {
+        match part.split_once('=') {
+            Some(("base", v)) => {
+                base = Some(v.parse::<ipnet::IpNet>().with_context(|| {
+                    format!("--default-address-pool {s:?}: base {v:?} is not a CIDR")
+                })?)
+            }
+            Some(("size", v)) => {
+                size = Some(v.parse::<u8>().with_context(|| {
+                    format!("--default-address-pool {s:?}: size {v:?} is not a prefix length")
+                })?)
+            }
+            _ => bail!(
+                "--default-address-pool {s:?}: expected base=CIDR,size=N, e.g. base=10.10.0.0/16,size=24"
+            ),
+        }
+    }
+    match (base, size) {
+        (Some(b), Some(n)) => Ok(lnet_ipam::PoolSpec::new(b, n)),
+        _ => bail!("--default-address-pool {s:?}: both base= and size= are required"),
+    }
+}
+
+fn unix_path(host: &str) -> Result<PathBuf> {
+    match host.strip_prefix("unix://") {
+        Some(p) if p.starts_with('/') => Ok(PathBuf::from(p)),
+        _ => {
+            bail!("-H {host:?}: lnet serves on a unix socket only: give unix:///path/to/lnet.sock")
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves flags over the config file over defaults. The config file must exist when
+    /// it was named explicitly.
+    pub fn resolve(args: &DaemonArgs, file_must_exist: bool) -> Result<Settings> {
+        let file: FileConfig = match std::fs::read(&args.config_file) {
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!("config file {}: not valid", args.config_file.display())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !file_must_exist => {
+                FileConfig::default()
+            }
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("read config file {}", args.config_file.display()));
+            }
+        };
+        let mut config = Config::default();
+        if let Some(p) = args.data_root.clone().or(file.data_root) {
+            config.data_root = p;
+        }
+        if let Some(p) = args.exec_root.clone().or(file.exec_root) {
+            config.exec_root = p;
+        }
+        let pools: Vec<lnet_ipam::PoolSpec> = if !args.default_address_pools.is_empty() {
+            args.default_address_pools
+                .iter()
+                .map(|s| parse_pool(s))
+                .collect::<Result<_>>()?
+        } else {
+            file.default_address_pools
+                .unwrap_or_default()
+                .iter()
+                .map(|p| parse_pool(&format!("base={},size={}", p.base, p.size)))
+                .collect::<Result<_>>()?
+        };
+        if !pools.is_empty() {
+            config.default_address_pools = Some(pools);
+        }
+        config.enable_ip_forward = args.ip_forward.or(file.ip_forward).unwrap_or(true);
+        let hosts = if args.hosts.is_empty() {
+            file.hosts.unwrap_or_default()
+        } else {
+            args.hosts.clone()
+        };
+        let socket = match hosts.as_slice() {
+            [] => config.exec_root.join("lnet.sock"),
+            [h] => unix_path(h)?,
+            _ => bail!("-H: lnet serves one socket; give -H once"),
+        };
+        let cidr = |flag: &str, v: Option<String>| -> Result<Option<ipnet::IpNet>> {
+            v.map(|s| {
+                s.parse::<ipnet::IpNet>().with_context(|| {
+                    format!("--{flag} {s:?}: expected a CIDR such as 172.17.0.1/16")
+                })
+            })
+            .transpose()
+        };
+        let log_level = args
+            .log_level
+            .clone()
+            .or(file.log_level)
+            .unwrap_or_else(|| "info".into());
+        if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
+            bail!("--log-level {log_level:?}: expected error, warn, info, debug or trace");
+        }
+        Ok(Settings {
+            socket,
+            bridge: args
+                .bridge
+                .clone()
+                .or(file.bridge)
+                .unwrap_or_else(|| "lnet0".into()),
+            bip: cidr("bip", args.bip.clone().or(file.bip))?,
+            fixed_cidr: cidr("fixed-cidr", args.fixed_cidr.clone().or(file.fixed_cidr))?,
+            mtu: args.mtu.or(file.mtu),
+            icc: args.icc.or(file.icc).unwrap_or(true),
+            ip_masq: args.ip_masq.or(file.ip_masq).unwrap_or(true),
+            log_level,
+            config,
+        })
+    }
+}
+
+/// Creates `none`, `host` and `bridge` when they are missing (existing ones are kept as
+/// they are, with their endpoints).
+pub fn predefined_networks(ctrl: &Controller, s: &Settings) -> Result<()> {
+    let have: Vec<String> = ctrl
+        .records()
+        .networks
+        .iter()
+        .map(|n| n.name.clone())
+        .collect();
+    if !have.iter().any(|n| n == "none") {
+        ctrl.new_network("null", "none", NetworkOptions::default())
+            .context("create the predefined network none")?;
+    }
+    if !have.iter().any(|n| n == "host") {
+        ctrl.new_network("host", "host", NetworkOptions::default())
+            .context("create the predefined network host")?;
+    }
+    if !have.iter().any(|n| n == "bridge") {
+        let mut options = BTreeMap::new();
+        options.insert(bridge::OPT_NAME.to_string(), s.bridge.clone());
+        options.insert(bridge::OPT_DEFAULT_BRIDGE.to_string(), "true".into());
+        options.insert(bridge::OPT_ICC.to_string(), s.icc.to_string());
+        options.insert(bridge::OPT_MASQ.to_string(), s.ip_masq.to_string());
+        if let Some(m) = s.mtu {
+            options.insert(bridge::OPT_MTU.to_string(), m.to_string());
+        }
+        let mut o = NetworkOptions {
+            options,
+            ..Default::default()
+        };
+        if s.bip.is_some() || s.fixed_cidr.is_some() {
+            o.ipam.v4.push(IpamPoolConfig {
+                subnet: s.bip.map(|b| b.trunc()).or(s.fixed_cidr),
+                ip_range: s.fixed_cidr,
+                gateway: s.bip.map(|b| b.addr()),
+                aux_addresses: Default::default(),
+            });
+        }
+        ctrl.new_network("bridge", "bridge", o).context(
+            "create the predefined network bridge (check --bip, --fixed-cidr, --bridge)",
+        )?;
+    }
+    Ok(())
+}
+
+/// Binds the API socket: refuses when another daemon answers there, replaces a stale one,
+/// and sets mode 0660.
+pub fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    }
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            bail!(
+                "another daemon is serving on {}: stop it first, or give this one another -H",
+                path.display()
+            );
+        }
+        std::fs::remove_file(path)
+            .with_context(|| format!("remove the stale socket {}", path.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("listen on {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
+        .with_context(|| format!("chmod 0660 {}", path.display()))?;
+    Ok(listener)
+}
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `router` on `listener` until `shutdown` resolves; connections in flight are given
+/// a moment to finish. One task per connection, so a slow client holds only its own.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    router: axum::Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::{Layer, ServiceExt};
+    let app = tower::util::MapRequestLayer::new(routes::strip_version).layer(router);
+    tokio::pin!(shutdown);
+    let tracker = tokio_util_like::Tracker::default();
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            s = listener.accept() => match s {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let svc = app.clone();
+        let guard = tracker.enter();
+        tokio::spawn(async move {
+            let _guard = guard;
+            let hyper_svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    svc.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), hyper_svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    tracker.wait(Duration::from_secs(5)).await;
+}
+
+/// Counts live connections so shutdown can wait for them (briefly).
+mod tokio_util_like {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[derive(Debug, Default, Clone)]
+    pub struct Tracker(Arc<AtomicUsize>);
+
+    #[derive(Debug)]
+    pub struct Guard(Arc<AtomicUsize>);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+
+    impl Tracker {
+        pub fn enter(&self) -> Guard {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Guard(self.0.clone())
+        }
+
+        pub async fn wait(&self, max: Duration) {
+            let start = tokio::time::Instant::now();
+            while self.0.load(Ordering::SeqCst) > 0 && start.elapsed() < max {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
+
+fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Everything `lnet daemon` does: start, serve until a signal, stop.
+pub fn run(settings: Settings) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "lnet daemon must run as root: it creates network namespaces, links and nftables rules"
+        );
+    }
+    let config = settings.config.clone();
+    let ctrl = match Controller::new(config.clone()) {
+        Ok(c) => c,
+        Err(lnet_core::CoreError::Store(e @ lnet_store::StoreError::Locked { .. })) => {
+            bail!(
+                "{e}: another lnet daemon is running on this data root (--data-root {})",
+                config.data_root.display()
+            )
+        }
+        Err(e) => return Err(e).context("start the controller"),
+    };
+    let report = ctrl.recovery_report();
+    tracing::info!(
+        networks = report.networks,
+        endpoints = report.endpoints,
+        sandboxes = report.sandboxes,
+        clean = report.is_clean(),
+        "state restored"
+    );
+    predefined_networks(&ctrl, &settings)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("lnet-api")
+        .build()
+        .context("start the async runtime")?;
+    rt.block_on(async move {
+        let listener = bind_socket(&settings.socket)?;
+        let state = AppState {
+            ctrl,
+            info: Arc::new(DaemonInfo {
+                data_root: config.data_root.display().to_string(),
+                kernel: kernel_release(),
+                hostname: hostname(),
+            }),
+        };
+        tracing::info!(socket = %settings.socket.display(), "serving Docker's network API");
+        let shutdown = async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("install the SIGTERM handler");
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+            }
+        };
+        serve(listener, routes::router(state), shutdown).await;
+        let _ = std::fs::remove_file(&settings.socket);
+        tracing::info!("stopped; networks and sandboxes stay for the next start");
+        Ok(())
+    })
+}
