@@ -317,6 +317,11 @@ fn fifty_concurrent_connects_and_disconnects_leave_nothing_behind() {
             serde_json::json!({}),
             "no endpoint is left"
         );
+        // The daemon deletes links in the background, after it answers: they go soon.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while host_links() != links_before && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         assert_eq!(host_links(), links_before, "no interface is left");
         let maps = Command::new("nft")
             .args(["list", "map", "inet", "lnet", "ports4_any"])

@@ -28,6 +28,11 @@ pub struct Config {
     /// Turn on `net.ipv4.ip_forward` when a bridge network is created (dockerd
     /// `--ip-forward`, default true).
     pub enable_ip_forward: bool,
+    /// Let the kernel's slow part of deleting a veth or a bridge (20–40 ms of RCU waits)
+    /// happen after a leave or a network delete returns: the link is made harmless and its
+    /// names free first, then deleted on a background thread (see the `reaper` module).
+    /// The daemon turns this on; library callers get synchronous deletes by default.
+    pub background_deletes: bool,
 }
 
 impl Default for Config {
@@ -41,6 +46,7 @@ impl Default for Config {
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
             host_hosts: PathBuf::from("/etc/hosts"),
             enable_ip_forward: true,
+            background_deletes: false,
         }
     }
 }

@@ -189,6 +189,13 @@ impl Controller {
         let ns = Netns::current().map_err(CoreError::kernel("open the host network namespace"))?;
         let nl = Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?;
         let fw = Firewall::new()?;
+        let reaper = if config.background_deletes {
+            Some(crate::reaper::Reaper::new(
+                Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?,
+            ))
+        } else {
+            None
+        };
         let mut state = State {
             networks: BTreeMap::new(),
             endpoints: Default::default(),
@@ -200,7 +207,7 @@ impl Controller {
                     source,
                 }
             })?,
-            host: HostKernel { ns, nl, fw },
+            host: HostKernel { ns, nl, fw, reaper },
         };
         let cx = Cx {
             config,
@@ -386,6 +393,17 @@ impl Controller {
                 .map(|(ip, proto, port, who)| (ip, proto, port, who.to_string()))
                 .collect()
         })
+    }
+
+    /// Waits until links being deleted in the background are gone (with
+    /// [`Config::background_deletes`]; returns at once otherwise).
+    pub fn settle(&self) {
+        // The reaper is taken out of the lock's reach only by reference: waiting must not
+        // hold the state lock, or the reaper could never be fed again meanwhile.
+        let pending = self.with(|st, _| st.host.reaper.as_ref().map(|r| r.pending_handle()));
+        if let Some(p) = pending {
+            p.wait();
+        }
     }
 
     /// The pools IPAM holds right now (for diagnostics and tests).

@@ -24,6 +24,37 @@ pub struct HostKernel {
     pub nl: Netlink,
     /// lnet's nftables tables in it.
     pub fw: Firewall,
+    /// Deletes links in the background when set ([`Config::background_deletes`]).
+    pub reaper: Option<crate::reaper::Reaper>,
+}
+
+impl HostKernel {
+    /// Whether link deletions may finish in the background.
+    pub fn deletes_later(&self) -> bool {
+        self.reaper.is_some()
+    }
+
+    /// Deletes host link `name`: queued to the background when [`HostKernel::deletes_later`],
+    /// else now.
+    pub fn delete_link(&mut self, name: &str) -> Result<()> {
+        if let Some(r) = &self.reaper {
+            match self.nl.set_group(name, crate::reaper::GONE_GROUP) {
+                Ok(()) => {
+                    r.delete_link(name.to_string());
+                    return Ok(());
+                }
+                Err(e) if e.is_not_found() => return Ok(()),
+                // Deleted now, then.
+                Err(e) => {
+                    tracing::debug!(link = %name, error = %e, "cannot queue a link for deletion")
+                }
+            }
+        }
+        self.nl
+            .delete_link(name)
+            .map(drop)
+            .map_err(crate::error::CoreError::kernel(format!("delete {name}")))
+    }
 }
 
 /// A sandbox's side of the kernel: its namespace and a netlink socket opened there once.

@@ -39,6 +39,7 @@ mod index;
 mod ipam;
 mod ops;
 pub mod ports;
+pub mod reaper;
 mod recovery;
 
 pub use config::Config;

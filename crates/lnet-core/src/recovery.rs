@@ -124,6 +124,31 @@ impl State {
                 );
             }
         }
+        // Links a crash caught waiting for the background deleter: every `lnetgone…` link,
+        // and lnet-shaped veths still enslaved to such a bridge (deleting a bridge does not
+        // delete its ports).
+        let gone: BTreeSet<u32> = links
+            .iter()
+            .filter(|l| crate::reaper::is_gone_name(&l.name))
+            .map(|l| l.index)
+            .collect();
+        for l in &links {
+            let on_gone = l.master.is_some_and(|m| gone.contains(&m))
+                && l.is_kind("veth")
+                && crate::drivers::bridge::is_host_ifname(&l.name);
+            if on_gone {
+                orphans.push((l.name.clone(), "(deleted)".into()));
+            }
+        }
+        for l in links.iter().filter(|l| gone.contains(&l.index)) {
+            orphans.push((l.name.clone(), "(deleted)".into()));
+        }
+        // Whatever else still waits in the deletion group (only lnet puts links there).
+        if let Err(e) = self.host.nl.delete_group(crate::reaper::GONE_GROUP) {
+            report
+                .errors
+                .push(format!("removing links left waiting for deletion: {e}"));
+        }
         for (name, net) in orphans {
             match self.host.nl.delete_link(&name) {
                 Ok(_) => report.rolled_back.push(format!(

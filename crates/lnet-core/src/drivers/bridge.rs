@@ -22,6 +22,7 @@ use crate::driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::firewall::{NetFw, PortFw, Want};
 use crate::ids::{self, format_mac, parse_mac, short_id};
+use crate::reaper;
 
 /// `com.docker.network.bridge.name`.
 pub const OPT_NAME: &str = "com.docker.network.bridge.name";
@@ -245,6 +246,37 @@ impl BridgeDriver {
             .insert(name.to_string(), index);
     }
 
+    /// Deletes the bridge; in the background when allowed, after freeing its name and its
+    /// addresses (a new network may want either at once).
+    fn remove_bridge(
+        &self,
+        host: &mut HostKernel,
+        net: &NetworkRecord,
+        cfg: &BridgeConfig,
+    ) -> Result<()> {
+        let name = &cfg.bridge;
+        if host.deletes_later()
+            && let Ok(Some(link)) = host.nl.link_by_name(name)
+        {
+            let freed = host
+                .nl
+                .addresses(Some(link.index))
+                .and_then(|addrs| {
+                    addrs
+                        .iter()
+                        .try_for_each(|(_, a)| host.nl.del_address(link.index, *a).map(drop))
+                })
+                .and_then(|()| host.nl.rename(link.index, &reaper::gone_name(&net.id)));
+            if let Ok(()) = freed {
+                return host.delete_link(&reaper::gone_name(&net.id));
+            }
+        }
+        host.nl
+            .delete_link(name)
+            .map(drop)
+            .map_err(kernel(format!("delete bridge {name}")))
+    }
+
     fn forget_bridge(&self, name: &str) {
         self.indices
             .lock()
@@ -447,11 +479,7 @@ impl Driver for BridgeDriver {
         gone.network(&net_fw(net, &cfg));
         errors.push(host.fw.apply(&Want::new(), &gone));
         errors.push(host.fw.remove_foreign(&cfg.bridge));
-        errors.push(
-            host.nl
-                .delete_link(&cfg.bridge)
-                .map_err(kernel(format!("delete bridge {}", cfg.bridge))),
-        );
+        errors.push(self.remove_bridge(host, net, &cfg));
         errors.into_result()
     }
 
@@ -628,7 +656,7 @@ impl Driver for BridgeDriver {
     fn leave(
         &self,
         host: &mut HostKernel,
-        _sandbox: Option<&mut SandboxKernel>,
+        sandbox: Option<&mut SandboxKernel>,
         _net: &NetworkRecord,
         ep: &EndpointRecord,
         join: &JoinRecord,
@@ -642,12 +670,30 @@ impl Driver for BridgeDriver {
             host.fw.apply(&Want::new(), &gone)?;
             host.fw.flush_udp(&ports);
         }
-        // Removing the host end removes the peer, its addresses and its routes with it.
-        if let Some(h) = &join.host_ifname {
-            host.nl
-                .delete_link(h)
-                .map_err(kernel(format!("delete veth {h}")))?;
+        let Some(h) = &join.host_ifname else {
+            return Ok(());
+        };
+        // Deleted in the background: first free what others may take at once — the
+        // addresses (IPAM hands them out again) and the interface name in the sandbox (its
+        // next join may want it) — so the lingering pair harms no one.
+        if host.deletes_later()
+            && let (Some(sb), Some(c)) = (sandbox, &join.container_ifname)
+            && let Ok(Some(peer)) = sb.nl.link_by_name(c)
+        {
+            let freed = ep
+                .addr_v4
+                .iter()
+                .chain(ep.addr_v6.iter())
+                .try_for_each(|a| sb.nl.del_address(peer.index, *a).map(drop))
+                .and_then(|()| sb.nl.rename(peer.index, &reaper::gone_name(&ep.id)));
+            if freed.is_ok() {
+                return host.delete_link(h);
+            }
         }
+        // Removing the host end removes the peer, its addresses and its routes with it.
+        host.nl
+            .delete_link(h)
+            .map_err(kernel(format!("delete veth {h}")))?;
         Ok(())
     }
 
@@ -743,7 +789,7 @@ impl Driver for BridgeDriver {
 
 /// Whether `name` has the shape of the host interfaces this driver makes: `veth` and seven
 /// hex digits of an endpoint id.
-fn is_host_ifname(name: &str) -> bool {
+pub(crate) fn is_host_ifname(name: &str) -> bool {
     name.len() == 11
         && name.starts_with("veth")
         && name[4..]
