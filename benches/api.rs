@@ -8,7 +8,8 @@
 //! The server is lnet's own (`lnet_app::daemon`), in this process, on a socket in a
 //! temporary directory; each request opens a new connection, as the `docker` CLI does.
 //! Library and API rounds alternate, so slow kernel work (veth deletion) hits both alike.
-//! Percentiles are nearest-rank. Safety: private mount namespace, new network namespace,
+//! After filling, the bench waits 15 s (`LNET_BENCH_SETTLE_SECS`) for the new bridges'
+//! chatter to stop. Percentiles are nearest-rank. Safety: private mount namespace, new network namespace,
 //! state in a temporary directory, every namespace mount removed at the end.
 
 use std::io::{Read, Write};
@@ -103,6 +104,12 @@ fn run(root: &Path) -> Res<()> {
     let quick = std::env::var("LNET_BENCH_QUICK").is_ok_and(|v| v == "1");
     let sizes: &[usize] = if quick { &[1, 100] } else { &[1, 1000] };
     let iters = if quick { 10 } else { 60 };
+    let settle = Duration::from_secs(
+        std::env::var("LNET_BENCH_SETTLE_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(if quick { 0 } else { 15 }),
+    );
     let mut config = Config::rooted_at(root);
     config.enable_ip_forward = false;
     // As the daemon runs: links are deleted after the answer.
@@ -116,7 +123,7 @@ fn run(root: &Path) -> Res<()> {
         .build()?;
     let listener = {
         let _g = rt.enter();
-        lnet_app::daemon::bind_socket(&sock)?
+        tokio::net::UnixListener::from_std(lnet_app::daemon::bind_socket(&sock)?)?
     };
     let state = AppState {
         ctrl: ctrl.clone(),
@@ -136,9 +143,15 @@ fn run(root: &Path) -> Res<()> {
     let mut rows = Vec::new();
     let mut present = 1; // `probe`
     for &size in sizes {
+        let filling = present < size;
         while present < size {
             ctrl.new_network("bridge", &format!("fill{present}"), subnet(present))?;
             present += 1;
+        }
+        // New bridges keep the kernel busy for a while (IPv6 DAD, router solicitations, MLD):
+        // measure a settled host. `LNET_BENCH_SETTLE_SECS` overrides (0 in quick mode).
+        if filling {
+            std::thread::sleep(settle);
         }
         let mut row = Row {
             networks: present,

@@ -34,11 +34,12 @@ set -e
 summary=$(awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "%d passed, %d failed, %d skipped", p, f, i }' "$log")
 [ "$status" = 0 ] || { echo "tests: $summary"; exit "$status"; }
 
-step "examples: quickstart"
+step "quickstarts: the daemon session, and the library example"
 if [ "$(id -u)" = 0 ]; then
+  scripts/quickstart.sh
   run_private cargo run --locked --quiet --example quickstart
 else
-  echo "skipped: the quickstart needs root"
+  echo "skipped: the quickstarts need root"
 fi
 
 step "benchmarks (quick mode)"

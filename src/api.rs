@@ -101,12 +101,12 @@ pub fn network_json(rec: &Records, net: &NetworkRecord, containers: bool) -> Val
 
 /// Resolves a network as Docker does: full id, then exact name, then unique id prefix.
 pub fn find_network<'a>(rec: &'a Records, key: &str) -> Result<&'a NetworkRecord, Lookup> {
-    find(&rec.networks, key, |n| (&n.id, &n.name))
+    find(&rec.networks, key, |n| (&n.id, &n.name)).map(|n| &**n)
 }
 
 /// Resolves a sandbox by full id, container name, or unique id prefix.
 pub fn find_sandbox<'a>(rec: &'a Records, key: &str) -> Result<&'a SandboxRecord, Lookup> {
-    find(&rec.sandboxes, key, |s| (&s.id, &s.container_id))
+    find(&rec.sandboxes, key, |s| (&s.id, &s.container_id)).map(|s| &**s)
 }
 
 /// Why a lookup failed.

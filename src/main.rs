@@ -1,11 +1,13 @@
-//! The `lnet` binary: command-line entry point. The daemon and the Docker API come with the
-//! daemon work; today it reports its version, reads a store offline, and shows and checks
-//! the firewall lnet's records call for.
+//! The `lnet` binary: command-line entry point. `lnet daemon` serves the API; `network`,
+//! `sandbox`, `info` and `version` talk to it over its socket (`-H`, `LNET_HOST`); `store`
+//! and `firewall` read a store offline. Exit codes: 0 done, 1 error, 2 usage (clap's).
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use anyhow::{Context, Result, bail};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use lnet_app::cli::{self, ListFormat, NetworkCommand, SandboxCommand};
+use lnet_app::client::{Client, DEFAULT_HOST};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -14,6 +16,9 @@ use clap::{Parser, Subcommand, ValueEnum};
     about = "Docker's Container Network Model on Linux"
 )]
 struct Cli {
+    /// The daemon's socket (for network, sandbox, info, version).
+    #[arg(short = 'H', long = "host", env = "LNET_HOST", default_value = DEFAULT_HOST)]
+    host: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -22,8 +27,33 @@ struct Cli {
 enum Command {
     /// Run the daemon: Docker's network API and lnet's API on a unix socket.
     Daemon(lnet_app::daemon::DaemonArgs),
-    /// Print version information.
-    Version,
+    /// Print the client's version, and the daemon's when it answers.
+    Version {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: NetworkCommand,
+    },
+    /// Manage sandboxes (the network side of containers).
+    Sandbox {
+        #[command(subcommand)]
+        command: SandboxCommand,
+    },
+    /// Show what the daemon holds and runs on.
+    Info {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t)]
+        format: ListFormat,
+    },
+    /// Print a shell completion script: `source <(lnet completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// List what a store holds (networks, endpoints, sandboxes, quarantined records). Reads
     /// only; the store must not be open in a running lnet (redb locks it).
     Store {
@@ -74,8 +104,7 @@ enum Format {
 
 fn main() -> std::process::ExitCode {
     match run() {
-        Ok(true) => std::process::ExitCode::SUCCESS,
-        Ok(false) => std::process::ExitCode::FAILURE,
+        Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
             // The whole chain on one line, without a backtrace: users read this.
             eprintln!("lnet: {e:#}");
@@ -84,12 +113,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Runs the command; `Ok(false)` when it ran but found a difference to report (exit 1).
-fn run() -> Result<bool> {
-    let cli = Cli::parse();
+/// Runs the command; the exit code: 1 when it ran but found a difference or a failure to
+/// report, the command's own for `sandbox exec`.
+fn run() -> Result<u8> {
+    let matches = Cli::command().get_matches();
+    let host_given = matches.value_source("host") == Some(clap::parser::ValueSource::CommandLine);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    run_cli(cli, host_given).map(|ok| if ok { 0 } else { 1 })
+}
+
+fn run_cli(cli: Cli, host_given: bool) -> Result<bool> {
     // The daemon logs at its --log-level (info by default); commands only warn.
     let level = match &cli.command {
         Command::Daemon(args) => {
+            if host_given {
+                bail!(
+                    "-H before `daemon` names the socket clients use; give it after: lnet daemon -H {}",
+                    cli.host
+                );
+            }
             let explicit = std::env::args().any(|a| a.starts_with("--config-file"));
             let settings = lnet_app::daemon::Settings::resolve(args, explicit)?;
             init_logs(&settings.log_level);
@@ -100,9 +142,19 @@ fn run() -> Result<bool> {
     init_logs(level);
     match cli.command {
         Command::Daemon(_) => unreachable!("handled above"),
-        Command::Version => {
-            println!("lnet {}", env!("CARGO_PKG_VERSION"));
-            println!("store schema {}", lnet_store::SCHEMA_VERSION);
+        Command::Version { format } => return version(&cli.host, format),
+        Command::Network { command } => return cli::network(&Client::new(&cli.host)?, command),
+        Command::Sandbox {
+            command: SandboxCommand::Exec(a),
+        } => {
+            // Only returns when the command could not be run.
+            let code = cli::sandbox_exec(&cli.host, &a)?;
+            std::process::exit(code.into());
+        }
+        Command::Sandbox { command } => return cli::sandbox(&Client::new(&cli.host)?, command),
+        Command::Info { format } => return cli::info(&Client::new(&cli.host)?, format),
+        Command::Completion { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "lnet", &mut std::io::stdout());
         }
         Command::Store {
             data_root,
@@ -115,6 +167,56 @@ fn run() -> Result<bool> {
                 FirewallCommand::Check(a) => firewall(&a, true),
             };
         }
+    }
+    Ok(true)
+}
+
+/// The client's version, then the daemon's; a daemon that does not answer is reported on
+/// stderr without failing, so `lnet version` works where no daemon runs.
+fn version(host: &str, format: ListFormat) -> Result<bool> {
+    // Named as Go names it, as the daemon's /version does.
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    let client = serde_json::json!({
+        "Version": env!("CARGO_PKG_VERSION"),
+        "ApiVersion": lnet_app::api::API_VERSION,
+        "StoreSchema": lnet_store::SCHEMA_VERSION,
+        "Os": "linux",
+        "Arch": arch,
+    });
+    let server = Client::new(host)?;
+    let server = cli::server_version(&server);
+    if format == ListFormat::Json {
+        let v = serde_json::json!({
+            "Client": client,
+            "Server": server.as_ref().ok(),
+        });
+        cli::print_json(&v)?;
+    } else {
+        println!("Client: lnet");
+        println!(" Version:       {}", env!("CARGO_PKG_VERSION"));
+        println!(" API version:   {}", lnet_app::api::API_VERSION);
+        println!(" Store schema:  {}", lnet_store::SCHEMA_VERSION);
+        println!(" OS/Arch:       linux/{arch}");
+        if let Ok(s) = &server {
+            let t = |k: &str| s[k].as_str().unwrap_or_default().to_string();
+            println!();
+            println!("Server: lnet");
+            println!(" Version:       {}", t("Version"));
+            println!(
+                " API version:   {} (minimum version {})",
+                t("ApiVersion"),
+                t("MinAPIVersion")
+            );
+            println!(" OS/Arch:       {}/{}", t("Os"), t("Arch"));
+            println!(" Kernel:        {}", t("KernelVersion"));
+        }
+    }
+    if let Err(e) = server {
+        eprintln!("lnet: server: {e}");
     }
     Ok(true)
 }

@@ -277,8 +277,8 @@ pub fn predefined_networks(ctrl: &Controller, s: &Settings) -> Result<()> {
 }
 
 /// Binds the API socket: refuses when another daemon answers there, replaces a stale one,
-/// and sets mode 0660.
-pub fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
+/// and sets mode 0660. Non-blocking, ready for `tokio::net::UnixListener::from_std`.
+pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     }
@@ -292,8 +292,11 @@ pub fn bind_socket(path: &Path) -> Result<tokio::net::UnixListener> {
         std::fs::remove_file(path)
             .with_context(|| format!("remove the stale socket {}", path.display()))?;
     }
-    let listener = tokio::net::UnixListener::bind(path)
+    let listener = std::os::unix::net::UnixListener::bind(path)
         .with_context(|| format!("listen on {}", path.display()))?;
+    listener
+        .set_nonblocking(true)
+        .with_context(|| format!("make {} non-blocking", path.display()))?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))
         .with_context(|| format!("chmod 0660 {}", path.display()))?;
@@ -392,13 +395,8 @@ fn hostname() -> String {
         .unwrap_or_default()
 }
 
-/// Everything `lnet daemon` does: start, serve until a signal, stop.
-pub fn run(settings: Settings) -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        bail!(
-            "lnet daemon must run as root: it creates network namespaces, links and nftables rules"
-        );
-    }
+/// Opens the store, recovers, and makes the predefined networks.
+fn start_controller(settings: &Settings) -> Result<Controller> {
     let config = settings.config.clone();
     let ctrl = match Controller::new(config.clone()) {
         Ok(c) => c,
@@ -418,14 +416,37 @@ pub fn run(settings: Settings) -> Result<()> {
         clean = report.is_clean(),
         "state restored"
     );
-    predefined_networks(&ctrl, &settings)?;
+    predefined_networks(&ctrl, settings)?;
+    Ok(ctrl)
+}
+
+/// Everything `lnet daemon` does: start, serve until a signal, stop.
+pub fn run(settings: Settings) -> Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!(
+            "lnet daemon must run as root: it creates network namespaces, links and nftables rules"
+        );
+    }
+    // The socket first: a second daemon must learn that one is running before it touches
+    // anything (its start-up would reconcile the firewall of this network namespace).
+    let std_listener = bind_socket(&settings.socket)?;
+    let started = start_controller(&settings);
+    let ctrl = match started {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = std::fs::remove_file(&settings.socket);
+            return Err(e);
+        }
+    };
+    let config = settings.config.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("lnet-api")
         .build()
         .context("start the async runtime")?;
     rt.block_on(async move {
-        let listener = bind_socket(&settings.socket)?;
+        let listener =
+            tokio::net::UnixListener::from_std(std_listener).context("register the API socket")?;
         let state = AppState {
             ctrl,
             info: Arc::new(DaemonInfo {

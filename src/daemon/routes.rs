@@ -698,8 +698,13 @@ async fn network_connect(
         opts.mac = ec.mac_address.filter(|m| !m.is_empty());
         opts.options = ec.driver_opts.unwrap_or_default();
     }
-    for p in req.publish.unwrap_or_default() {
-        opts.ports.push(PortSpec::parse(&p)?);
+    for (i, p) in req.publish.unwrap_or_default().iter().enumerate() {
+        opts.ports.push(PortSpec::parse(p).map_err(|e| match e {
+            CoreError::InvalidField { value, reason, .. } => {
+                ApiError::bad(format!("invalid Publish[{i}] {value:?}: {reason}"))
+            }
+            other => other.into(),
+        })?);
     }
     let rec = st.ctrl.records();
     let net = lookup_network(&rec, &id)?.id.clone();
@@ -774,7 +779,7 @@ async fn network_disconnect(
 
 async fn sandboxes_list(State(st): State<AppState>) -> axum::Json<Vec<Value>> {
     let rec = st.ctrl.records();
-    let mut v: Vec<&lnet_core::SandboxRecord> = rec.sandboxes.iter().collect();
+    let mut v: Vec<&lnet_core::SandboxRecord> = rec.sandboxes.iter().map(|s| &**s).collect();
     v.sort_by(|a, b| a.container_id.cmp(&b.container_id));
     axum::Json(v.into_iter().map(|s| api::sandbox_json(&rec, s)).collect())
 }

@@ -78,21 +78,44 @@ struct Inner {
 #[derive(Debug, Clone, Default)]
 pub struct Records {
     /// Networks, by name (every lifecycle state).
-    pub networks: Vec<NetworkRecord>,
-    /// Endpoints.
-    pub endpoints: Vec<EndpointRecord>,
-    /// Sandboxes.
-    pub sandboxes: Vec<SandboxRecord>,
+    pub networks: Vec<Arc<NetworkRecord>>,
+    /// Endpoints, by id.
+    pub endpoints: Vec<Arc<EndpointRecord>>,
+    /// Sandboxes, by id.
+    pub sandboxes: Vec<Arc<SandboxRecord>>,
+}
+
+/// Shares `prev`'s copy of each record that did not change, so publishing after a change
+/// copies only what the change touched (a thousand networks cost a thousand comparisons,
+/// not a thousand deep copies).
+fn share<'a, T: Clone + PartialEq + 'a>(
+    prev: &[Arc<T>],
+    key: impl Fn(&T) -> &str,
+    now: impl Iterator<Item = &'a T>,
+) -> Vec<Arc<T>> {
+    let old: std::collections::HashMap<&str, &Arc<T>> = prev.iter().map(|r| (key(r), r)).collect();
+    now.map(|r| match old.get(key(r)) {
+        Some(o) if ***o == *r => Arc::clone(o),
+        _ => Arc::new(r.clone()),
+    })
+    .collect()
 }
 
 impl State {
-    fn records(&self) -> Records {
-        let mut networks: Vec<NetworkRecord> = self.networks.values().cloned().collect();
+    fn records(&self, prev: &Records) -> Records {
+        let mut networks = share(&prev.networks, |n| n.id.as_str(), self.networks.values());
         networks.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut endpoints = share(&prev.endpoints, |e| e.id.as_str(), self.endpoints.all());
+        endpoints.sort_by(|a, b| a.id.cmp(&b.id));
+        let sandboxes = share(
+            &prev.sandboxes,
+            |s| s.id.as_str(),
+            self.sandboxes.values().map(|s| &s.rec),
+        );
         Records {
             networks,
-            endpoints: self.endpoints.all().cloned().collect(),
-            sandboxes: self.sandboxes.values().map(|s| s.rec.clone()).collect(),
+            endpoints,
+            sandboxes,
         }
     }
 }
@@ -218,7 +241,7 @@ impl Controller {
         if let Some(n) = notice {
             report.notices.insert(0, n);
         }
-        let published = RwLock::new(Arc::new(state.records()));
+        let published = RwLock::new(Arc::new(state.records(&Records::default())));
         Ok(Controller {
             inner: Arc::new(Inner {
                 cx,
@@ -258,7 +281,7 @@ impl Controller {
     fn with_mut<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
         let mut st = self.lock();
         let r = f(&mut st, &self.inner.cx);
-        let snapshot = Arc::new(st.records());
+        let snapshot = Arc::new(st.records(&self.records()));
         *self
             .inner
             .published

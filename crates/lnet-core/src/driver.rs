@@ -98,6 +98,12 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         false
     }
 
+    /// Whether networks of this driver may share a subnet (taking different ranges of it,
+    /// as macvlan networks on one LAN do). The bridge's may not.
+    fn shares_subnets(&self) -> bool {
+        false
+    }
+
     /// At most one network of this driver may exist (`host`, `null`).
     fn singleton(&self) -> bool {
         false

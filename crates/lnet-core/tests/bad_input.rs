@@ -613,3 +613,27 @@ fn a_join_to_a_full_bridge_is_refused_clearly_and_changes_nothing() {
     );
     assert!(e.info().unwrap().join.is_none());
 }
+
+#[test]
+fn a_subnet_overlapping_another_networks_range_is_refused() {
+    let Some(env) = common::env("a_subnet_overlapping_another_networks_range_is_refused") else {
+        return;
+    };
+    env.ctrl()
+        .new_network(
+            "bridge",
+            "ranged",
+            pool("10.7.0.0/24", |c| c.ip_range = Some(cidr("10.7.0.128/25"))),
+        )
+        .unwrap();
+    for subnet in ["10.7.0.0/24", "10.7.0.0/16", "10.7.0.64/26"] {
+        assert_refused(
+            &env,
+            Forbidden,
+            &[subnet, "overlaps", "10.7.0.0/24"],
+            move |c| c.new_network("bridge", "other", subnet_opts(subnet)),
+        );
+    }
+    // Next door is fine.
+    bridge_on(env.ctrl(), "next", "10.7.1.0/24");
+}

@@ -385,3 +385,93 @@ impl Drop for MountGuard<'_> {
         }
     }
 }
+
+/// Prepare the **calling process** to `exec` a command as if inside a
+/// container: in a private mount namespace of its own, in the network
+/// namespace at `netns`, with each `(source, target)` of `binds`
+/// bind-mounted over its target (e.g. a sandbox's `hosts` over
+/// `/etc/hosts`).
+///
+/// In order: `unshare(CLONE_NEWNS)`, every mount made private
+/// (recursively, so nothing done here propagates back to the host's mount
+/// namespace), `setns` into `netns`, then the bind mounts. Every target
+/// must already exist (a bind mount covers a file, it does not create one);
+/// sources and targets are files or directories alike.
+///
+/// The process **must be single-threaded**: the kernel refuses a new mount
+/// namespace to a thread sharing its file-system context, and a network
+/// namespace entered by one thread is not the namespace of the others. That
+/// means no async runtime, thread pool or helper thread may be alive when
+/// this is called; it is checked first (`/proc/self/task`), so the error
+/// says so instead of `EINVAL`. Call it right before `exec`: nothing done
+/// here is undone, and the mounts vanish when the last process in the new
+/// mount namespace exits.
+///
+/// To stay in the current network namespace (a host-network sandbox), pass
+/// `/proc/self/ns/net`.
+pub fn enter_for_exec(netns: &Path, binds: &[(&Path, &Path)]) -> Result<()> {
+    let op = format!("enter netns {} for exec", netns.display());
+    let threads = fs::read_dir("/proc/self/task")
+        .map_err(|e| KernelError::io(format!("{op}: list /proc/self/task"), e))?
+        .count();
+    if threads != 1 {
+        return Err(KernelError::invalid(
+            op,
+            format!("the process has {threads} threads; it must be single-threaded"),
+        ));
+    }
+    // Opened (and checked to be a netns) before anything changes, so a wrong
+    // path fails with the process as it was.
+    let ns = Netns::open(netns)?;
+    for (source, target) in binds {
+        for p in [source, target] {
+            fs::metadata(p)
+                .map_err(|e| KernelError::io(format!("{op}: bind {}", p.display()), e))?;
+        }
+    }
+    unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(|e| KernelError::nix(format!("{op}: unshare(CLONE_NEWNS)"), e))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| KernelError::nix(format!("{op}: make every mount private"), e))?;
+    setns(ns.fd(), CloneFlags::CLONE_NEWNET)
+        .map_err(|e| KernelError::nix(format!("{op}: setns"), e))?;
+    for (source, target) in binds {
+        mount(
+            Some(*source),
+            *target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            KernelError::nix(
+                format!(
+                    "{op}: bind-mount {} over {}",
+                    source.display(),
+                    target.display()
+                ),
+                e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enter_for_exec_refuses_a_multithreaded_process() {
+        // A test binary always has a main thread besides the test's, so this is the refusal
+        // path, before anything changes (and needs no root).
+        let e = enter_for_exec(Path::new("/proc/self/ns/net"), &[]).unwrap_err();
+        assert!(e.to_string().contains("it must be single-threaded"), "{e}");
+    }
+}

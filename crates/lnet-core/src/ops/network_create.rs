@@ -115,6 +115,30 @@ impl State {
             options: opts.options,
             driver_state: state,
         };
+        // IPAM lets a pool be taken whole by one network while another holds only a range
+        // of it (libnetwork does too: macvlan networks share subnets that way); networks of
+        // a driver that does not share subnets must not overlap at all, ranges or not.
+        if !driver.shares_subnets()
+            && let Some((other, theirs, ours)) = self
+                .networks
+                .values()
+                .filter(|n| n.driver == driver_name && n.id != rec.id)
+                .flat_map(|n| n.pools.iter().map(move |p| (n, p.pool)))
+                .find_map(|(n, theirs)| {
+                    rec.pools
+                        .iter()
+                        .find(|p| {
+                            p.pool.contains(&theirs.network()) || theirs.contains(&p.pool.network())
+                        })
+                        .map(|p| (n.name.clone(), theirs, p.pool))
+                })
+        {
+            self.ipam.release_network(&rec);
+            return Err(CoreError::Forbidden(format!(
+                "subnet {ours} overlaps subnet {theirs} of network {other}: {} networks cannot share addresses; choose another subnet",
+                rec.driver
+            )));
+        }
         if let Err(e) = cx.store.put(&mut rec) {
             self.ipam.release_network(&rec);
             return Err(e.into());

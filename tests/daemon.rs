@@ -1,0 +1,227 @@
+//! `lnet daemon` itself: refusing a second daemon and bad configuration with a clear error,
+//! and staying up and correct under bad requests, oversized, malformed and half-sent ones.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::Duration;
+
+use support::{Daemon, can_run};
+
+/// Runs `lnet daemon` with `args` expecting it to refuse to start; its stderr.
+fn refused(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_lnet"))
+        .arg("daemon")
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_second_daemon_and_bad_settings_are_refused_clearly() {
+    if !can_run(
+        "a_second_daemon_and_bad_settings_are_refused_clearly",
+        false,
+    ) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let root = dir.path().display().to_string();
+    let data = format!("{root}/data");
+    let run = format!("{root}/run");
+    let cfg = format!("{root}/daemon.json");
+    let other_sock = format!("unix://{root}/other.sock");
+    let sock = format!("unix://{}", d.socket.display());
+
+    // The same store, another socket: the store is taken.
+    let e = refused(&[
+        "--data-root",
+        &data,
+        "--exec-root",
+        &run,
+        "-H",
+        &other_sock,
+        "--config-file",
+        &cfg,
+    ]);
+    assert!(
+        e.contains("another lnet daemon") && e.contains(&data),
+        "{e}"
+    );
+    // Another store, the same socket: the socket is served.
+    let e = refused(&[
+        "--data-root",
+        &format!("{root}/data2"),
+        "--exec-root",
+        &format!("{root}/run2"),
+        "-H",
+        &sock,
+        "--config-file",
+        &cfg,
+    ]);
+    assert!(e.contains("another daemon is serving on"), "{e}");
+    // Bad settings name what is wrong.
+    for (args, needle) in [
+        (vec!["-H", "tcp://0.0.0.0:2375"], "unix socket only"),
+        (vec!["--default-address-pool", "base=10.0.0.0/8"], "size="),
+        (vec!["--bip", "nonsense"], "--bip"),
+        (vec!["--log-level", "loud"], "--log-level"),
+        (
+            vec!["--config-file", "/nonexistent/daemon.json"],
+            "/nonexistent/daemon.json",
+        ),
+    ] {
+        let e = refused(&args);
+        assert!(e.contains(needle), "{args:?}: {e}");
+    }
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"data-root": "/tmp/x", "ip-masquerade": true}"#).unwrap();
+    let e = refused(&["--config-file", bad.to_str().unwrap()]);
+    assert!(e.contains("unknown field `ip-masquerade`"), "{e}");
+    // The first daemon is untouched by all that.
+    assert_eq!(d.request("GET", "/_ping", None), (200, "OK".into()));
+}
+
+#[test]
+fn bad_requests_get_docker_errors_and_disturb_nothing() {
+    if !can_run("bad_requests_get_docker_errors_and_disturb_nothing", false) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let before = d.request("GET", "/networks", None);
+
+    // A slow client holding a connection with half its headers does not hold anyone else.
+    let mut slow = UnixStream::connect(&d.socket).unwrap();
+    slow.write_all(b"POST /networks/create HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // One that sends half a body and goes away.
+    {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        s.write_all(
+            b"POST /networks/create HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"Na",
+        )
+        .unwrap();
+    }
+
+    let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
+        ("POST", "/networks/create", Some("{"), 400, "not valid JSON"),
+        ("POST", "/networks/create", Some(""), 400, "empty"),
+        (
+            "POST",
+            "/networks/create",
+            Some(r#"{"Name":7}"#),
+            400,
+            "Name",
+        ),
+        (
+            "POST",
+            "/networks/create",
+            Some(r#"{"Driver":"bridge"}"#),
+            400,
+            "Name",
+        ),
+        (
+            "POST",
+            "/networks/create",
+            Some(r#"{"Name":"x","Internal":"yes"}"#),
+            400,
+            "Internal",
+        ),
+        (
+            "POST",
+            "/networks/create",
+            Some(r#"{"Name":"x","IPAM":{"Config":[{"Subnet":"10.1.0.0/33"}]}}"#),
+            400,
+            "IPAM.Config[0].Subnet",
+        ),
+        (
+            "POST",
+            "/networks/create",
+            Some(r#"{"Name":"bridge"}"#),
+            409,
+            "already exists",
+        ),
+        (
+            "POST",
+            "/networks/create",
+            Some(r#"{"Name":"x","Driver":"nosuch"}"#),
+            400,
+            "driver",
+        ),
+        ("GET", "/networks/nosuch", None, 404, "not found"),
+        ("DELETE", "/networks/none", None, 403, "pre-defined"),
+        (
+            "GET",
+            "/networks?filters=%7B%22colour%22%3A%5B%22red%22%5D%7D",
+            None,
+            400,
+            "invalid filter",
+        ),
+        ("GET", "/networks?filters=nonsense", None, 400, "not JSON"),
+        (
+            "POST",
+            "/networks/bridge/connect",
+            Some(r#"{"Container":"nosuch"}"#),
+            404,
+            "No such container",
+        ),
+        (
+            "POST",
+            "/networks/bridge/connect",
+            Some("{}"),
+            400,
+            "Container",
+        ),
+        (
+            "POST",
+            "/lnet/sandboxes/create",
+            Some(r#"{"Name":"s","Dns":["x"]}"#),
+            400,
+            "Dns[0]",
+        ),
+        (
+            "POST",
+            "/lnet/sandboxes/create",
+            Some(r#"{"Name":"s","ExtraHosts":["nocolon"]}"#),
+            400,
+            "ExtraHosts[0]",
+        ),
+        ("GET", "/containers/json", None, 404, "page not found"),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let (st, b) = d.request(method, path, *body);
+        assert_eq!(st, *status, "{method} {path} {body:?}: {b}");
+        let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_else(|e| panic!("{b}: {e}"));
+        let msg = v["message"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{method} {path} {body:?}: {msg}");
+    }
+    // Over 1 MiB: refused, not read into memory.
+    let big = format!(
+        r#"{{"Name":"big","Labels":{{"x":"{}"}}}}"#,
+        "a".repeat(1 << 20)
+    );
+    let (st, b) = d.request("POST", "/networks/create", Some(&big));
+    assert_eq!(st, 413, "{b}");
+
+    // Nothing changed, and the daemon is fine.
+    assert_eq!(d.request("GET", "/networks", None), before);
+    // The slow client is still waiting for its answer; it gets a timeout, not a crash.
+    slow.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    let mut buf = Vec::new();
+    let _ = slow.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    assert!(
+        text.is_empty() || text.starts_with("HTTP/1.1 408"),
+        "{text}"
+    );
+    assert_eq!(d.request("GET", "/_ping", None), (200, "OK".into()));
+}
