@@ -459,12 +459,15 @@ async fn networks_list(
 ) -> ApiResult<axum::Json<Vec<Value>>> {
     let f = parse_filters(&q, &LIST_FILTERS)?;
     let rec = st.ctrl.records();
-    let mut out = Vec::new();
-    for n in rec
+    let mut nets: Vec<&lnet_core::NetworkRecord> = rec
         .networks
         .iter()
+        .map(|n| &**n)
         .filter(|n| n.state == lnet_core::Lifecycle::Ready)
-    {
+        .collect();
+    nets.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut out = Vec::new();
+    for n in nets {
         if network_matches(&rec, n, &f)? {
             out.push(api::network_json(&rec, n, false));
         }

@@ -74,48 +74,63 @@ struct Inner {
     published: RwLock<Arc<Records>>,
 }
 
-/// Every record, as of one moment between changes: a consistent view for readers.
+/// Every record, as of one moment between changes: a consistent view for readers. Each
+/// list is in id order.
 #[derive(Debug, Clone, Default)]
 pub struct Records {
-    /// Networks, by name (every lifecycle state).
+    /// Networks (every lifecycle state).
     pub networks: Vec<Arc<NetworkRecord>>,
-    /// Endpoints, by id.
+    /// Endpoints.
     pub endpoints: Vec<Arc<EndpointRecord>>,
-    /// Sandboxes, by id.
+    /// Sandboxes.
     pub sandboxes: Vec<Arc<SandboxRecord>>,
 }
 
-/// Shares `prev`'s copy of each record that did not change, so publishing after a change
-/// copies only what the change touched (a thousand networks cost a thousand comparisons,
-/// not a thousand deep copies).
-fn share<'a, T: Clone + PartialEq + 'a>(
+/// Shares `prev`'s copy of every record that did not change, so that publishing after a
+/// change copies only what the change touched: one pass over both lists (both in id
+/// order), comparing revisions — a store write bumps a record's revision — and, for
+/// endpoints, the join (which an undone join clears without a write when the disk fails).
+fn share<'a, T: Clone + 'a>(
     prev: &[Arc<T>],
-    key: impl Fn(&T) -> &str,
     now: impl Iterator<Item = &'a T>,
+    key: impl Fn(&T) -> &str,
+    same: impl Fn(&T, &T) -> bool,
 ) -> Vec<Arc<T>> {
-    let old: std::collections::HashMap<&str, &Arc<T>> = prev.iter().map(|r| (key(r), r)).collect();
-    now.map(|r| match old.get(key(r)) {
-        Some(o) if ***o == *r => Arc::clone(o),
-        _ => Arc::new(r.clone()),
-    })
-    .collect()
+    let mut out = Vec::with_capacity(prev.len() + 1);
+    let mut i = 0;
+    for r in now {
+        while i < prev.len() && key(&prev[i]) < key(r) {
+            i += 1;
+        }
+        match prev.get(i) {
+            Some(p) if key(p) == key(r) && same(p, r) => out.push(Arc::clone(p)),
+            _ => out.push(Arc::new(r.clone())),
+        }
+    }
+    out
 }
 
 impl State {
     fn records(&self, prev: &Records) -> Records {
-        let mut networks = share(&prev.networks, |n| n.id.as_str(), self.networks.values());
-        networks.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut endpoints = share(&prev.endpoints, |e| e.id.as_str(), self.endpoints.all());
-        endpoints.sort_by(|a, b| a.id.cmp(&b.id));
-        let sandboxes = share(
-            &prev.sandboxes,
-            |s| s.id.as_str(),
-            self.sandboxes.values().map(|s| &s.rec),
-        );
         Records {
-            networks,
-            endpoints,
-            sandboxes,
+            networks: share(
+                &prev.networks,
+                self.networks.values(),
+                |n| n.id.as_str(),
+                |a, b| a.revision == b.revision && a.state == b.state,
+            ),
+            endpoints: share(
+                &prev.endpoints,
+                self.endpoints.all(),
+                |e| e.id.as_str(),
+                |a, b| a.revision == b.revision && a.state == b.state && a.join == b.join,
+            ),
+            sandboxes: share(
+                &prev.sandboxes,
+                self.sandboxes.values().map(|s| &s.rec),
+                |s| s.id.as_str(),
+                |a, b| a.revision == b.revision && a.state == b.state,
+            ),
         }
     }
 }
