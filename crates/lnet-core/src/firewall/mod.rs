@@ -55,15 +55,50 @@ fn chain_def(c: &ChainSpec) -> Chain<'static> {
     }
 }
 
-fn element(set: SetName, key: &[u8], value: &[u8]) -> Element {
-    let e = Element::new(key.to_vec());
+/// The kernel elements of one [`Want`] entry: a range `first..=last` is a start element
+/// and an end element at `last + 1` (none when `last` is the family's last address).
+fn elements_of(set: SetName, key: &[u8], value: &[u8]) -> Vec<Element> {
     if set.ranges() {
-        e.key_end(value.to_vec())
-    } else if set.data().is_some() {
+        let mut out = vec![Element::new(key.to_vec())];
+        if let Some(end) = next_addr(value) {
+            out.push(Element::new(end).interval_end());
+        }
+        return out;
+    }
+    let e = Element::new(key.to_vec());
+    vec![if set.data().is_some() {
         e.data(value.to_vec())
     } else {
         e
+    }]
+}
+
+/// The address after `a` (big-endian bytes), or `None` after the last one.
+fn next_addr(a: &[u8]) -> Option<Vec<u8>> {
+    let mut v = a.to_vec();
+    for b in v.iter_mut().rev() {
+        if *b == 0xff {
+            *b = 0;
+        } else {
+            *b += 1;
+            return Some(v);
+        }
     }
+    None
+}
+
+/// The address before `a`.
+fn prev_addr(a: &[u8]) -> Vec<u8> {
+    let mut v = a.to_vec();
+    for b in v.iter_mut().rev() {
+        if *b == 0 {
+            *b = 0xff;
+        } else {
+            *b -= 1;
+            break;
+        }
+    }
+    v
 }
 
 /// What must change to turn `have` into `want`: elements to add, and elements to remove
@@ -362,7 +397,10 @@ impl Firewall {
             if elems.is_empty() {
                 continue;
             }
-            let e: Vec<Element> = elems.iter().map(|(k, v)| element(*set, k, v)).collect();
+            let e: Vec<Element> = elems
+                .iter()
+                .flat_map(|(k, v)| elements_of(*set, k, v))
+                .collect();
             self.batch
                 .destroy_elements(set.family(), TABLE, set.name(), &e);
         }
@@ -370,7 +408,10 @@ impl Firewall {
             if elems.is_empty() {
                 continue;
             }
-            let e: Vec<Element> = elems.iter().map(|(k, v)| element(*set, k, v)).collect();
+            let e: Vec<Element> = elems
+                .iter()
+                .flat_map(|(k, v)| elements_of(*set, k, v))
+                .collect();
             if set.data().is_some() {
                 // A key already mapped to another value would fail the add: re-point it.
                 self.batch
@@ -401,10 +442,37 @@ impl Firewall {
                 .set_elements(set.family(), TABLE, set.name())
                 .map_err(kernel(format!("list set {}", set.name())))?;
             let m = have.sets.entry(set).or_default();
+            if set.ranges() {
+                // Start and end elements, paired in address order; where one range ends
+                // and the next starts at the same address, the end comes first.
+                let mut sorted = elems;
+                sorted.sort_by(|a, b| a.key.cmp(&b.key).then(b.interval_end.cmp(&a.interval_end)));
+                let mut open: Option<Vec<u8>> = None;
+                for e in sorted {
+                    match (e.interval_end, open.take()) {
+                        (true, Some(start)) => {
+                            m.insert(start, prev_addr(&e.key));
+                        }
+                        (true, None) => {}
+                        (false, prev) => {
+                            // A start right after another start: the first one is open.
+                            if let Some(start) = prev {
+                                let all = vec![0xff; start.len()];
+                                m.insert(start, all);
+                            }
+                            open = Some(e.key);
+                        }
+                    }
+                }
+                if let Some(start) = open {
+                    let all = vec![0xff; start.len()];
+                    m.insert(start, all);
+                }
+                continue;
+            }
             for e in elems {
-                let v = match (e.data, e.key_end) {
-                    (_, Some(end)) if set.ranges() => end,
-                    (Some(ElementData::Value(v)), _) => v,
+                let v = match e.data {
+                    Some(ElementData::Value(v)) => v,
                     _ => Vec::new(),
                 };
                 m.insert(e.key, v);
@@ -639,6 +707,28 @@ mod tests {
         assert_eq!(keys(&remove), [b"b".to_vec(), b"c".to_vec()]);
         let (add, remove) = diff(&want, &want);
         assert!(add.is_empty() && remove.is_empty());
+    }
+
+    #[test]
+    fn ranges_become_start_and_end_elements() {
+        let e = elements_of(SetName::Subnets4, &[10, 0, 0, 0], &[10, 0, 0, 255]);
+        assert_eq!(e.len(), 2);
+        assert_eq!(
+            (e[0].key.as_slice(), e[0].interval_end),
+            (&[10, 0, 0, 0][..], false)
+        );
+        assert_eq!(
+            (e[1].key.as_slice(), e[1].interval_end),
+            (&[10, 0, 1, 0][..], true)
+        );
+        // The last range of the family has no end element.
+        assert_eq!(
+            elements_of(SetName::Subnets4, &[255, 0, 0, 0], &[255; 4]).len(),
+            1
+        );
+        assert_eq!(next_addr(&[10, 0, 0, 255]), Some(vec![10, 0, 1, 0]));
+        assert_eq!(prev_addr(&[10, 0, 1, 0]), vec![10, 0, 0, 255]);
+        assert_eq!(next_addr(&[255; 4]), None);
     }
 
     #[test]

@@ -50,11 +50,12 @@ pub enum SetName {
     Ports6,
     /// Like [`SetName::Ports4Any`] for IPv6.
     Ports6Any,
-    /// `subnet . bridge` (IPv4 ranges): a DNATed packet from this subnet going out of this
-    /// bridge is a container reaching a published port of its own network (hairpin).
-    Hairpin4,
-    /// Like [`SetName::Hairpin4`] for IPv6.
-    Hairpin6,
+    /// The IPv4 subnets of lnet's networks (ranges): a DNATed packet from one of them going
+    /// out of an lnet bridge is a container reaching a published port through the host
+    /// (hairpin), masqueraded so the reply comes back the same way.
+    Subnets4,
+    /// Like [`SetName::Subnets4`] for IPv6.
+    Subnets6,
 }
 
 use DataType::{IfName, InetProto, InetService, Ipv4Addr as V4, Ipv6Addr as V6};
@@ -72,8 +73,8 @@ impl SetName {
         SetName::Ports4Any,
         SetName::Ports6,
         SetName::Ports6Any,
-        SetName::Hairpin4,
-        SetName::Hairpin6,
+        SetName::Subnets4,
+        SetName::Subnets6,
     ];
 
     /// The set's name in its table.
@@ -89,8 +90,8 @@ impl SetName {
             SetName::Ports4Any => "ports4_any",
             SetName::Ports6 => "ports6",
             SetName::Ports6Any => "ports6_any",
-            SetName::Hairpin4 => "hairpin4",
-            SetName::Hairpin6 => "hairpin6",
+            SetName::Subnets4 => "subnets4",
+            SetName::Subnets6 => "subnets6",
         }
     }
 
@@ -111,15 +112,16 @@ impl SetName {
             SetName::Ports4 => &[V4, InetProto, InetService],
             SetName::Ports6 => &[V6, InetProto, InetService],
             SetName::Ports4Any | SetName::Ports6Any => &[InetProto, InetService],
-            SetName::Hairpin4 => &[V4, IfName],
-            SetName::Hairpin6 => &[V6, IfName],
+            SetName::Subnets4 => &[V4],
+            SetName::Subnets6 => &[V6],
         }
     }
 
-    /// Whether elements are ranges (a key and a key end, kept in [`super::Want`] as the
-    /// key and the value).
+    /// Whether elements are ranges (kept in [`super::Want`] as the first address and the
+    /// last). One field, so the kernel keeps them in an rbtree: an update costs O(log n),
+    /// where a concatenated range set (pipapo) is rebuilt whole on every change.
     pub fn ranges(self) -> bool {
-        matches!(self, SetName::Hairpin4 | SetName::Hairpin6)
+        matches!(self, SetName::Subnets4 | SetName::Subnets6)
     }
 
     /// Value fields, for maps.
@@ -377,24 +379,28 @@ pub fn rules(chain: &ChainSpec) -> Vec<(Rule, &'static str)> {
                 "meta nfproto ipv6 fib daddr type local dnat ip6 to meta l4proto . th dport map @ports6_any",
             ),
         ],
-        // Hairpin is keyed by the source subnet and the output bridge, not the input
-        // interface: where br_netfilter is on (Docker's hosts; built in on some kernels) a
-        // container's packet to its own network's published port is DNATed and *bridged*,
-        // and postrouting then sees no input interface.
+        // Hairpin is keyed by the source address (one of lnet's subnets) and the output
+        // bridge, not the input interface: where br_netfilter is on (Docker's hosts; built
+        // in on some kernels) a container's packet to a published port of its own network
+        // is DNATed and *bridged*, and postrouting then sees no input interface. A
+        // container reaching another network's published port is masqueraded too, as
+        // Docker's userland proxy would have hidden its address.
         (Family::Inet, "postrouting") => vec![
             (
                 r().nfproto(Family::Ip)
                     .ct_status(ct_status::DNAT)
-                    .in_set(&[Field::IpSaddr, Field::OifName], n(Hairpin4))
+                    .in_set(&[Field::IpSaddr], n(Subnets4))
+                    .in_set(&[Field::OifName], n(Bridges))
                     .masquerade(),
-                "ct status dnat ip saddr . oifname @hairpin4 masquerade",
+                "ct status dnat ip saddr @subnets4 oifname @bridges masquerade",
             ),
             (
                 r().nfproto(Family::Ip6)
                     .ct_status(ct_status::DNAT)
-                    .in_set(&[Field::Ip6Saddr, Field::OifName], n(Hairpin6))
+                    .in_set(&[Field::Ip6Saddr], n(Subnets6))
+                    .in_set(&[Field::OifName], n(Bridges))
                     .masquerade(),
-                "ct status dnat ip6 saddr . oifname @hairpin6 masquerade",
+                "ct status dnat ip6 saddr @subnets6 oifname @bridges masquerade",
             ),
             (
                 r().in_set(&[Field::OifName], n(Bridges))

@@ -92,23 +92,19 @@ impl Want {
             return self;
         }
         for net in &n.subnets {
-            let (set, start, end) = match net {
+            let (set, first, last) = match net {
                 ipnet::IpNet::V4(v) => (
-                    SetName::Hairpin4,
-                    Concat::new().ipv4(v.network()),
-                    Concat::new().ipv4(v.broadcast()),
+                    SetName::Subnets4,
+                    v.network().octets().to_vec(),
+                    v.broadcast().octets().to_vec(),
                 ),
                 ipnet::IpNet::V6(v) => (
-                    SetName::Hairpin6,
-                    Concat::new().ipv6(v.network()),
-                    Concat::new().ipv6(v.broadcast()),
+                    SetName::Subnets6,
+                    v.network().octets().to_vec(),
+                    v.broadcast().octets().to_vec(),
                 ),
             };
-            self.put(
-                set,
-                start.ifname(&n.bridge).build(),
-                end.ifname(&n.bridge).build(),
-            );
+            self.put(set, first, last);
         }
         match (n.masq4, n.snat4) {
             (true, Some(src)) => self.put(SetName::Snat4, br.clone(), src.octets().to_vec()),
@@ -233,12 +229,12 @@ mod tests {
                 "bridge_pairs",
                 "masq4",
                 "masq6",
-                "hairpin4",
-                "hairpin6"
+                "subnets4",
+                "subnets6"
             ]
         );
-        assert_eq!(w.render()["hairpin4"], ["10.1.0.0/24 . \"br-a\""]);
-        assert_eq!(w.render()["hairpin6"], ["fd00:1::/64 . \"br-a\""]);
+        assert_eq!(w.render()["subnets4"], ["10.1.0.0/24"]);
+        assert_eq!(w.render()["subnets6"], ["fd00:1::/64"]);
 
         let mut w = Want::new();
         w.network(&net(false, true, Some(Ipv4Addr::new(192, 0, 2, 9))));
@@ -249,8 +245,8 @@ mod tests {
                 "bridge_pairs",
                 "masq6",
                 "snat4",
-                "hairpin4",
-                "hairpin6"
+                "subnets4",
+                "subnets6"
             ]
         );
         assert_eq!(w.render()["snat4"], ["\"br-a\" : 192.0.2.9"]);
