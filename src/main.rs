@@ -2,6 +2,7 @@
 //! `sandbox`, `info` and `version` talk to it over its socket (`-H`, `LNET_HOST`); `store`
 //! and `firewall` read a store offline. Exit codes: 0 done, 1 error, 2 usage (clap's).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -163,8 +164,8 @@ fn run_cli(cli: Cli, host_given: bool) -> Result<bool> {
         } => store_ls(&data_root, &exec_root, format)?,
         Command::Firewall { command } => {
             return match command {
-                FirewallCommand::Show(a) => firewall(&a, false),
-                FirewallCommand::Check(a) => firewall(&a, true),
+                FirewallCommand::Show(a) => firewall(&a, &cli.host, false),
+                FirewallCommand::Check(a) => firewall(&a, &cli.host, true),
             };
         }
     }
@@ -232,12 +233,53 @@ fn init_logs(default: &str) {
         .init();
 }
 
-fn firewall(args: &FirewallArgs, check: bool) -> Result<bool> {
-    let loaded = load_store(&args.data_root, &args.exec_root)?.0;
-    let want = lnet_core::firewall_expected(&loaded.networks, &loaded.endpoints);
-    let drift = lnet_core::firewall_check_records(&loaded.networks, &loaded.endpoints)
-        .context("read the kernel's nftables ruleset (run as root, in lnet's network namespace)")?;
-    let elements = want.render();
+/// Rendered set elements, by set name.
+type Elements = BTreeMap<String, Vec<String>>;
+
+/// What the records call for and how the kernel differs: read from the store when no
+/// daemon holds it, else asked of the daemon (which holds the store's lock).
+fn firewall(args: &FirewallArgs, host: &str, check: bool) -> Result<bool> {
+    let (elements, drift): (Elements, Vec<(String, String)>) =
+        match load_store(&args.data_root, &args.exec_root) {
+            Ok((loaded, _)) => {
+                let want = lnet_core::firewall_expected(&loaded.networks, &loaded.endpoints);
+                let drift = lnet_core::firewall_check_records(&loaded.networks, &loaded.endpoints)
+                .context(
+                    "read the kernel's nftables ruleset (run as root, in lnet's network namespace)",
+                )?;
+                (
+                    want.render()
+                        .into_iter()
+                        .map(|(k, v)| (k.to_string(), v))
+                        .collect(),
+                    drift
+                        .into_iter()
+                        .map(|d| (d.kind.to_string(), d.what))
+                        .collect(),
+                )
+            }
+            Err(offline) => {
+                let daemon = Client::new(host)
+                    .and_then(|c| c.get("/lnet/firewall"))
+                    .map_err(|e| {
+                        offline.context(format!("and the daemon at {host} did not answer: {e}"))
+                    })?;
+                let elements = serde_json::from_value(daemon["elements"].clone())
+                    .context("the daemon's firewall elements")?;
+                let drift = daemon["drift"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|d| {
+                        (
+                            d["kind"].as_str().unwrap_or_default().to_string(),
+                            d["what"].as_str().unwrap_or_default().to_string(),
+                        )
+                    })
+                    .collect();
+                (elements, drift)
+            }
+        };
     if args.format == Format::Json {
         let chains: serde_json::Map<String, serde_json::Value> =
             lnet_core::firewall::ruleset::CHAINS
@@ -250,7 +292,11 @@ fn firewall(args: &FirewallArgs, check: bool) -> Result<bool> {
                     (c.name.to_string(), serde_json::json!(rules))
                 })
                 .collect();
-        let mut v = serde_json::json!({ "drift": drift });
+        let drift_json: Vec<serde_json::Value> = drift
+            .iter()
+            .map(|(kind, what)| serde_json::json!({ "kind": kind, "what": what }))
+            .collect();
+        let mut v = serde_json::json!({ "drift": drift_json });
         if !check {
             v["table"] = serde_json::json!("inet lnet");
             v["chains"] = chains.into();
@@ -260,15 +306,19 @@ fn firewall(args: &FirewallArgs, check: bool) -> Result<bool> {
         return Ok(drift.is_empty() || !check);
     }
     if !check {
-        print!("{}", lnet_core::firewall::ruleset::describe(&elements));
+        let by_name = elements
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        print!("{}", lnet_core::firewall::ruleset::describe(&by_name));
         println!();
     }
     if drift.is_empty() {
         println!("the kernel's ruleset matches the records");
     } else {
         println!("{:<10} WHAT", "DRIFT");
-        for d in &drift {
-            println!("{:<10} {}", d.kind, d.what);
+        for (kind, what) in &drift {
+            println!("{kind:<10} {what}");
         }
     }
     Ok(drift.is_empty() || !check)
@@ -286,8 +336,12 @@ fn load_store(
         );
     }
     let state = exec_root.join("state");
-    lnet_store::Store::inspect(&path, Some(&state))
-        .with_context(|| format!("read {}", path.display()))
+    lnet_store::Store::inspect(&path, Some(&state)).with_context(|| {
+        format!(
+            "read {} (a running lnet daemon holds it: ask the daemon instead, e.g. lnet network ls)",
+            path.display()
+        )
+    })
 }
 
 fn store_ls(

@@ -225,3 +225,58 @@ fn bad_requests_get_docker_errors_and_disturb_nothing() {
     );
     assert_eq!(d.request("GET", "/_ping", None), (200, "OK".into()));
 }
+
+#[test]
+fn firewall_show_and_check_ask_a_running_daemon() {
+    if !can_run("firewall_show_and_check_ask_a_running_daemon", false) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    d.sandbox("web");
+    let (st, b) = d.request(
+        "POST",
+        "/networks/bridge/connect",
+        Some(r#"{"Container":"web","Publish":["8080:80"]}"#),
+    );
+    assert_eq!(st, 200, "{b}");
+    let lnet = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lnet"))
+            .arg("-H")
+            .arg(format!("unix://{}", d.socket.display()))
+            .args(args)
+            .arg("--data-root")
+            .arg(dir.path().join("data"))
+            .arg("--exec-root")
+            .arg(dir.path().join("run"))
+            .output()
+            .unwrap()
+    };
+    // The store is the daemon's: the answer comes from the daemon.
+    let show = lnet(&["firewall", "show"]);
+    let text = String::from_utf8_lossy(&show.stdout);
+    assert!(show.status.success(), "{show:?}");
+    assert!(text.contains("tcp . 8080 : 172.17.0.2 . 80"), "{text}");
+    assert!(text.contains("matches the records"), "{text}");
+    // Drift is reported, with exit 1.
+    let out = Command::new("nft")
+        .args([
+            "delete",
+            "element",
+            "inet",
+            "lnet",
+            "ports4_any",
+            "{ tcp . 8080 }",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let check = lnet(&["firewall", "check"]);
+    assert_eq!(check.status.code(), Some(1), "{check:?}");
+    assert!(
+        String::from_utf8_lossy(&check.stdout).contains("missing    element ports4_any"),
+        "{check:?}"
+    );
+    assert_eq!(d.request("DELETE", "/lnet/sandboxes/web", None).0, 204);
+}

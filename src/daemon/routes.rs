@@ -181,6 +181,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/networks/{id}/connect", post(network_connect))
         .route("/networks/{id}/disconnect", post(network_disconnect))
+        .route("/lnet/firewall", get(firewall))
         .route("/lnet/sandboxes", get(sandboxes_list))
         .route("/lnet/sandboxes/create", post(sandbox_create))
         .route("/lnet/sandboxes/{id}", get(sandbox_inspect))
@@ -778,6 +779,22 @@ async fn network_disconnect(
     })
     .await?;
     Ok(StatusCode::OK)
+}
+
+/// lnet's firewall: the elements the records call for and how the kernel differs (what
+/// `lnet firewall show` prints; it cannot read the store while the daemon holds it).
+async fn firewall(State(st): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let ctrl = st.ctrl.clone();
+    blocking(move || {
+        let drift = ctrl.firewall_check()?;
+        let want = ctrl.firewall_want();
+        Ok(axum::Json(json!({
+            "table": "inet lnet",
+            "elements": want.render(),
+            "drift": drift,
+        })))
+    })
+    .await
 }
 
 async fn sandboxes_list(State(st): State<AppState>) -> axum::Json<Vec<Value>> {
