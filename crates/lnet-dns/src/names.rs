@@ -1,0 +1,193 @@
+//! The names containers resolve: per network, each name (container, endpoint, alias) with
+//! its addresses, and each address with the name its PTR answers. Derived from records,
+//! rebuilt or amended by the daemon; lookups are by the asking sandbox's networks, so a
+//! container sees only the names of networks it is on.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+/// One network's names.
+#[derive(Debug, Clone, Default)]
+struct Net {
+    /// The network's name, lowercase (for `name.network`).
+    name: String,
+    /// No forwarding for sandboxes on internal networks only.
+    internal: bool,
+    /// Lowercase name → addresses, in the order they were added.
+    by_name: HashMap<String, Vec<IpAddr>>,
+    /// Address → `name.network`, the PTR answer.
+    by_addr: HashMap<IpAddr, String>,
+}
+
+/// The name tables of every network with DNS.
+#[derive(Debug, Clone, Default)]
+pub struct Names {
+    nets: HashMap<String, Net>,
+}
+
+/// Lowercase, without the trailing dot: names are case-insensitive.
+pub fn normalize(name: &str) -> String {
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl Names {
+    /// No names.
+    pub fn new() -> Names {
+        Names::default()
+    }
+
+    /// Declares a network (`id` is how views name it).
+    pub fn add_network(&mut self, id: &str, name: &str, internal: bool) {
+        let net = self.nets.entry(id.to_string()).or_default();
+        net.name = normalize(name);
+        net.internal = internal;
+    }
+
+    /// Adds an endpoint's names and addresses on network `id`; the first name answers
+    /// PTR queries for the addresses. Several endpoints may share a name (an alias): all
+    /// their addresses answer it.
+    pub fn add(&mut self, id: &str, names: &[&str], addrs: &[IpAddr]) {
+        let net = self.nets.entry(id.to_string()).or_default();
+        for n in names {
+            let list = net.by_name.entry(normalize(n)).or_default();
+            for a in addrs {
+                if !list.contains(a) {
+                    list.push(*a);
+                }
+            }
+        }
+        if let Some(primary) = names.first() {
+            let ptr = if net.name.is_empty() {
+                normalize(primary)
+            } else {
+                format!("{}.{}", normalize(primary), net.name)
+            };
+            for a in addrs {
+                net.by_addr.insert(*a, ptr.clone());
+            }
+        }
+    }
+
+    /// Removes an endpoint's names and addresses from network `id`.
+    pub fn remove(&mut self, id: &str, names: &[&str], addrs: &[IpAddr]) {
+        let Some(net) = self.nets.get_mut(id) else {
+            return;
+        };
+        for n in names {
+            let key = normalize(n);
+            if let Some(list) = net.by_name.get_mut(&key) {
+                list.retain(|a| !addrs.contains(a));
+                if list.is_empty() {
+                    net.by_name.remove(&key);
+                }
+            }
+        }
+        for a in addrs {
+            net.by_addr.remove(a);
+        }
+    }
+
+    /// The addresses `qname` has for a sandbox on networks `view`: a plain name on any of
+    /// them, or `name.network` on that one. `None`: no such name (forward it); an empty
+    /// list cannot happen.
+    pub fn lookup(&self, view: &[&str], qname: &str) -> Option<Vec<IpAddr>> {
+        let q = normalize(qname);
+        let mut out: Vec<IpAddr> = Vec::new();
+        let mut found = false;
+        for id in view {
+            let Some(net) = self.nets.get(*id) else {
+                continue;
+            };
+            let hit = net.by_name.get(&q).or_else(|| {
+                let prefix = q.strip_suffix(&net.name)?.strip_suffix('.')?;
+                net.by_name.get(prefix)
+            });
+            if let Some(addrs) = hit {
+                found = true;
+                for a in addrs {
+                    if !out.contains(a) {
+                        out.push(*a);
+                    }
+                }
+            }
+        }
+        found.then_some(out)
+    }
+
+    /// The name of address `ip` for a sandbox on networks `view`.
+    pub fn reverse(&self, view: &[&str], ip: IpAddr) -> Option<&str> {
+        view.iter()
+            .filter_map(|id| self.nets.get(*id))
+            .find_map(|n| n.by_addr.get(&ip).map(String::as_str))
+    }
+
+    /// Whether names not found are forwarded upstream: not when every network of the
+    /// sandbox is internal (nothing there reaches the outside, not even by DNS).
+    pub fn forwards(&self, view: &[&str]) -> bool {
+        view.iter()
+            .any(|id| self.nets.get(*id).is_none_or(|n| !n.internal))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn table() -> Names {
+        let mut n = Names::new();
+        n.add_network("a", "Front", false);
+        n.add_network("b", "back", true);
+        n.add(
+            "a",
+            &["web", "web-ep", "www"],
+            &[ip("10.0.0.2"), ip("fd00::2")],
+        );
+        n.add("a", &["api", "www"], &[ip("10.0.0.3")]);
+        n.add("b", &["db"], &[ip("10.1.0.2")]);
+        n
+    }
+
+    #[test]
+    fn names_are_scoped_by_network_and_case_insensitive() {
+        let n = table();
+        assert_eq!(
+            n.lookup(&["a"], "WEB."),
+            Some(vec![ip("10.0.0.2"), ip("fd00::2")])
+        );
+        assert_eq!(n.lookup(&["a"], "web.front"), n.lookup(&["a"], "web"));
+        assert_eq!(n.lookup(&["a"], "db"), None, "not on the asker's networks");
+        assert_eq!(n.lookup(&["a", "b"], "db.back"), Some(vec![ip("10.1.0.2")]));
+        assert_eq!(n.lookup(&["a", "b"], "db.front"), None);
+        assert_eq!(
+            n.lookup(&["a"], "www"),
+            Some(vec![ip("10.0.0.2"), ip("fd00::2"), ip("10.0.0.3")]),
+            "an alias answers with every holder"
+        );
+    }
+
+    #[test]
+    fn ptr_names_and_removal() {
+        let mut n = table();
+        assert_eq!(n.reverse(&["a"], ip("10.0.0.3")), Some("api.front"));
+        assert_eq!(n.reverse(&["b"], ip("10.0.0.3")), None);
+        n.remove("a", &["api", "www"], &[ip("10.0.0.3")]);
+        assert_eq!(n.lookup(&["a"], "api"), None);
+        assert_eq!(
+            n.lookup(&["a"], "www"),
+            Some(vec![ip("10.0.0.2"), ip("fd00::2")])
+        );
+        assert_eq!(n.reverse(&["a"], ip("10.0.0.3")), None);
+    }
+
+    #[test]
+    fn internal_only_sandboxes_do_not_forward() {
+        let n = table();
+        assert!(n.forwards(&["a"]));
+        assert!(!n.forwards(&["b"]));
+        assert!(n.forwards(&["a", "b"]));
+    }
+}
