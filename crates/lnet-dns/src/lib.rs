@@ -3,13 +3,16 @@
 //! names of those addresses) and the answer to one query ([`answer`]): local names from
 //! the networks the asking sandbox is on, `name.network`, A/AAAA/PTR, NOERROR-empty for
 //! a name without the asked type, REFUSED for sandboxes only on internal networks, and
-//! "forward it" for everything else. No sockets and no kernel: the daemon serves it.
+//! "forward it" for everything else. [`server`] serves them: sockets handed over per
+//! sandbox, forwarding to upstream resolvers. No kernel work beyond sockets.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod answer;
 pub mod names;
+pub mod server;
 
 pub use answer::{Reply, answer};
 pub use names::Names;
+pub use server::{SandboxDns, Server};

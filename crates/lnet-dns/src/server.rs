@@ -1,0 +1,435 @@
+//! Serving: the sockets of every sandbox's resolver on one small runtime, local answers from
+//! the shared name tables, and forwarding to the sandbox's upstream resolvers.
+//!
+//! The caller makes each sandbox's sockets inside its network namespace (a socket stays in
+//! the namespace it was made in) and hands them over; forwarding sockets are made by the
+//! runtime's threads, which live in the namespace the [`Server`] was created in — the
+//! host's, so a resolver on the host's loopback (`127.0.0.53`) is reachable.
+//!
+//! Sturdiness: every client has its own task (a slow or silent TCP client holds only its
+//! own connection, and is dropped after [`TCP_IDLE`]); forwards are bounded by a
+//! semaphore ([`MAX_FORWARDS`]) and each upstream gets [`UPSTREAM_TIMEOUT`]; a name table
+//! update swaps a pointer, so queries in flight are never dropped by it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+use crate::answer::{Reply, answer};
+use crate::names::Names;
+
+/// At most this many queries are being forwarded at once (Docker's limit).
+pub const MAX_FORWARDS: usize = 1024;
+/// How long one upstream may take before the next is tried.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+/// A TCP client that sends nothing for this long is dropped.
+pub const TCP_IDLE: Duration = Duration::from_secs(10);
+/// At most this many upstream resolvers are tried, in order (glibc's limit).
+pub const MAX_UPSTREAMS: usize = 3;
+
+/// What one sandbox's resolver knows about its sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxDns {
+    /// The networks (ids in the name tables) the sandbox is on.
+    pub view: Vec<String>,
+    /// Where names that are not local go, tried in order (at most [`MAX_UPSTREAMS`]).
+    pub upstreams: Vec<SocketAddr>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    names: RwLock<Arc<Names>>,
+    sandboxes: RwLock<HashMap<String, Arc<SandboxDns>>>,
+    forwards: Semaphore,
+    turn: AtomicUsize,
+}
+
+/// The resolvers of every sandbox.
+#[derive(Debug)]
+pub struct Server {
+    rt: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    tasks: Mutex<HashMap<String, Vec<JoinHandle<()>>>>,
+}
+
+impl Server {
+    /// A server with its own runtime (`threads` workers), created in the calling thread's
+    /// network namespace.
+    pub fn new(threads: usize) -> std::io::Result<Server> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("lnet-dns")
+            .enable_all()
+            .build()?;
+        Ok(Server {
+            rt,
+            shared: Arc::new(Shared {
+                names: RwLock::new(Arc::new(Names::new())),
+                sandboxes: RwLock::new(HashMap::new()),
+                forwards: Semaphore::new(MAX_FORWARDS),
+                turn: AtomicUsize::new(0),
+            }),
+            tasks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Replaces the name tables; the next query sees the new ones.
+    pub fn set_names(&self, names: Names) {
+        *self.shared.names.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(names);
+    }
+
+    /// Sets what sandbox `id`'s resolver knows (its networks, its upstreams).
+    pub fn set_sandbox(&self, id: &str, dns: SandboxDns) {
+        self.shared
+            .sandboxes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), Arc::new(dns));
+    }
+
+    /// Whether sandbox `id` is served.
+    pub fn serves(&self, id: &str) -> bool {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(id)
+    }
+
+    /// Starts serving sandbox `id` on `udp` and `tcp` (made by the caller inside the
+    /// sandbox's namespace, non-blocking or not).
+    pub fn serve(
+        &self,
+        id: &str,
+        udp: std::net::UdpSocket,
+        tcp: std::net::TcpListener,
+    ) -> std::io::Result<()> {
+        udp.set_nonblocking(true)?;
+        tcp.set_nonblocking(true)?;
+        let _g = self.rt.enter();
+        let udp = Arc::new(UdpSocket::from_std(udp)?);
+        let tcp = TcpListener::from_std(tcp)?;
+        let (s1, s2) = (self.shared.clone(), self.shared.clone());
+        let (id1, id2) = (id.to_string(), id.to_string());
+        let handles = vec![
+            self.rt.spawn(serve_udp(s1, id1, udp)),
+            self.rt.spawn(serve_tcp(s2, id2, tcp)),
+        ];
+        if let Some(old) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), handles)
+        {
+            old.into_iter().for_each(|h| h.abort());
+        }
+        Ok(())
+    }
+
+    /// Stops serving sandbox `id` (its sockets close).
+    pub fn stop(&self, id: &str) {
+        if let Some(handles) = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        {
+            handles.into_iter().for_each(|h| h.abort());
+        }
+        self.shared
+            .sandboxes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+    }
+}
+
+impl Shared {
+    fn context(&self, id: &str) -> (Arc<Names>, Arc<SandboxDns>) {
+        let names = self.names.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let sb = self
+            .sandboxes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .unwrap_or_default();
+        (names, sb)
+    }
+
+    /// The answer to `query`: local, or forwarded; `None` when there is none to send.
+    async fn resolve(&self, id: &str, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
+        let (names, sb) = self.context(id);
+        let view: Vec<&str> = sb.view.iter().map(String::as_str).collect();
+        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+        match answer(&names, &view, query, tcp, turn) {
+            Reply::Answer(b) => Some(b),
+            Reply::Drop => None,
+            Reply::Forward => {
+                // Over the limit, the client retries: better than queueing without bound.
+                let _permit = self.forwards.try_acquire().ok()?;
+                forward(&sb.upstreams, query, tcp).await
+            }
+        }
+    }
+}
+
+/// RCODE of a DNS message (0 when too short to say).
+fn rcode(msg: &[u8]) -> u8 {
+    msg.get(3).map_or(0, |b| b & 0x0f)
+}
+
+/// Asks each upstream in turn (over the client's transport) until one answers with
+/// something other than SERVFAIL or REFUSED; a last such answer is passed on as it is.
+async fn forward(upstreams: &[SocketAddr], query: &[u8], tcp: bool) -> Option<Vec<u8>> {
+    let mut last = None;
+    for up in upstreams.iter().take(MAX_UPSTREAMS) {
+        let res = tokio::time::timeout(UPSTREAM_TIMEOUT, async {
+            if tcp {
+                forward_tcp(*up, query).await
+            } else {
+                forward_udp(*up, query).await
+            }
+        })
+        .await;
+        match res {
+            Ok(Ok(reply)) if matches!(rcode(&reply), 2 | 5) => last = Some(reply),
+            Ok(Ok(reply)) => return Some(reply),
+            Ok(Err(e)) => tracing::debug!(upstream = %up, error = %e, "upstream failed"),
+            Err(_) => tracing::debug!(upstream = %up, "upstream timed out"),
+        }
+    }
+    last
+}
+
+async fn forward_udp(up: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let bind: SocketAddr = if up.is_ipv4() {
+        "0.0.0.0:0".parse().expect("valid")
+    } else {
+        "[::]:0".parse().expect("valid")
+    };
+    let s = UdpSocket::bind(bind).await?;
+    s.connect(up).await?;
+    s.send(query).await?;
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let n = s.recv(&mut buf).await?;
+        // Only the answer to this query (same id) counts.
+        if n >= 2 && buf[..2] == query[..2] {
+            buf.truncate(n);
+            return Ok(buf);
+        }
+    }
+}
+
+async fn forward_tcp(up: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(up).await?;
+    let len = u16::try_from(query.len())
+        .map_err(|_| std::io::Error::other("query longer than 65535 bytes"))?;
+    s.write_all(&len.to_be_bytes()).await?;
+    s.write_all(query).await?;
+    read_framed(&mut s).await
+}
+
+/// One length-prefixed DNS message from a TCP stream.
+async fn read_framed(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).await?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut buf).await?;
+    Ok(buf)
+}
+
+async fn serve_udp(shared: Arc<Shared>, id: String, sock: Arc<UdpSocket>) {
+    let mut buf = vec![0u8; 65535];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::debug!(sandbox = %id, error = %e, "dns recv");
+                continue;
+            }
+        };
+        let query = buf[..n].to_vec();
+        let (shared, id, sock) = (shared.clone(), id.clone(), sock.clone());
+        // Each query on its own: a slow forward holds no one else.
+        tokio::spawn(async move {
+            if let Some(reply) = shared.resolve(&id, &query, false).await {
+                let _ = sock.send_to(&reply, from).await;
+            }
+        });
+    }
+}
+
+async fn serve_tcp(shared: Arc<Shared>, id: String, listener: TcpListener) {
+    loop {
+        let Ok((mut stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let (shared, id) = (shared.clone(), id.clone());
+        tokio::spawn(async move {
+            // Several queries may come on one connection; each must arrive within TCP_IDLE,
+            // and a length prefix that lies ends the connection (read_exact fails).
+            while let Ok(Ok(query)) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await
+            {
+                let Some(reply) = shared.resolve(&id, &query, true).await else {
+                    break;
+                };
+                let Ok(len) = u16::try_from(reply.len()) else {
+                    break;
+                };
+                if stream.write_all(&len.to_be_bytes()).await.is_err()
+                    || stream.write_all(&reply).await.is_err()
+                {
+                    break;
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simple_dns::rdata::RData;
+    use simple_dns::{CLASS, Name, Packet, Question, TYPE};
+    use std::net::{IpAddr, Ipv4Addr};
+
+    fn query(name: &str, id: u16) -> Vec<u8> {
+        let mut p = Packet::new_query(id);
+        p.questions.push(Question::new(
+            Name::new_unchecked(name),
+            TYPE::A.into(),
+            CLASS::IN.into(),
+            false,
+        ));
+        p.build_bytes_vec().unwrap()
+    }
+
+    fn first_a(reply: &[u8]) -> Option<Ipv4Addr> {
+        let p = Packet::parse(reply).unwrap();
+        p.answers.iter().find_map(|rr| match &rr.rdata {
+            RData::A(a) => Some(Ipv4Addr::from(a.address)),
+            _ => None,
+        })
+    }
+
+    /// An upstream on loopback that answers every A query with `ip`, or with `rcode`.
+    fn upstream(answer: Result<Ipv4Addr, u8>) -> SocketAddr {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = s.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let q = Packet::parse(&buf[..n]).unwrap();
+                let mut r = q.clone().into_reply();
+                match answer {
+                    Ok(ip) => r.answers.push(simple_dns::ResourceRecord::new(
+                        q.questions[0].qname.clone(),
+                        CLASS::IN,
+                        5,
+                        RData::A(simple_dns::rdata::A {
+                            address: u32::from(ip),
+                        }),
+                    )),
+                    Err(code) => *r.rcode_mut() = simple_dns::RCODE::from(u16::from(code)),
+                }
+                let _ = s.send_to(&r.build_bytes_vec().unwrap(), from);
+            }
+        });
+        addr
+    }
+
+    fn ask(server: SocketAddr, name: &str, id: u16) -> Vec<u8> {
+        let c = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        c.send_to(&query(name, id), server).unwrap();
+        let mut buf = [0u8; 1500];
+        let (n, _) = c.recv_from(&mut buf).unwrap();
+        buf[..n].to_vec()
+    }
+
+    fn ask_tcp(server: SocketAddr, name: &str, id: u16) -> Vec<u8> {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(server).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let q = query(name, id);
+        c.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+        c.write_all(&q).unwrap();
+        let mut len = [0u8; 2];
+        c.read_exact(&mut len).unwrap();
+        let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+        c.read_exact(&mut buf).unwrap();
+        buf
+    }
+
+    fn start(upstreams: Vec<SocketAddr>) -> (Server, SocketAddr) {
+        let server = Server::new(1).unwrap();
+        let mut names = Names::new();
+        names.add_network("n", "net", false);
+        names.add("n", &["web"], &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2))]);
+        server.set_names(names);
+        server.set_sandbox(
+            "s",
+            SandboxDns {
+                view: vec!["n".into()],
+                upstreams,
+            },
+        );
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        server.serve("s", udp, tcp).unwrap();
+        (server, SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    #[test]
+    fn local_names_and_forwards_over_udp_and_tcp() {
+        let bad = upstream(Err(2));
+        let good = upstream(Ok(Ipv4Addr::new(192, 0, 2, 7)));
+        let (server, at) = start(vec![bad, good]);
+        assert_eq!(
+            first_a(&ask(at, "web", 1)),
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(
+            first_a(&ask_tcp(at, "WEB.net", 2)),
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        // SERVFAIL from the first upstream: the second answers.
+        let r = ask(at, "example.org", 3);
+        assert_eq!(u16::from_be_bytes([r[0], r[1]]), 3);
+        assert_eq!(first_a(&r), Some(Ipv4Addr::new(192, 0, 2, 7)));
+        // A name table update is seen by the next query.
+        let mut names = Names::new();
+        names.add_network("n", "net", false);
+        names.add("n", &["web"], &[IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))]);
+        server.set_names(names);
+        assert_eq!(
+            first_a(&ask(at, "web", 4)),
+            Some(Ipv4Addr::new(10, 0, 0, 9))
+        );
+    }
+
+    #[test]
+    fn a_silent_tcp_client_does_not_hold_others() {
+        let (_server, at) = start(Vec::new());
+        let _silent = std::net::TcpStream::connect(at).unwrap();
+        let mut half = std::net::TcpStream::connect(at).unwrap();
+        std::io::Write::write_all(&mut half, &[0x00]).unwrap();
+        assert_eq!(
+            first_a(&ask_tcp(at, "web", 5)),
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert_eq!(
+            first_a(&ask(at, "web", 6)),
+            Some(Ipv4Addr::new(10, 0, 0, 2))
+        );
+    }
+}
