@@ -114,6 +114,7 @@ fn run(root: &Path) -> Res<()> {
     config.enable_ip_forward = false;
     // As the daemon runs: links are deleted after the answer.
     config.background_deletes = true;
+    config.embedded_dns = true;
     std::fs::write(root.join("resolv.conf"), "nameserver 192.0.2.53\n")?;
     config.host_resolv_conf = root.join("resolv.conf");
     let ctrl = Controller::new(config)?;

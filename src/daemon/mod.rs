@@ -187,6 +187,8 @@ impl Settings {
         config.enable_ip_forward = args.ip_forward.or(file.ip_forward).unwrap_or(true);
         // Clients get their answer before the kernel's 20-40 ms of link deletion.
         config.background_deletes = true;
+        // Containers on user-defined networks find each other by name, as on Docker.
+        config.embedded_dns = true;
         let hosts = if args.hosts.is_empty() {
             file.hosts.unwrap_or_default()
         } else {

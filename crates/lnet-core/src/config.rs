@@ -33,6 +33,9 @@ pub struct Config {
     /// names free first, then deleted on a background thread (see the `reaper` module).
     /// The daemon turns this on; library callers get synchronous deletes by default.
     pub background_deletes: bool,
+    /// Run the embedded DNS: sandboxes on user-defined bridge networks resolve each other's
+    /// names at `127.0.0.11`. The daemon turns this on; library callers opt in.
+    pub embedded_dns: bool,
 }
 
 impl Default for Config {
@@ -47,6 +50,7 @@ impl Default for Config {
             host_hosts: PathBuf::from("/etc/hosts"),
             enable_ip_forward: true,
             background_deletes: false,
+            embedded_dns: false,
         }
     }
 }

@@ -61,6 +61,8 @@ pub(crate) struct State {
     pub(crate) ipam: IpamState,
     /// Host ports of published ports, derived from endpoint records.
     pub(crate) ports: PortAllocator,
+    /// The sandboxes' resolvers ([`Config::embedded_dns`]).
+    pub(crate) dns: Option<lnet_dns::Server>,
     pub(crate) host: HostKernel,
 }
 
@@ -246,6 +248,14 @@ impl Controller {
                 }
             })?,
             host: HostKernel { ns, nl, fw, reaper },
+            dns: if config.embedded_dns {
+                Some(
+                    lnet_dns::Server::new(2)
+                        .map_err(CoreError::io("start the embedded DNS runtime"))?,
+                )
+            } else {
+                None
+            },
         };
         let cx = Cx {
             config,

@@ -161,6 +161,45 @@ pub(crate) fn sandbox_resolv_conf(
     rc.render()
 }
 
+/// The resolver a sandbox with embedded DNS reaches, inside its namespace.
+pub const EMBEDDED_DNS: std::net::Ipv4Addr = std::net::Ipv4Addr::new(127, 0, 0, 11);
+
+/// A sandbox's resolv.conf with the embedded resolver, and the upstreams that resolver
+/// forwards to: the user's servers, else the host's — loopback ones included, since the
+/// resolver forwards from the host's namespace (at most three, as the libc resolver uses).
+/// Search domains and options are kept; `ndots:0` is added unless the user set `ndots`
+/// (names of containers have no dots).
+pub(crate) fn embedded_resolv_conf(
+    host_text: &str,
+    user: &DnsSettings<'_>,
+) -> (String, Vec<IpAddr>) {
+    let host = ResolvConf::parse(host_text);
+    let mut upstreams = if user.servers.is_empty() {
+        host.nameservers
+    } else {
+        user.servers.to_vec()
+    };
+    upstreams.truncate(3);
+    let mut options = if user.options.is_empty() {
+        host.options
+    } else {
+        user.options.to_vec()
+    };
+    if !options.iter().any(|o| o.starts_with("ndots:")) {
+        options.push("ndots:0".into());
+    }
+    let rc = ResolvConf {
+        nameservers: vec![IpAddr::V4(EMBEDDED_DNS)],
+        search: if user.search.is_empty() {
+            host.search
+        } else {
+            user.search.to_vec()
+        },
+        options,
+    };
+    (rc.render(), upstreams)
+}
+
 const HOSTS_DEFAULTS: &str = "127.0.0.1\tlocalhost\n\
 ::1\tlocalhost ip6-localhost ip6-loopback\n\
 fe00::0\tip6-localnet\n\

@@ -290,6 +290,9 @@ impl State {
             if let Err(e) = self.write_hosts(cx, &id) {
                 report.errors.push(format!("sandbox {id}: hosts: {e}"));
             }
+            // The resolver is derived too: its sockets, redirect and resolv.conf are made
+            // again (the old sockets died with the old process).
+            self.refresh_dns(cx, Some(&id));
         }
         report.networks = self
             .networks

@@ -127,6 +127,7 @@ impl State {
         }
         tracing::debug!(endpoint = %ep.name, sandbox = %sb_id, iface = ?join.container_ifname, "joined");
         self.endpoints.insert(ep);
+        self.refresh_dns(cx, Some(sb_id));
         Ok(())
     }
 

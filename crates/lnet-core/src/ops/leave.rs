@@ -74,6 +74,7 @@ impl State {
         cx.store.put(&mut ep)?;
         tracing::debug!(endpoint = %ep.name, sandbox = %sb, "left");
         self.endpoints.insert(ep);
+        self.refresh_dns(cx, Some(&sb));
         Ok(())
     }
 }

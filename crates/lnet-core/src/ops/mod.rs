@@ -3,6 +3,7 @@
 //! writes the record with its lifecycle state before touching the kernel, makes the kernel
 //! changes with idempotent steps, and writes the final state last.
 
+mod dns;
 mod endpoint_create;
 mod endpoint_delete;
 mod join;

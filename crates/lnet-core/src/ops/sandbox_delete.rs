@@ -36,6 +36,7 @@ impl State {
         // Close our handles into the namespace first, or it would outlive its mount.
         entry.kernel = None;
         let rec = entry.rec.clone();
+        self.forget_sandbox_dns(id);
         remove_sandbox_artifacts(&rec)?;
         crate::failpoint::hit("sandbox-delete:kernel-done");
         cx.store.delete(&rec)?;

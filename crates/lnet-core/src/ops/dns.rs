@@ -1,0 +1,227 @@
+//! The embedded DNS as the controller keeps it: which sandboxes get a resolver (those on a
+//! user-defined bridge network, as in Docker — not the default `bridge`), what it knows (the
+//! names of every joined endpoint, derived from records), and the plumbing in the sandbox:
+//! a UDP and a TCP socket on `127.0.0.11` at a free port, and a DNAT of port 53 to it in
+//! the sandbox's own nftables table (`ip lnetdns`) — so a container can still run its own
+//! DNS server on port 53 of its other addresses. All of it is derived: nothing is stored,
+//! and a restart makes it again.
+//!
+//! The sockets and the redirect are made on a sandbox's first join to such a network and
+//! kept until the sandbox goes: a nat chain registers netfilter hooks in the sandbox's
+//! namespace, and registering or removing hooks waits for RCU grace periods (tens of
+//! milliseconds) — too slow to redo on every connect and disconnect. Leaving the last DNS
+//! network only empties the resolver's view and restores the plain resolv.conf.
+
+use std::net::{IpAddr, SocketAddr};
+
+use lnet_kernel::nft::{Batch, Chain, ChainType, Family, Hook, NftSocket, Rule};
+use lnet_store::{Lifecycle, NetworkRecord};
+
+use crate::controller::{Cx, State};
+use crate::drivers::bridge::BridgeConfig;
+use crate::error::{CoreError, Result};
+use crate::files::{self, DnsSettings, EMBEDDED_DNS};
+
+/// The sandbox table of the DNS redirect.
+const TABLE: &str = "lnetdns";
+
+/// Whether endpoints of `net` get names and their sandboxes a resolver.
+fn has_dns(net: &NetworkRecord) -> bool {
+    net.state == Lifecycle::Ready
+        && net.driver == "bridge"
+        && BridgeConfig::of(net).is_ok_and(|c| !c.default_bridge)
+}
+
+impl State {
+    /// Stops serving a sandbox that is going away (its namespace takes the redirect).
+    pub(crate) fn forget_sandbox_dns(&self, sb_id: &str) {
+        if let Some(server) = &self.dns {
+            server.stop(sb_id);
+        }
+    }
+
+    /// Every name the resolvers answer, from the records.
+    fn dns_names(&self) -> lnet_dns::Names {
+        let mut names = lnet_dns::Names::new();
+        for net in self.networks.values().filter(|n| has_dns(n)) {
+            names.add_network(&net.id, &net.name, net.internal);
+        }
+        for ep in self.endpoints.all() {
+            let Some(join) = &ep.join else { continue };
+            let Some(net) = self.networks.get(&ep.network_id).filter(|n| has_dns(n)) else {
+                continue;
+            };
+            let mut list: Vec<&str> = Vec::new();
+            if let Some(sb) = self.sandboxes.get(&join.sandbox_id) {
+                list.push(&sb.rec.container_id);
+            }
+            for n in std::iter::once(&ep.name).chain(ep.aliases.iter()) {
+                if !list.contains(&n.as_str()) {
+                    list.push(n);
+                }
+            }
+            let addrs: Vec<IpAddr> = ep
+                .addr_v4
+                .iter()
+                .chain(ep.addr_v6.iter())
+                .map(|a| a.addr())
+                .collect();
+            names.add(&net.id, &list, &addrs);
+        }
+        names
+    }
+
+    /// The DNS networks sandbox `sb_id` is joined to.
+    fn dns_view(&self, sb_id: &str) -> Vec<String> {
+        self.joined(sb_id)
+            .iter()
+            .filter(|e| self.networks.get(&e.network_id).is_some_and(has_dns))
+            .map(|e| e.network_id.clone())
+            .collect()
+    }
+
+    /// Brings the embedded DNS in line with the records: the name tables for everyone,
+    /// and for sandbox `sb_id` (if given) its resolver, redirect and resolv.conf. Best
+    /// effort: a failure is logged and leaves the sandbox with its plain resolv.conf.
+    pub(crate) fn refresh_dns(&mut self, cx: &Cx, sb_id: Option<&str>) {
+        if self.dns.is_none() {
+            return;
+        }
+        let names = self.dns_names();
+        if let Some(server) = &self.dns {
+            server.set_names(names);
+        }
+        if let Some(sb) = sb_id
+            && let Err(e) = self.refresh_sandbox_dns(cx, sb)
+        {
+            tracing::warn!(sandbox = %sb, error = %e, "embedded DNS not set up; the sandbox uses its upstream servers directly");
+            let _ = self.stop_sandbox_dns(cx, sb);
+        }
+    }
+
+    fn refresh_sandbox_dns(&mut self, cx: &Cx, sb_id: &str) -> Result<()> {
+        let view = self.dns_view(sb_id);
+        let Some(entry) = self.sandboxes.get_mut(sb_id) else {
+            return Ok(());
+        };
+        if entry.rec.host_mode {
+            return Ok(());
+        }
+        if view.is_empty() {
+            let server = self.dns.as_ref().expect("checked by the caller");
+            if !server.serves(sb_id) {
+                return Ok(());
+            }
+            server.set_sandbox(sb_id, lnet_dns::SandboxDns::default());
+            return crate::ops::write_resolv_conf(cx, &entry.rec);
+        }
+        let rec = entry.rec.clone();
+        let host_resolv = std::fs::read_to_string(&cx.config.host_resolv_conf).unwrap_or_default();
+        let (resolv, upstreams) = files::embedded_resolv_conf(
+            &host_resolv,
+            &DnsSettings {
+                servers: &rec.dns,
+                search: &rec.dns_search,
+                options: &rec.dns_options,
+            },
+        );
+        let server = self.dns.as_ref().expect("checked by the caller");
+        server.set_sandbox(
+            sb_id,
+            lnet_dns::SandboxDns {
+                view,
+                upstreams: upstreams
+                    .iter()
+                    .map(|ip| SocketAddr::new(*ip, 53))
+                    .collect(),
+            },
+        );
+        if !server.serves(sb_id) {
+            let Some(k) = entry.kernel.as_mut() else {
+                return Ok(());
+            };
+            k.nl.set_up(lnet_kernel::LOOPBACK_INDEX)
+                .map_err(CoreError::kernel("bring up lo in the sandbox"))?;
+            let (udp, tcp) =
+                k.ns.run(bind_resolver)
+                    .map_err(CoreError::kernel("enter the sandbox for its resolver"))?
+                    .map_err(CoreError::io("open the sandbox's resolver sockets"))?;
+            let port = udp
+                .local_addr()
+                .map_err(CoreError::io("read the resolver's port"))?
+                .port();
+            redirect(&k.ns, port)?;
+            server
+                .serve(sb_id, udp, tcp)
+                .map_err(CoreError::io("serve the sandbox's resolver"))?;
+        }
+        files::write_in_place(&rec.files_dir.join("resolv.conf"), &resolv)
+    }
+
+    /// Stops sandbox `sb_id`'s resolver, removes its redirect and gives it back its plain
+    /// resolv.conf (a setup that failed half way).
+    pub(crate) fn stop_sandbox_dns(&mut self, cx: &Cx, sb_id: &str) -> Result<()> {
+        let Some(server) = &self.dns else {
+            return Ok(());
+        };
+        if !server.serves(sb_id) {
+            return Ok(());
+        }
+        server.stop(sb_id);
+        let Some(entry) = self.sandboxes.get(sb_id) else {
+            return Ok(());
+        };
+        if let Some(k) = &entry.kernel {
+            let mut b = Batch::new();
+            b.destroy_table(Family::Ip, TABLE);
+            NftSocket::in_netns(&k.ns)
+                .and_then(|mut s| s.commit(&b))
+                .map_err(CoreError::kernel("remove the DNS redirect in the sandbox"))?;
+        }
+        crate::ops::write_resolv_conf(cx, &entry.rec)
+    }
+}
+
+/// A UDP and a TCP socket on 127.0.0.11 at one free port (run inside the sandbox).
+fn bind_resolver() -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let udp = std::net::UdpSocket::bind((EMBEDDED_DNS, 0))?;
+        let port = udp.local_addr()?.port();
+        match std::net::TcpListener::bind((EMBEDDED_DNS, port)) {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free port on 127.0.0.11")))
+}
+
+/// DNAT of 127.0.0.11:53 (UDP and TCP) to the resolver's `port`, in the sandbox's own
+/// table; an older redirect's rules are replaced in the same transaction (its chain, and
+/// so its hooks, stay).
+fn redirect(ns: &lnet_kernel::Netns, port: u16) -> Result<()> {
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, TABLE);
+    b.add_chain(&Chain::base(
+        Family::Ip,
+        TABLE,
+        "output",
+        ChainType::Nat,
+        Hook::Output,
+        -100,
+    ));
+    b.flush_chain(Family::Ip, TABLE, "output");
+    let dns = IpAddr::V4(EMBEDDED_DNS);
+    for proto in [17u8, 6] {
+        b.add_rule(
+            &Rule::new(Family::Ip, TABLE, "output")
+                .daddr_in(ipnet::IpNet::from(dns))
+                .l4proto(proto)
+                .dport(53)
+                .dnat_to(dns, Some(port)),
+        );
+    }
+    NftSocket::in_netns(ns)
+        .and_then(|mut s| s.commit(&b))
+        .map_err(CoreError::kernel("add the DNS redirect in the sandbox"))
+}

@@ -1,0 +1,180 @@
+//! The embedded DNS with real queries from inside sandboxes to 127.0.0.11: names, aliases,
+//! `name.network`, PTR, case, per-network scoping, forwarding to an upstream the test runs
+//! on the host's loopback, UDP and TCP, leave, and a restart.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use common::*;
+use lnet_core::{EndpointOptions, JoinOptions};
+use lnet_kernel::Netns;
+use simple_dns::rdata::{A, PTR, RData};
+use simple_dns::{CLASS, Name, Packet, Question, RCODE, ResourceRecord, TYPE};
+
+const RESOLVER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 11)), 53);
+
+/// An upstream on the host's 127.0.0.1:53: `example.org` is 192.0.2.99, the rest NXDOMAIN.
+fn upstream() {
+    let s = UdpSocket::bind("127.0.0.1:53").expect("bind the test upstream");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = s.recv_from(&mut buf) {
+            let Ok(q) = Packet::parse(&buf[..n]) else {
+                continue;
+            };
+            let mut r = q.clone().into_reply();
+            if q.questions[0].qname.to_string() == "example.org" {
+                r.answers.push(ResourceRecord::new(
+                    q.questions[0].qname.clone(),
+                    CLASS::IN,
+                    60,
+                    RData::A(A {
+                        address: u32::from(Ipv4Addr::new(192, 0, 2, 99)),
+                    }),
+                ));
+            } else {
+                *r.rcode_mut() = RCODE::NameError;
+            }
+            let _ = s.send_to(&r.build_bytes_vec().unwrap(), from);
+        }
+    });
+}
+
+fn query(name: &str, qtype: TYPE) -> Vec<u8> {
+    let mut p = Packet::new_query(7);
+    p.questions.push(Question::new(
+        Name::new_unchecked(name),
+        qtype.into(),
+        CLASS::IN.into(),
+        false,
+    ));
+    p.build_bytes_vec().unwrap()
+}
+
+/// Asks the sandbox's resolver over UDP; the rcode and the answers as text.
+fn ask(ns: &Netns, name: &str, qtype: TYPE) -> (RCODE, Vec<String>) {
+    let sock = ns.run(|| UdpSocket::bind("127.0.0.1:0")).unwrap().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&query(name, qtype), RESOLVER).unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock.recv_from(&mut buf).expect("an answer from 127.0.0.11");
+    decode(&buf[..n])
+}
+
+fn ask_tcp(ns: &Netns, name: &str) -> (RCODE, Vec<String>) {
+    let mut s = ns
+        .run(|| TcpStream::connect_timeout(&RESOLVER, Duration::from_secs(5)))
+        .unwrap()
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let q = query(name, TYPE::A);
+    s.write_all(&(q.len() as u16).to_be_bytes()).unwrap();
+    s.write_all(&q).unwrap();
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len).unwrap();
+    let mut buf = vec![0u8; u16::from_be_bytes(len) as usize];
+    s.read_exact(&mut buf).unwrap();
+    decode(&buf)
+}
+
+fn decode(b: &[u8]) -> (RCODE, Vec<String>) {
+    let p = Packet::parse(b).unwrap();
+    let answers = p
+        .answers
+        .iter()
+        .map(|rr| match &rr.rdata {
+            RData::A(a) => Ipv4Addr::from(a.address).to_string(),
+            RData::PTR(PTR(n)) => n.to_string(),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    (p.rcode(), answers)
+}
+
+#[test]
+fn sandboxes_resolve_each_other_by_name_on_their_networks() {
+    let Some(mut env) = common::env("sandboxes_resolve_each_other_by_name_on_their_networks")
+    else {
+        return;
+    };
+    let mut config = env.config();
+    config.embedded_dns = true;
+    std::fs::write(
+        &config.host_resolv_conf,
+        "nameserver 127.0.0.1\nsearch example.com\n",
+    )
+    .unwrap();
+    env.restart_with(config.clone());
+    upstream();
+    let ctrl = env.ctrl();
+    let front = bridge_on(ctrl, "front", "10.58.0.0/24");
+    let other = bridge_on(ctrl, "other", "10.59.0.0/24");
+    let (a, b, c) = (sandbox(ctrl, "a"), sandbox(ctrl, "b"), sandbox(ctrl, "c"));
+    attach(&front, "ea", &a);
+    let eb = front
+        .create_endpoint(
+            "eb",
+            EndpointOptions {
+                aliases: vec!["db".into()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    eb.join(&b, JoinOptions::default()).unwrap();
+    attach(&other, "ec", &c);
+    let b_ip = ip4(&eb).to_string();
+    let ns_a = Netns::open(a.key().unwrap()).unwrap();
+    let ns_c = Netns::open(c.key().unwrap()).unwrap();
+
+    let resolv = read(&a.resolv_conf_path().unwrap());
+    assert!(
+        resolv.contains("nameserver 127.0.0.11")
+            && resolv.contains("search example.com")
+            && resolv.contains("ndots:0"),
+        "{resolv}"
+    );
+    for name in ["b", "eb", "db", "B", "b.front", "DB.FRONT"] {
+        assert_eq!(
+            ask(&ns_a, name, TYPE::A),
+            (RCODE::NoError, vec![b_ip.clone()]),
+            "{name}"
+        );
+    }
+    assert_eq!(ask_tcp(&ns_a, "db"), (RCODE::NoError, vec![b_ip.clone()]));
+    // A name with no IPv6 address: NOERROR, nothing, not forwarded.
+    assert_eq!(ask(&ns_a, "b", TYPE::AAAA), (RCODE::NoError, vec![]));
+    // PTR of a container's address.
+    let rev: Vec<&str> = b_ip.split('.').rev().collect();
+    let ptr = format!("{}.in-addr.arpa", rev.join("."));
+    assert_eq!(
+        ask(&ns_a, &ptr, TYPE::PTR),
+        (RCODE::NoError, vec!["b.front".into()])
+    );
+    // Everything else goes upstream.
+    assert_eq!(
+        ask(&ns_a, "example.org", TYPE::A),
+        (RCODE::NoError, vec!["192.0.2.99".into()])
+    );
+    assert_eq!(ask(&ns_a, "nosuch", TYPE::A).0, RCODE::NameError);
+    // Another network's sandbox does not see front's names.
+    assert_eq!(ask(&ns_c, "b", TYPE::A).0, RCODE::NameError);
+    assert_eq!(ask(&ns_c, "c", TYPE::A).0, RCODE::NoError);
+
+    // A leave takes the names away at once.
+    eb.leave(&b).unwrap();
+    assert_eq!(ask(&ns_a, "db", TYPE::A).0, RCODE::NameError);
+    eb.join(&b, JoinOptions::default()).unwrap();
+
+    // A restart serves again (new sockets, the same answers).
+    drop((ns_a, ns_c, front, other, a, b, c, eb));
+    env.restart_with(config);
+    let a = env.ctrl().sandbox("a").unwrap();
+    let ns_a = Netns::open(a.key().unwrap()).unwrap();
+    assert_eq!(
+        ask(&ns_a, "db.front", TYPE::A),
+        (RCODE::NoError, vec![b_ip])
+    );
+}
