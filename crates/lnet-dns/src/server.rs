@@ -47,7 +47,7 @@ pub struct SandboxDns {
 struct Shared {
     names: RwLock<Arc<Names>>,
     sandboxes: RwLock<HashMap<String, Arc<SandboxDns>>>,
-    forwards: Semaphore,
+    forwards: Arc<Semaphore>,
     turn: AtomicUsize,
 }
 
@@ -73,7 +73,7 @@ impl Server {
             shared: Arc::new(Shared {
                 names: RwLock::new(Arc::new(Names::new())),
                 sandboxes: RwLock::new(HashMap::new()),
-                forwards: Semaphore::new(MAX_FORWARDS),
+                forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
                 turn: AtomicUsize::new(0),
             }),
             tasks: Mutex::new(HashMap::new()),
@@ -256,14 +256,31 @@ async fn serve_udp(shared: Arc<Shared>, id: String, sock: Arc<UdpSocket>) {
                 continue;
             }
         };
-        let query = buf[..n].to_vec();
-        let (shared, id, sock) = (shared.clone(), id.clone(), sock.clone());
-        // Each query on its own: a slow forward holds no one else.
-        tokio::spawn(async move {
-            if let Some(reply) = shared.resolve(&id, &query, false).await {
+        // Local answers are made and sent right here (no task, no copy of the query);
+        // only a forward, which waits on the network, gets a task of its own, so a slow
+        // upstream holds no one else.
+        let (names, sb) = shared.context(&id);
+        let view: Vec<&str> = sb.view.iter().map(String::as_str).collect();
+        let turn = shared.turn.fetch_add(1, Ordering::Relaxed);
+        match answer(&names, &view, &buf[..n], false, turn) {
+            Reply::Answer(reply) => {
                 let _ = sock.send_to(&reply, from).await;
             }
-        });
+            Reply::Drop => {}
+            Reply::Forward => {
+                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                    continue; // over the limit: the client retries
+                };
+                let query = buf[..n].to_vec();
+                let sock = sock.clone();
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    if let Some(reply) = forward(&sb.upstreams, &query, false).await {
+                        let _ = sock.send_to(&reply, from).await;
+                    }
+                });
+            }
+        }
     }
 }
 
