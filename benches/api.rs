@@ -67,29 +67,7 @@ fn subnet(i: usize) -> NetworkOptions {
 }
 
 fn main() {
-    if !lnet_kernel::testing::is_root() {
-        println!("skipped: the api benchmark needs root");
-        return;
-    }
-    if let Err(e) = lnet_kernel::testing::enter_private_mounts()
-        .and_then(|()| lnet_kernel::testing::enter_new_netns())
-    {
-        eprintln!("api bench: enter private namespaces: {e}");
-        std::process::exit(1);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let result = run(dir.path());
-    for entry in std::fs::read_dir(dir.path().join("run/netns"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = lnet_kernel::Netns::delete_at(entry.path());
-    }
-    if let Err(e) = result {
-        eprintln!("api bench failed: {e}");
-        std::process::exit(1);
-    }
+    lnet_kernel::testing::run_isolated_bench("api", run);
 }
 
 struct Row {

@@ -100,41 +100,19 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
-    if !lnet_kernel::testing::is_root() {
-        println!("skipped: the dns benchmark needs root");
-        return;
-    }
     for tool in ["dnsperf", "nsenter"] {
-        if Command::new("sh")
+        let found = Command::new("sh")
             .args(["-c", &format!("command -v {tool}")])
             .output()
-            .map_or(true, |o| !o.status.success())
-        {
+            .is_ok_and(|o| o.status.success());
+        if !found {
             println!(
                 "skipped: the dns benchmark needs {tool} (apt-get install dnsperf util-linux)"
             );
             return;
         }
     }
-    if let Err(e) = lnet_kernel::testing::enter_private_mounts()
-        .and_then(|()| lnet_kernel::testing::enter_new_netns())
-    {
-        eprintln!("dns bench: enter private namespaces: {e}");
-        std::process::exit(1);
-    }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let result = run(dir.path());
-    for entry in std::fs::read_dir(dir.path().join("run/netns"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let _ = lnet_kernel::Netns::delete_at(entry.path());
-    }
-    if let Err(e) = result {
-        eprintln!("dns bench failed: {e}");
-        std::process::exit(1);
-    }
+    lnet_kernel::testing::run_isolated_bench("dns", run);
 }
 
 fn run(root: &Path) -> Res<()> {

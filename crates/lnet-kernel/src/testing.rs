@@ -174,3 +174,39 @@ macro_rules! skip_unless_root {
         }
     };
 }
+
+/// For benchmark binaries: runs `run` with a fresh state directory inside a private mount
+/// namespace and a new network namespace, then unmounts every namespace file left under
+/// `<dir>/run/netns` — also when `run` fails. Not root: prints `skipped` and returns.
+/// Exits the process with status 1, after printing the error, when anything fails.
+pub fn run_isolated_bench<E: std::fmt::Display>(
+    name: &str,
+    run: impl FnOnce(&std::path::Path) -> std::result::Result<(), E>,
+) {
+    if !is_root() {
+        println!("skipped: the {name} benchmark needs root");
+        return;
+    }
+    if let Err(e) = enter_private_mounts().and_then(|()| enter_new_netns()) {
+        eprintln!("{name} bench: enter private namespaces: {e}");
+        std::process::exit(1);
+    }
+    let dir = std::env::temp_dir().join(format!("lnet-bench-{name}-{}", std::process::id()));
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        eprintln!("{name} bench: create {}: {e}", dir.display());
+        std::process::exit(1);
+    }
+    let result = run(&dir);
+    for entry in std::fs::read_dir(dir.join("run/netns"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let _ = Netns::delete_at(entry.path());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        eprintln!("{name} bench failed: {e}");
+        std::process::exit(1);
+    }
+}
