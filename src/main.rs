@@ -57,17 +57,7 @@ enum Command {
     },
     /// List what a store holds (networks, endpoints, sandboxes, quarantined records). Reads
     /// only; the store must not be open in a running lnet (redb locks it).
-    Store {
-        /// The data root holding lnet.db.
-        #[arg(long, default_value = "/var/lib/lnet", env = "LNET_DATA_ROOT")]
-        data_root: PathBuf,
-        /// The exec root holding the sandbox and endpoint records (`state/`).
-        #[arg(long, default_value = "/run/lnet", env = "LNET_EXEC_ROOT")]
-        exec_root: PathBuf,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = Format::Table)]
-        format: Format,
-    },
+    Store(StoreArgs),
     /// lnet's nftables ruleset: what the records call for, and how the kernel differs.
     Firewall {
         #[command(subcommand)]
@@ -79,13 +69,14 @@ enum Command {
 enum FirewallCommand {
     /// Print the ruleset the records call for (table `inet lnet` with its elements, and
     /// lnet's accept rules in other tables), then how the kernel differs, if it does.
-    Show(FirewallArgs),
+    Show(StoreArgs),
     /// Compare the kernel's ruleset with the records; exit 1 when they differ.
-    Check(FirewallArgs),
+    Check(StoreArgs),
 }
 
+/// Where a store is, and how to print what is read from it.
 #[derive(clap::Args, Debug)]
-struct FirewallArgs {
+struct StoreArgs {
     /// The data root holding lnet.db.
     #[arg(long, default_value = "/var/lib/lnet", env = "LNET_DATA_ROOT")]
     data_root: PathBuf,
@@ -157,11 +148,7 @@ fn run_cli(cli: Cli, host_given: bool) -> Result<bool> {
         Command::Completion { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "lnet", &mut std::io::stdout());
         }
-        Command::Store {
-            data_root,
-            exec_root,
-            format,
-        } => store_ls(&data_root, &exec_root, format)?,
+        Command::Store(a) => store_ls(&a.data_root, &a.exec_root, a.format)?,
         Command::Firewall { command } => {
             return match command {
                 FirewallCommand::Show(a) => firewall(&a, &cli.host, false),
@@ -238,7 +225,7 @@ type Elements = BTreeMap<String, Vec<String>>;
 
 /// What the records call for and how the kernel differs: read from the store when no
 /// daemon holds it, else asked of the daemon (which holds the store's lock).
-fn firewall(args: &FirewallArgs, host: &str, check: bool) -> Result<bool> {
+fn firewall(args: &StoreArgs, host: &str, check: bool) -> Result<bool> {
     let (elements, drift): (Elements, Vec<(String, String)>) =
         match load_store(&args.data_root, &args.exec_root) {
             Ok((loaded, _)) => {

@@ -393,25 +393,25 @@ impl Firewall {
 
     fn apply_now(&mut self, add: &Want, remove: &Want) -> Result<()> {
         self.batch.clear();
-        for (set, elems) in &remove.sets {
-            if elems.is_empty() {
-                continue;
-            }
-            let e: Vec<Element> = elems
+        // The kernel elements of each non-empty set of `w`.
+        let kernel_elements = |w: &Want| -> Vec<(SetName, Vec<Element>)> {
+            w.sets
                 .iter()
-                .flat_map(|(k, v)| elements_of(*set, k, v))
-                .collect();
+                .filter(|(_, elems)| !elems.is_empty())
+                .map(|(set, elems)| {
+                    let e = elems
+                        .iter()
+                        .flat_map(|(k, v)| elements_of(*set, k, v))
+                        .collect();
+                    (*set, e)
+                })
+                .collect()
+        };
+        for (set, e) in kernel_elements(remove) {
             self.batch
                 .destroy_elements(set.family(), TABLE, set.name(), &e);
         }
-        for (set, elems) in &add.sets {
-            if elems.is_empty() {
-                continue;
-            }
-            let e: Vec<Element> = elems
-                .iter()
-                .flat_map(|(k, v)| elements_of(*set, k, v))
-                .collect();
+        for (set, e) in kernel_elements(add) {
             if set.data().is_some() {
                 // A key already mapped to another value would fail the add: re-point it.
                 self.batch
