@@ -260,6 +260,8 @@ impl State {
                 }
             }
         }
+        // The name tables once, for every resolver made below.
+        self.refresh_dns(cx, None);
         for id in live_ids {
             // A host-mode sandbox's key is the host namespace's bind mount, gone after a
             // reboot: make it again.
@@ -292,7 +294,7 @@ impl State {
             }
             // The resolver is derived too: its sockets, redirect and resolv.conf are made
             // again (the old sockets died with the old process).
-            self.refresh_dns(cx, Some(&id));
+            self.refresh_sandbox_dns_logged(cx, &id);
         }
         report.networks = self
             .networks

@@ -80,9 +80,16 @@ impl State {
             .collect()
     }
 
+    /// A join or leave of sandbox `sb_id` on network `net_id`: nothing to do unless that
+    /// network has DNS (the default bridge's joins cost nothing here).
+    pub(crate) fn dns_after(&mut self, cx: &Cx, sb_id: &str, net_id: &str) {
+        if self.dns.is_some() && self.networks.get(net_id).is_some_and(has_dns) {
+            self.refresh_dns(cx, Some(sb_id));
+        }
+    }
+
     /// Brings the embedded DNS in line with the records: the name tables for everyone,
-    /// and for sandbox `sb_id` (if given) its resolver, redirect and resolv.conf. Best
-    /// effort: a failure is logged and leaves the sandbox with its plain resolv.conf.
+    /// and for sandbox `sb_id` (if given) its resolver, redirect and resolv.conf.
     pub(crate) fn refresh_dns(&mut self, cx: &Cx, sb_id: Option<&str>) {
         if self.dns.is_none() {
             return;
@@ -91,9 +98,19 @@ impl State {
         if let Some(server) = &self.dns {
             server.set_names(names);
         }
-        if let Some(sb) = sb_id
-            && let Err(e) = self.refresh_sandbox_dns(cx, sb)
-        {
+        if let Some(sb) = sb_id {
+            self.refresh_sandbox_dns_logged(cx, sb);
+        }
+    }
+
+    /// Sandbox `sb_id`'s resolver, redirect and resolv.conf (the name tables as they
+    /// are). Best effort: a failure is logged and leaves the sandbox with its plain
+    /// resolv.conf.
+    pub(crate) fn refresh_sandbox_dns_logged(&mut self, cx: &Cx, sb: &str) {
+        if self.dns.is_none() {
+            return;
+        }
+        if let Err(e) = self.refresh_sandbox_dns(cx, sb) {
             tracing::warn!(sandbox = %sb, error = %e, "embedded DNS not set up; the sandbox uses its upstream servers directly");
             let _ = self.stop_sandbox_dns(cx, sb);
         }
@@ -164,9 +181,8 @@ impl State {
         let Some(server) = &self.dns else {
             return Ok(());
         };
-        if !server.serves(sb_id) {
-            return Ok(());
-        }
+        // Whatever the failed setup got to: the sockets, the redirect (destroying an
+        // absent table is fine), the resolv.conf.
         server.stop(sb_id);
         let Some(entry) = self.sandboxes.get(sb_id) else {
             return Ok(());

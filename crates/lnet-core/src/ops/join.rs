@@ -126,8 +126,9 @@ impl State {
             return Err(e.into());
         }
         tracing::debug!(endpoint = %ep.name, sandbox = %sb_id, iface = ?join.container_ifname, "joined");
+        let net_id = ep.network_id.clone();
         self.endpoints.insert(ep);
-        self.refresh_dns(cx, Some(sb_id));
+        self.dns_after(cx, sb_id, &net_id);
         Ok(())
     }
 

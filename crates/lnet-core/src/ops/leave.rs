@@ -73,8 +73,9 @@ impl State {
         ep.join = None;
         cx.store.put(&mut ep)?;
         tracing::debug!(endpoint = %ep.name, sandbox = %sb, "left");
+        let net_id = ep.network_id.clone();
         self.endpoints.insert(ep);
-        self.refresh_dns(cx, Some(&sb));
+        self.dns_after(cx, &sb, &net_id);
         Ok(())
     }
 }
