@@ -22,35 +22,79 @@ type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 /// A UDP responder on 127.0.0.1:53 answering every question with 192.0.2.1.
 fn upstream() -> Res<()> {
     let s = UdpSocket::bind("127.0.0.1:53")?;
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 1500];
-        while let Ok((n, from)) = s.recv_from(&mut buf) {
-            let Ok(q) = Packet::parse(&buf[..n]) else {
-                continue;
-            };
-            let Some(question) = q.questions.first() else {
-                continue;
-            };
-            let mut r = q.clone().into_reply();
-            r.answers.push(ResourceRecord::new(
-                question.qname.clone(),
-                CLASS::IN,
-                60,
-                RData::A(A {
-                    address: u32::from(Ipv4Addr::new(192, 0, 2, 1)),
-                }),
-            ));
-            if let Ok(b) = r.build_bytes_vec() {
-                let _ = s.send_to(&b, from);
+    // The same receive buffer as lnet's resolvers, so that neither drops a burst.
+    lnet_kernel::sysctl::force_recv_buffer(&s, 1 << 20)?;
+    std::thread::Builder::new()
+        .name("upstream".into())
+        .spawn(move || {
+            let mut buf = [0u8; 1500];
+            while let Ok((n, from)) = s.recv_from(&mut buf) {
+                let Ok(q) = Packet::parse(&buf[..n]) else {
+                    continue;
+                };
+                let Some(question) = q.questions.first() else {
+                    continue;
+                };
+                let mut r = q.clone().into_reply();
+                r.answers.push(ResourceRecord::new(
+                    question.qname.clone(),
+                    CLASS::IN,
+                    60,
+                    RData::A(A {
+                        address: u32::from(Ipv4Addr::new(192, 0, 2, 1)),
+                    }),
+                ));
+                if let Ok(b) = r.build_bytes_vec() {
+                    let _ = s.send_to(&b, from);
+                }
             }
-        }
-    });
+        })?;
     Ok(())
 }
 
-/// Runs dnsperf (inside `netns` when given) for `secs` against `server`; (q/s, average
-/// latency in ms, lost).
-fn dnsperf(netns: Option<&Path>, server: &str, data: &Path, secs: u32) -> Res<(f64, f64, u64)> {
+/// What one dnsperf run measured, and the CPU the server spent meanwhile.
+#[derive(Debug, Clone, Copy)]
+struct Perf {
+    qps: f64,
+    latency_ms: f64,
+    lost: u64,
+    /// Server CPU (user + system, which includes the kernel's delivery of its replies)
+    /// per answered query, in microseconds.
+    cpu_us: f64,
+}
+
+/// CPU clock ticks (user + system) of the threads `pick` selects from `/proc/<pid>/task`.
+fn cpu_ticks(pid: u32, pick: &dyn Fn(&str) -> bool) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("stat")).ok())
+        .filter_map(|stat| {
+            // `pid (comm) state ...`: the comm may hold spaces, the fields follow its ')'.
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            if !pick(comm) {
+                return None;
+            }
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+        })
+        .sum()
+}
+
+/// Runs dnsperf (inside `netns` when given) for `secs` against `server` (`addr` or
+/// `addr:port`), charging the CPU of `server_pid`'s threads that `pick` selects.
+fn dnsperf(
+    netns: Option<&Path>,
+    server: &str,
+    data: &Path,
+    secs: u32,
+    server_pid: u32,
+    pick: &dyn Fn(&str) -> bool,
+) -> Res<Perf> {
+    let (server, port) = server.split_once(':').unwrap_or((server, "53"));
     let mut cmd = match netns {
         Some(ns) => {
             let mut c = Command::new("nsenter");
@@ -59,8 +103,9 @@ fn dnsperf(netns: Option<&Path>, server: &str, data: &Path, secs: u32) -> Res<(f
         }
         None => Command::new("dnsperf"),
     };
+    let ticks = cpu_ticks(server_pid, pick);
     let out = cmd
-        .args(["-s", server, "-d"])
+        .args(["-s", server, "-p", port, "-d"])
         .arg(data)
         .args(["-l", &secs.to_string(), "-c", "20", "-q", "200", "-t", "2"])
         .output()?;
@@ -82,10 +127,91 @@ fn dnsperf(netns: Option<&Path>, server: &str, data: &Path, secs: u32) -> Res<(f
     let lat: f64 = field("Average Latency (s)")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
-    let lost: u64 = field("Queries lost")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    Ok((qps, lat * 1e3, lost))
+    let ticks = cpu_ticks(server_pid, pick).saturating_sub(ticks);
+    let count = |key: &str| -> u64 { field(key).and_then(|v| v.parse().ok()).unwrap_or(0) };
+    let completed = count("Queries completed");
+    let hz: f64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+        .unwrap_or(100.0);
+    Ok(Perf {
+        qps,
+        latency_ms: lat * 1e3,
+        lost: count("Queries lost"),
+        cpu_us: ticks as f64 / hz * 1e6 / completed.max(1) as f64,
+    })
+}
+
+/// aardvark-dns (podman's resolver), run as podman runs it: listening on the network's
+/// gateway, here on port 5533, with the same names; killed by its pid on drop.
+struct Aardvark {
+    pid: u32,
+    version: String,
+}
+
+impl Aardvark {
+    /// The binary: `$LNET_AARDVARK`, `aardvark-dns` on the PATH, or podman's libexec.
+    fn find() -> Option<String> {
+        if let Ok(p) = std::env::var("LNET_AARDVARK") {
+            return Some(p);
+        }
+        let out = Command::new("sh")
+            .args(["-c", "command -v aardvark-dns"])
+            .output()
+            .ok()?;
+        if out.status.success() {
+            return Some(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        }
+        let libexec = "/usr/libexec/podman/aardvark-dns";
+        Path::new(libexec).exists().then(|| libexec.to_string())
+    }
+
+    /// Starts it with config file `network` listing `gateway`, the upstream 127.0.0.1 and
+    /// `containers` (address, names).
+    fn start(
+        bin: &str,
+        dir: &Path,
+        network: &str,
+        gateway: Ipv4Addr,
+        containers: &[(Ipv4Addr, Vec<String>)],
+    ) -> Res<Aardvark> {
+        std::fs::create_dir_all(dir)?;
+        let mut conf = format!("{gateway} 127.0.0.1\n");
+        for (i, (ip, names)) in containers.iter().enumerate() {
+            conf.push_str(&format!("{i:064x} {ip}  {}\n", names.join(",")));
+        }
+        std::fs::write(dir.join(network), conf)?;
+        let version = Command::new(bin).arg("version").output()?;
+        let version = String::from_utf8_lossy(&version.stdout)
+            .split('"')
+            .skip_while(|w| *w != "version")
+            .nth(2)
+            .unwrap_or("?")
+            .to_string();
+        // It forks; the parent returns once the child serves, and the child writes its pid.
+        let out = Command::new(bin)
+            .arg("--config")
+            .arg(dir)
+            .args(["-p", "5533", "run"])
+            .output()?;
+        if !out.status.success() {
+            return Err(
+                format!("aardvark-dns run: {}", String::from_utf8_lossy(&out.stderr)).into(),
+            );
+        }
+        let pid = std::fs::read_to_string(dir.join("aardvark.pid"))?
+            .trim()
+            .parse()?;
+        Ok(Aardvark { pid, version })
+    }
+}
+
+impl Drop for Aardvark {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+    }
 }
 
 fn rss_kib() -> u64 {
@@ -132,6 +258,7 @@ fn run(root: &Path) -> Res<()> {
     });
     let net = ctrl.new_network("bridge", "bench", o)?;
     // 1,000 names: 10 sandboxes with 100 aliases each.
+    let mut containers = Vec::new();
     for s in 0..10 {
         let sb = ctrl.new_sandbox(&format!("s{s}"), Default::default())?;
         let ep = net.create_endpoint(
@@ -142,14 +269,23 @@ fn run(root: &Path) -> Res<()> {
             },
         )?;
         ep.join(&sb, JoinOptions::default())?;
+        let rec = ep.info()?;
+        let ip = match rec.addr_v4.map(|a| a.addr()) {
+            Some(IpAddr::V4(ip)) => ip,
+            _ => return Err("an endpoint without an IPv4 address".into()),
+        };
+        let mut names = vec![format!("s{s}"), rec.name.clone()];
+        names.extend(rec.aliases.iter().cloned());
+        containers.push((ip, names));
     }
     let asker = ctrl.sandbox("s0")?.key()?;
     let local = root.join("local.txt");
+    // Every one of the 1,000 names, in an order that jumps between sandboxes.
+    let mut all: Vec<&String> = containers.iter().flat_map(|(_, n)| n).collect();
+    all.sort_by_key(|n| n.bytes().rev().collect::<Vec<u8>>());
     std::fs::write(
         &local,
-        (0..1000)
-            .map(|i| format!("name{} A\n", (i * 7) % 980))
-            .collect::<String>(),
+        all.iter().map(|n| format!("{n} A\n")).collect::<String>(),
     )?;
     let remote = root.join("remote.txt");
     std::fs::write(
@@ -159,8 +295,11 @@ fn run(root: &Path) -> Res<()> {
             .collect::<String>(),
     )?;
 
+    let me = std::process::id();
+    let lnet_dns = |comm: &str| comm == "lnet-dns";
+    let upstream_thread = |comm: &str| comm == "upstream";
     // Baseline: the upstream asked directly from the host.
-    let base = dnsperf(None, "127.0.0.1", &remote, secs)?;
+    let base = dnsperf(None, "127.0.0.1", &remote, secs, me, &upstream_thread)?;
     // Local names, while another sandbox connects and disconnects 100 times.
     let churn = {
         let ctrl = ctrl.clone();
@@ -180,9 +319,32 @@ fn run(root: &Path) -> Res<()> {
             Ok(n)
         })
     };
-    let loc = dnsperf(Some(&asker), "127.0.0.11", &local, secs)?;
+    let loc = dnsperf(Some(&asker), "127.0.0.11", &local, secs, me, &lnet_dns)?;
     let churned = churn.join().map_err(|_| "the churn thread panicked")??;
-    let fwd = dnsperf(Some(&asker), "127.0.0.11", &remote, secs)?;
+    let fwd = dnsperf(Some(&asker), "127.0.0.11", &remote, secs, me, &lnet_dns)?;
+
+    // aardvark-dns in the same run, asked from the same sandbox at the gateway.
+    let aardvark = match Aardvark::find() {
+        None => {
+            println!(
+                "dns: no aardvark-dns to compare with (cargo install aardvark-dns --version 2.1.0 --locked, or set LNET_AARDVARK)"
+            );
+            None
+        }
+        Some(bin) => {
+            let a = Aardvark::start(
+                &bin,
+                &root.join("aardvark"),
+                "bench",
+                Ipv4Addr::new(10, 60, 0, 1),
+                &containers,
+            )?;
+            let all = |_: &str| true;
+            let loc = dnsperf(Some(&asker), "10.60.0.1:5533", &local, secs, a.pid, &all)?;
+            let fwd = dnsperf(Some(&asker), "10.60.0.1:5533", &remote, secs, a.pid, &all)?;
+            Some((a.version.clone(), loc, fwd))
+        }
+    };
 
     // Memory of a 10,000-name table.
     let before = rss_kib();
@@ -199,22 +361,48 @@ fn run(root: &Path) -> Res<()> {
     let table_kib = rss_kib().saturating_sub(before);
     std::hint::black_box(&names);
 
-    println!("dns: dnsperf inside a sandbox against 127.0.0.11 ({secs} s each, 20 clients)");
+    println!("dns: dnsperf inside a sandbox ({secs} s each, 20 clients, 200 queries in flight)");
     println!(
-        "{:<44} {:>12} {:>14} {:>6}",
-        "", "queries/s", "avg latency", "lost"
+        "{:<48} {:>10} {:>12} {:>6} {:>16}",
+        "", "queries/s", "avg latency", "lost", "server CPU/query"
     );
-    for (what, (q, l, lost)) in [
-        ("local names (1,000), 100 connects meanwhile", loc),
-        ("forwarded names (upstream on host loopback)", fwd),
-        ("baseline: the upstream asked directly", base),
-    ] {
-        println!("{what:<44} {q:>12.0} {l:>11.3} ms {lost:>6}");
+    let mut rows = vec![
+        (
+            "lnet: local names (1,000), 100 connects meanwhile".to_string(),
+            loc,
+        ),
+        (
+            "lnet: forwarded names (upstream on loopback)".to_string(),
+            fwd,
+        ),
+    ];
+    if let Some((version, aloc, afwd)) = &aardvark {
+        rows.push((format!("aardvark-dns {version}: local names"), *aloc));
+        rows.push((format!("aardvark-dns {version}: forwarded names"), *afwd));
+    }
+    rows.push((
+        "baseline: the bare upstream asked directly".to_string(),
+        base,
+    ));
+    for (what, p) in &rows {
+        println!(
+            "{what:<48} {:>10.0} {:>9.3} ms {:>6} {:>13.1} us",
+            p.qps, p.latency_ms, p.lost, p.cpu_us
+        );
+    }
+    if let Some((version, aloc, afwd)) = &aardvark {
+        println!(
+            "lnet against aardvark-dns {version}: local names {:.2}x the rate at {:.2}x the CPU per query; forwarded {:.2}x the rate at {:.2}x the CPU",
+            loc.qps / aloc.qps,
+            loc.cpu_us / aloc.cpu_us,
+            fwd.qps / afwd.qps,
+            fwd.cpu_us / afwd.cpu_us,
+        );
     }
     println!(
-        "local names at {:.2}x the bare upstream's rate; forwarded at {:.2}x; {churned} connects+disconnects during the local run; a 10,000-name table takes about {table_kib} KiB",
-        loc.0 / base.0,
-        fwd.0 / base.0
+        "local names at {:.2}x the bare upstream's rate; {churned} connects+disconnects during the local run ({} queries lost); a 10,000-name table takes about {table_kib} KiB",
+        loc.qps / base.qps,
+        loc.lost,
     );
     Ok(())
 }

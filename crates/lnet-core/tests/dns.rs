@@ -94,20 +94,24 @@ fn decode(b: &[u8]) -> (RCODE, Vec<String>) {
     (p.rcode(), answers)
 }
 
-#[test]
-fn sandboxes_resolve_each_other_by_name_on_their_networks() {
-    let Some(mut env) = common::env("sandboxes_resolve_each_other_by_name_on_their_networks")
-    else {
-        return;
-    };
+/// A test's environment with embedded DNS on and the host's resolv.conf saying `resolv`.
+fn dns_env(test: &str, resolv: &str) -> Option<(Env, lnet_core::Config)> {
+    let mut env = common::env(test)?;
     let mut config = env.config();
     config.embedded_dns = true;
-    std::fs::write(
-        &config.host_resolv_conf,
-        "nameserver 127.0.0.1\nsearch example.com\n",
-    )
-    .unwrap();
+    std::fs::write(&config.host_resolv_conf, resolv).unwrap();
     env.restart_with(config.clone());
+    Some((env, config))
+}
+
+#[test]
+fn sandboxes_resolve_each_other_by_name_on_their_networks() {
+    let Some((mut env, config)) = dns_env(
+        "sandboxes_resolve_each_other_by_name_on_their_networks",
+        "nameserver 127.0.0.1\nsearch example.com\n",
+    ) else {
+        return;
+    };
     upstream();
     let ctrl = env.ctrl();
     let front = bridge_on(ctrl, "front", "10.58.0.0/24");
@@ -177,4 +181,75 @@ fn sandboxes_resolve_each_other_by_name_on_their_networks() {
         ask(&ns_a, "db.front", TYPE::A),
         (RCODE::NoError, vec![b_ip])
     );
+}
+
+/// Port 53 of 127.0.0.11 goes to lnet's resolver, and nothing else does: a container's own
+/// DNS server on port 53 of its other addresses keeps working, and the redirect puts no
+/// connection tracking on the container's traffic.
+#[test]
+fn a_container_keeps_its_own_port_53_and_gets_no_conntrack() {
+    let Some((env, _)) = dns_env(
+        "a_container_keeps_its_own_port_53_and_gets_no_conntrack",
+        "nameserver 127.0.0.1\n",
+    ) else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let net = bridge_on(ctrl, "own", "10.57.0.0/24");
+    let (a, b) = (sandbox(ctrl, "a"), sandbox(ctrl, "b"));
+    let a_ip = ip4(&attach(&net, "ea", &a));
+    let eb = attach(&net, "eb", &b);
+    let b_ip = ip4(&eb);
+    let ns_a = Netns::open(a.key().unwrap()).unwrap();
+    let ns_b = Netns::open(b.key().unwrap()).unwrap();
+
+    // b runs its own server on every address's port 53: it answers 192.0.2.53 to all.
+    let own = ns_b
+        .run(|| UdpSocket::bind("0.0.0.0:53"))
+        .unwrap()
+        .expect("port 53 of the wildcard address is free for the container");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = own.recv_from(&mut buf) {
+            let Ok(q) = Packet::parse(&buf[..n]) else {
+                continue;
+            };
+            let mut r = q.clone().into_reply();
+            r.answers.push(ResourceRecord::new(
+                q.questions[0].qname.clone(),
+                CLASS::IN,
+                5,
+                RData::A(A {
+                    address: u32::from(Ipv4Addr::new(192, 0, 2, 53)),
+                }),
+            ));
+            let _ = own.send_to(&r.build_bytes_vec().unwrap(), from);
+        }
+    });
+    // From a, b's own server answers on b's address...
+    let sock = ns_a.run(|| UdpSocket::bind("0.0.0.0:0")).unwrap().unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    sock.send_to(&query("anything", TYPE::A), (b_ip, 53))
+        .unwrap();
+    let mut buf = [0u8; 1500];
+    let (n, _) = sock
+        .recv_from(&mut buf)
+        .expect("b's own DNS server answers");
+    assert_eq!(
+        decode(&buf[..n]),
+        (RCODE::NoError, vec!["192.0.2.53".into()])
+    );
+    // ...and inside b, 127.0.0.11 is still lnet's resolver.
+    assert_eq!(
+        ask(&ns_b, "a", TYPE::A),
+        (RCODE::NoError, vec![a_ip.to_string()])
+    );
+    assert_eq!(ask_tcp(&ns_b, "a").0, RCODE::NoError);
+    // No connection was tracked in either sandbox for all of that.
+    for (name, ns) in [("a", &ns_a), ("b", &ns_b)] {
+        let tracked = lnet_kernel::Conntrack::in_netns(ns)
+            .and_then(|mut c| c.entries(false))
+            .unwrap();
+        assert!(tracked.is_empty(), "sandbox {name} tracks {tracked:?}");
+    }
 }

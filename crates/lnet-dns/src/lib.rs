@@ -12,7 +12,8 @@
 pub mod answer;
 pub mod names;
 pub mod server;
+mod wire;
 
-pub use answer::{Reply, answer};
+pub use answer::{Action, Reply, Scratch, answer, answer_into};
 pub use names::Names;
 pub use server::{SandboxDns, Server};

@@ -90,16 +90,23 @@ impl Names {
     /// The addresses `qname` has for a sandbox on networks `view`: a plain name on any of
     /// them, or `name.network` on that one. `None`: no such name (forward it); an empty
     /// list cannot happen.
-    pub fn lookup(&self, view: &[&str], qname: &str) -> Option<Vec<IpAddr>> {
-        let q = normalize(qname);
-        let mut out: Vec<IpAddr> = Vec::new();
+    pub fn lookup<V: AsRef<str>>(&self, view: &[V], qname: &str) -> Option<Vec<IpAddr>> {
+        let mut out = Vec::new();
+        self.lookup_into(view, &normalize(qname), &mut out)
+            .then_some(out)
+    }
+
+    /// [`Names::lookup`] of a name already normalized, into `out` (cleared first, no
+    /// allocation once it has room); whether the name exists.
+    pub fn lookup_into<V: AsRef<str>>(&self, view: &[V], q: &str, out: &mut Vec<IpAddr>) -> bool {
+        out.clear();
         let mut found = false;
         for id in view {
-            let Some(net) = self.nets.get(*id) else {
+            let Some(net) = self.nets.get(id.as_ref()) else {
                 continue;
             };
-            let hit = net.by_name.get(&q).or_else(|| {
-                let prefix = q.strip_suffix(&net.name)?.strip_suffix('.')?;
+            let hit = net.by_name.get(q).or_else(|| {
+                let prefix = q.strip_suffix(net.name.as_str())?.strip_suffix('.')?;
                 net.by_name.get(prefix)
             });
             if let Some(addrs) = hit {
@@ -111,21 +118,21 @@ impl Names {
                 }
             }
         }
-        found.then_some(out)
+        found
     }
 
     /// The name of address `ip` for a sandbox on networks `view`.
-    pub fn reverse(&self, view: &[&str], ip: IpAddr) -> Option<&str> {
+    pub fn reverse<V: AsRef<str>>(&self, view: &[V], ip: IpAddr) -> Option<&str> {
         view.iter()
-            .filter_map(|id| self.nets.get(*id))
+            .filter_map(|id| self.nets.get(id.as_ref()))
             .find_map(|n| n.by_addr.get(&ip).map(String::as_str))
     }
 
     /// Whether names not found are forwarded upstream: not when every network of the
     /// sandbox is internal (nothing there reaches the outside, not even by DNS).
-    pub fn forwards(&self, view: &[&str]) -> bool {
+    pub fn forwards<V: AsRef<str>>(&self, view: &[V]) -> bool {
         view.iter()
-            .any(|id| self.nets.get(*id).is_none_or(|n| !n.internal))
+            .any(|id| self.nets.get(id.as_ref()).is_none_or(|n| !n.internal))
     }
 }
 

@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use crate::answer::{Reply, answer};
+use crate::answer::{Action, Scratch, answer_into};
 use crate::names::Names;
 
 /// At most this many queries are being forwarded at once (Docker's limit).
@@ -48,8 +48,21 @@ struct Shared {
     names: RwLock<Arc<Names>>,
     sandboxes: RwLock<HashMap<String, Arc<SandboxDns>>>,
     forwards: Arc<Semaphore>,
-    turn: AtomicUsize,
+    /// Bumped by every change of names or sandboxes: a socket's task re-reads what it
+    /// knows only when this moved, so a query costs one atomic load, not two locks.
+    generation: AtomicU64,
 }
+
+/// What one socket's task knows, as of `generation`.
+#[derive(Debug)]
+struct Context {
+    generation: u64,
+    names: Arc<Names>,
+    sandbox: Arc<SandboxDns>,
+}
+
+/// Datagrams answered in one go before the task lets others run.
+const BATCH: usize = 64;
 
 /// The resolvers of every sandbox.
 #[derive(Debug)]
@@ -74,7 +87,7 @@ impl Server {
                 names: RwLock::new(Arc::new(Names::new())),
                 sandboxes: RwLock::new(HashMap::new()),
                 forwards: Arc::new(Semaphore::new(MAX_FORWARDS)),
-                turn: AtomicUsize::new(0),
+                generation: AtomicU64::new(0),
             }),
             tasks: Mutex::new(HashMap::new()),
         })
@@ -83,6 +96,7 @@ impl Server {
     /// Replaces the name tables; the next query sees the new ones.
     pub fn set_names(&self, names: Names) {
         *self.shared.names.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(names);
+        self.shared.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Sets what sandbox `id`'s resolver knows (its networks, its upstreams).
@@ -92,6 +106,7 @@ impl Server {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.to_string(), Arc::new(dns));
+        self.shared.generation.fetch_add(1, Ordering::Release);
     }
 
     /// Whether sandbox `id` is served.
@@ -147,35 +162,33 @@ impl Server {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
+        self.shared.generation.fetch_add(1, Ordering::Release);
     }
 }
 
 impl Shared {
-    fn context(&self, id: &str) -> (Arc<Names>, Arc<SandboxDns>) {
+    fn context(&self, id: &str) -> Context {
+        // Read first: a change made while we read bumps it again, and is seen next time.
+        let generation = self.generation.load(Ordering::Acquire);
         let names = self.names.read().unwrap_or_else(|e| e.into_inner()).clone();
-        let sb = self
+        let sandbox = self
             .sandboxes
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
             .unwrap_or_default();
-        (names, sb)
+        Context {
+            generation,
+            names,
+            sandbox,
+        }
     }
 
-    /// The answer to `query`: local, or forwarded; `None` when there is none to send.
-    async fn resolve(&self, id: &str, query: &[u8], tcp: bool) -> Option<Vec<u8>> {
-        let (names, sb) = self.context(id);
-        let view: Vec<&str> = sb.view.iter().map(String::as_str).collect();
-        let turn = self.turn.fetch_add(1, Ordering::Relaxed);
-        match answer(&names, &view, query, tcp, turn) {
-            Reply::Answer(b) => Some(b),
-            Reply::Drop => None,
-            Reply::Forward => {
-                // Over the limit, the client retries: better than queueing without bound.
-                let _permit = self.forwards.try_acquire().ok()?;
-                forward(&sb.upstreams, query, tcp).await
-            }
+    /// `ctx`, re-read if anything changed since it was.
+    fn refresh(&self, id: &str, ctx: &mut Context) {
+        if self.generation.load(Ordering::Acquire) != ctx.generation {
+            *ctx = self.context(id);
         }
     }
 }
@@ -217,12 +230,12 @@ async fn forward_udp(up: SocketAddr, query: &[u8]) -> std::io::Result<Vec<u8>> {
     let s = UdpSocket::bind(bind).await?;
     s.connect(up).await?;
     s.send(query).await?;
-    let mut buf = vec![0u8; 65535];
+    let mut buf = Vec::with_capacity(usize::from(u16::MAX));
     loop {
-        let n = s.recv(&mut buf).await?;
+        buf.clear();
+        s.recv_buf(&mut buf).await?;
         // Only the answer to this query (same id) counts.
-        if n >= 2 && buf[..2] == query[..2] {
-            buf.truncate(n);
+        if buf.len() >= 2 && buf[..2] == query[..2] {
             return Ok(buf);
         }
     }
@@ -247,67 +260,108 @@ async fn read_framed(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 async fn serve_udp(shared: Arc<Shared>, id: String, sock: Arc<UdpSocket>) {
-    let mut buf = vec![0u8; 65535];
+    let mut buf = vec![0u8; usize::from(u16::MAX)];
+    let mut out = Vec::with_capacity(512);
+    let mut scratch = Scratch::default();
+    let mut ctx = shared.context(&id);
+    let mut turn = 0usize;
     loop {
-        let (n, from) = match sock.recv_from(&mut buf).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::debug!(sandbox = %id, error = %e, "dns recv");
-                continue;
-            }
-        };
-        // Local answers are made and sent right here (no task, no copy of the query);
-        // only a forward, which waits on the network, gets a task of its own, so a slow
-        // upstream holds no one else.
-        let (names, sb) = shared.context(&id);
-        let view: Vec<&str> = sb.view.iter().map(String::as_str).collect();
-        let turn = shared.turn.fetch_add(1, Ordering::Relaxed);
-        match answer(&names, &view, &buf[..n], false, turn) {
-            Reply::Answer(reply) => {
-                let _ = sock.send_to(&reply, from).await;
-            }
-            Reply::Drop => {}
-            Reply::Forward => {
-                let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
-                    continue; // over the limit: the client retries
-                };
-                let query = buf[..n].to_vec();
-                let sock = sock.clone();
-                tokio::spawn(async move {
-                    let _permit = permit;
-                    if let Some(reply) = forward(&sb.upstreams, &query, false).await {
-                        let _ = sock.send_to(&reply, from).await;
+        if let Err(e) = sock.readable().await {
+            tracing::debug!(sandbox = %id, error = %e, "dns socket");
+            continue;
+        }
+        // Everything waiting, then let others run: one readiness wake-up serves a burst.
+        for _ in 0..BATCH {
+            let (n, from) = match sock.try_recv_from(&mut buf) {
+                Ok(v) => v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::debug!(sandbox = %id, error = %e, "dns recv");
+                    break;
+                }
+            };
+            shared.refresh(&id, &mut ctx);
+            turn = turn.wrapping_add(1);
+            // Local answers are made and sent right here (no task, no allocation); only
+            // a forward, which waits on the network, gets a task of its own, so a slow
+            // upstream holds no one else.
+            let view = &ctx.sandbox.view;
+            match answer_into(
+                &ctx.names,
+                view,
+                &buf[..n],
+                false,
+                turn,
+                &mut scratch,
+                &mut out,
+            ) {
+                Some(Action::Send) => match sock.try_send_to(&out, from) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        let _ = sock.send_to(&out, from).await;
                     }
-                });
+                    _ => {}
+                },
+                Some(Action::Forward) => {
+                    let Ok(permit) = shared.forwards.clone().try_acquire_owned() else {
+                        continue; // over the limit: the client retries
+                    };
+                    let query = buf[..n].to_vec();
+                    let (sock, sandbox) = (sock.clone(), ctx.sandbox.clone());
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        if let Some(reply) = forward(&sandbox.upstreams, &query, false).await {
+                            let _ = sock.send_to(&reply, from).await;
+                        }
+                    });
+                }
+                None => {}
             }
         }
+        tokio::task::yield_now().await;
     }
 }
 
 async fn serve_tcp(shared: Arc<Shared>, id: String, listener: TcpListener) {
     loop {
-        let Ok((mut stream, _)) = listener.accept().await else {
+        let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let (shared, id) = (shared.clone(), id.clone());
-        tokio::spawn(async move {
-            // Several queries may come on one connection; each must arrive within TCP_IDLE,
-            // and a length prefix that lies ends the connection (read_exact fails).
-            while let Ok(Ok(query)) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await
-            {
-                let Some(reply) = shared.resolve(&id, &query, true).await else {
+        tokio::spawn(serve_tcp_client(shared.clone(), id.clone(), stream));
+    }
+}
+
+/// One TCP client: several queries may come on one connection; each must arrive within
+/// [`TCP_IDLE`], and a length prefix that lies ends the connection (`read_exact` fails).
+async fn serve_tcp_client(shared: Arc<Shared>, id: String, mut stream: TcpStream) {
+    let mut out = Vec::new();
+    let mut scratch = Scratch::default();
+    let mut turn = 0usize;
+    while let Ok(Ok(query)) = tokio::time::timeout(TCP_IDLE, read_framed(&mut stream)).await {
+        let ctx = shared.context(&id);
+        turn = turn.wrapping_add(1);
+        let view = &ctx.sandbox.view;
+        let reply = match answer_into(&ctx.names, view, &query, true, turn, &mut scratch, &mut out)
+        {
+            Some(Action::Send) => std::mem::take(&mut out),
+            Some(Action::Forward) => {
+                let Ok(_permit) = shared.forwards.try_acquire() else {
                     break;
                 };
-                let Ok(len) = u16::try_from(reply.len()) else {
-                    break;
-                };
-                if stream.write_all(&len.to_be_bytes()).await.is_err()
-                    || stream.write_all(&reply).await.is_err()
-                {
-                    break;
+                match forward(&ctx.sandbox.upstreams, &query, true).await {
+                    Some(r) => r,
+                    None => break,
                 }
             }
-        });
+            None => break,
+        };
+        let Ok(len) = u16::try_from(reply.len()) else {
+            break;
+        };
+        if stream.write_all(&len.to_be_bytes()).await.is_err()
+            || stream.write_all(&reply).await.is_err()
+        {
+            break;
+        }
     }
 }
 

@@ -94,6 +94,14 @@ pub fn get_path(parts: &[&str]) -> Result<String> {
     read(components_path(parts)?, &parts.join("."))
 }
 
+/// Sets `sock`'s receive buffer to `bytes` regardless of `net.core.rmem_max` (needs
+/// CAP_NET_ADMIN), so that a burst of datagrams waits instead of being dropped — the
+/// per-socket counterpart of the sysctl, changing nothing for anyone else.
+pub fn force_recv_buffer(sock: &impl std::os::fd::AsFd, bytes: usize) -> std::io::Result<()> {
+    nix::sys::socket::setsockopt(sock, nix::sys::socket::sockopt::RcvBufForce, &bytes)
+        .map_err(std::io::Error::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

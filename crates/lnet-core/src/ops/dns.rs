@@ -1,16 +1,16 @@
 //! The embedded DNS as the controller keeps it: which sandboxes get a resolver (those on a
 //! user-defined bridge network, as in Docker — not the default `bridge`), what it knows (the
 //! names of every joined endpoint, derived from records), and the plumbing in the sandbox:
-//! a UDP and a TCP socket on `127.0.0.11` at a free port, and a DNAT of port 53 to it in
-//! the sandbox's own nftables table (`ip lnetdns`) — so a container can still run its own
-//! DNS server on port 53 of its other addresses. All of it is derived: nothing is stored,
-//! and a restart makes it again.
+//! a UDP and a TCP socket on `127.0.0.11` at a free port, and port 53 redirected to it in
+//! the sandbox's own nftables table (`ip lnetdns`, see [`redirect`]) — so a container can
+//! still run its own DNS server on port 53 of its other addresses. All of it is derived:
+//! nothing is stored, and a restart makes it again.
 //!
 //! The sockets and the redirect are made on a sandbox's first join to such a network and
-//! kept until the sandbox goes: a nat chain registers netfilter hooks in the sandbox's
-//! namespace, and registering or removing hooks waits for RCU grace periods (tens of
-//! milliseconds) — too slow to redo on every connect and disconnect. Leaving the last DNS
-//! network only empties the resolver's view and restores the plain resolv.conf.
+//! kept until the sandbox goes: the chain registers a netfilter hook in the sandbox's
+//! namespace, and removing hooks waits for RCU grace periods — too slow to redo on every
+//! connect and disconnect. Leaving the last DNS network only empties the resolver's view
+//! and restores the plain resolv.conf.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -22,8 +22,11 @@ use crate::drivers::bridge::BridgeConfig;
 use crate::error::{CoreError, Result};
 use crate::files::{self, DnsSettings, EMBEDDED_DNS};
 
-/// The sandbox table of the DNS redirect.
+/// The sandbox table of the DNS redirect, and its chain.
 const TABLE: &str = "lnetdns";
+const CHAIN: &str = "rewrite";
+/// Receive buffer of a resolver's UDP socket.
+const RESOLVER_RCVBUF: usize = 1 << 20;
 
 /// Whether endpoints of `net` get names and their sandboxes a resolver.
 fn has_dns(net: &NetworkRecord) -> bool {
@@ -203,6 +206,12 @@ fn bind_resolver() -> std::io::Result<(std::net::UdpSocket, std::net::TcpListene
     let mut last = None;
     for _ in 0..16 {
         let udp = std::net::UdpSocket::bind((EMBEDDED_DNS, 0))?;
+        // A burst of queries (a client's parallel lookups, a benchmark) queues rather than
+        // drops: the default buffer holds about 160 small datagrams. Only a ceiling, not
+        // memory taken; without CAP_NET_ADMIN the default stays.
+        if let Err(e) = lnet_kernel::sysctl::force_recv_buffer(&udp, RESOLVER_RCVBUF) {
+            tracing::debug!(error = %e, "resolver receive buffer left at the default");
+        }
         let port = udp.local_addr()?.port();
         match std::net::TcpListener::bind((EMBEDDED_DNS, port)) {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -212,29 +221,47 @@ fn bind_resolver() -> std::io::Result<(std::net::UdpSocket, std::net::TcpListene
     Err(last.unwrap_or_else(|| std::io::Error::other("no free port on 127.0.0.11")))
 }
 
-/// DNAT of 127.0.0.11:53 (UDP and TCP) to the resolver's `port`, in the sandbox's own
-/// table; an older redirect's rules are replaced in the same transaction (its chain, and
-/// so its hooks, stay).
+/// Port 53 of 127.0.0.11 (UDP and TCP) to the resolver's `port` and back, in the
+/// sandbox's own table: a stateless rewrite of the destination port of queries and of the
+/// source port of replies, in one chain on the output hook (every client of 127.0.0.11 is
+/// inside the sandbox). An older redirect's rules are replaced in the same transaction
+/// (its chain, and so its hook, stay).
+///
+/// Why not a DNAT, as Docker does: a nat chain switches conntrack on for the whole
+/// sandbox, so every packet of the container — its own traffic too — pays a connection
+/// lookup, and each DNS packet also pays NAT; registering nat hooks also waits for RCU
+/// grace periods. The rewrite keeps the sandbox free of conntrack and costs two
+/// comparisons per packet.
 fn redirect(ns: &lnet_kernel::Netns, port: u16) -> Result<()> {
     let mut b = Batch::new();
     b.add_table(Family::Ip, TABLE);
+    // A redirect made by an lnet before the rewrite: a DNAT in chain `output`.
+    b.destroy_chain(Family::Ip, TABLE, "output");
     b.add_chain(&Chain::base(
         Family::Ip,
         TABLE,
-        "output",
-        ChainType::Nat,
+        CHAIN,
+        ChainType::Filter,
         Hook::Output,
-        -100,
+        // raw: before conntrack, should the container switch it on.
+        -300,
     ));
-    b.flush_chain(Family::Ip, TABLE, "output");
-    let dns = IpAddr::V4(EMBEDDED_DNS);
+    b.flush_chain(Family::Ip, TABLE, CHAIN);
+    let dns = ipnet::IpNet::from(IpAddr::V4(EMBEDDED_DNS));
     for proto in [17u8, 6] {
         b.add_rule(
-            &Rule::new(Family::Ip, TABLE, "output")
-                .daddr_in(ipnet::IpNet::from(dns))
+            &Rule::new(Family::Ip, TABLE, CHAIN)
+                .daddr_in(dns)
                 .l4proto(proto)
                 .dport(53)
-                .dnat_to(dns, Some(port)),
+                .set_port(proto, true, port),
+        );
+        b.add_rule(
+            &Rule::new(Family::Ip, TABLE, CHAIN)
+                .saddr_in(dns)
+                .l4proto(proto)
+                .sport(port)
+                .set_port(proto, false, 53),
         );
     }
     NftSocket::in_netns(ns)

@@ -171,6 +171,25 @@ pub enum PayloadBase {
     Transport,
 }
 
+impl PayloadBase {
+    fn encode(self) -> u32 {
+        match self {
+            PayloadBase::LinkLayer => 0,
+            PayloadBase::Network => 1,
+            PayloadBase::Transport => 2,
+        }
+    }
+
+    fn decode(v: u32) -> Option<PayloadBase> {
+        Some(match v {
+            0 => PayloadBase::LinkLayer,
+            1 => PayloadBase::Network,
+            2 => PayloadBase::Transport,
+            _ => return None,
+        })
+    }
+}
+
 /// `cmp` operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CmpOp {
@@ -251,6 +270,20 @@ pub enum Expr {
         len: u32,
         /// Destination register.
         dreg: Reg,
+    },
+    /// Write `len` bytes of `sreg` at `offset` of a header, updating the Internet checksum
+    /// at `csum_offset` (of the same header) when given.
+    PayloadSet {
+        /// Header the offset counts from.
+        base: PayloadBase,
+        /// Byte offset.
+        offset: u32,
+        /// Byte count.
+        len: u32,
+        /// Source register.
+        sreg: Reg,
+        /// Offset of the checksum to update, if any.
+        csum_offset: Option<u32>,
     },
     /// Compare `data.len()` bytes of `sreg`; the rule stops if false.
     Cmp {
@@ -355,7 +388,7 @@ impl Expr {
     fn name(&self) -> &str {
         match self {
             Expr::Meta { .. } => "meta",
-            Expr::Payload { .. } => "payload",
+            Expr::Payload { .. } | Expr::PayloadSet { .. } => "payload",
             Expr::Cmp { .. } => "cmp",
             Expr::Bitwise { .. } => "bitwise",
             Expr::Lookup { .. } => "lookup",
@@ -386,16 +419,25 @@ impl Expr {
                 dreg,
             } => {
                 put_reg(w, NFTA_PAYLOAD_DREG, *dreg);
-                w.be32(
-                    NFTA_PAYLOAD_BASE,
-                    match base {
-                        PayloadBase::LinkLayer => 0,
-                        PayloadBase::Network => 1,
-                        PayloadBase::Transport => 2,
-                    },
-                );
+                w.be32(NFTA_PAYLOAD_BASE, base.encode());
                 w.be32(NFTA_PAYLOAD_OFFSET, *offset);
                 w.be32(NFTA_PAYLOAD_LEN, *len);
+            }
+            Expr::PayloadSet {
+                base,
+                offset,
+                len,
+                sreg,
+                csum_offset,
+            } => {
+                put_reg(w, NFTA_PAYLOAD_SREG, *sreg);
+                w.be32(NFTA_PAYLOAD_BASE, base.encode());
+                w.be32(NFTA_PAYLOAD_OFFSET, *offset);
+                w.be32(NFTA_PAYLOAD_LEN, *len);
+                if let Some(at) = csum_offset {
+                    w.be32(NFTA_PAYLOAD_CSUM_TYPE, NFT_PAYLOAD_CSUM_INET);
+                    w.be32(NFTA_PAYLOAD_CSUM_OFFSET, *at);
+                }
             }
             Expr::Cmp { sreg, op, data } => {
                 put_reg(w, NFTA_CMP_SREG, *sreg);
@@ -517,13 +559,17 @@ impl Expr {
                 key: MetaKey::decode(u(NFTA_META_KEY)?),
                 dreg: reg(NFTA_META_DREG)?,
             },
+            "payload" if d.get(NFTA_PAYLOAD_SREG).is_some() => Expr::PayloadSet {
+                base: PayloadBase::decode(u(NFTA_PAYLOAD_BASE)?)?,
+                offset: u(NFTA_PAYLOAD_OFFSET)?,
+                len: u(NFTA_PAYLOAD_LEN)?,
+                sreg: reg(NFTA_PAYLOAD_SREG)?,
+                csum_offset: (u(NFTA_PAYLOAD_CSUM_TYPE) == Some(NFT_PAYLOAD_CSUM_INET))
+                    .then(|| u(NFTA_PAYLOAD_CSUM_OFFSET))
+                    .flatten(),
+            },
             "payload" => Expr::Payload {
-                base: match u(NFTA_PAYLOAD_BASE)? {
-                    0 => PayloadBase::LinkLayer,
-                    1 => PayloadBase::Network,
-                    2 => PayloadBase::Transport,
-                    _ => return None,
-                },
+                base: PayloadBase::decode(u(NFTA_PAYLOAD_BASE)?)?,
                 offset: u(NFTA_PAYLOAD_OFFSET)?,
                 len: u(NFTA_PAYLOAD_LEN)?,
                 dreg: reg(NFTA_PAYLOAD_DREG)?,
@@ -827,6 +873,28 @@ impl Rule {
     /// `th dport port`.
     pub fn dport(self, port: u16) -> Rule {
         self.cmp(Field::ThDport, CmpOp::Eq, &port.to_be_bytes())
+    }
+
+    /// `th sport port`.
+    pub fn sport(self, port: u16) -> Rule {
+        self.cmp(Field::ThSport, CmpOp::Eq, &port.to_be_bytes())
+    }
+
+    /// Rewrites the transport source (`dest` false) or destination port of a `proto`
+    /// (TCP or UDP) packet to `port`, with its checksum: stateless, no conntrack.
+    pub fn set_port(mut self, proto: u8, dest: bool, port: u16) -> Rule {
+        self.exprs.push(Expr::Immediate {
+            dreg: R0,
+            data: Data::Value(port.to_be_bytes().to_vec()),
+        });
+        self.expr(Expr::PayloadSet {
+            base: PayloadBase::Transport,
+            offset: if dest { 2 } else { 0 },
+            len: 2,
+            sreg: R0,
+            // Where TCP's and UDP's checksums are.
+            csum_offset: Some(if proto == 6 { 16 } else { 6 }),
+        })
     }
 
     fn addr_match(mut self, v4: Field, v6: Field, net: IpNet, op: CmpOp) -> Rule {

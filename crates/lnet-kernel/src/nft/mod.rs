@@ -215,6 +215,11 @@ pub(crate) mod sys {
     pub const NFTA_PAYLOAD_BASE: u16 = 2;
     pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
     pub const NFTA_PAYLOAD_LEN: u16 = 4;
+    pub const NFTA_PAYLOAD_SREG: u16 = 5;
+    pub const NFTA_PAYLOAD_CSUM_TYPE: u16 = 6;
+    pub const NFTA_PAYLOAD_CSUM_OFFSET: u16 = 7;
+    /// `NFT_PAYLOAD_CSUM_INET`: the Internet checksum at `NFTA_PAYLOAD_CSUM_OFFSET`.
+    pub const NFT_PAYLOAD_CSUM_INET: u32 = 1;
     pub const NFTA_CMP_SREG: u16 = 1;
     pub const NFTA_CMP_OP: u16 = 2;
     pub const NFTA_CMP_DATA: u16 = 3;
