@@ -211,6 +211,8 @@ pub enum SandboxCommand {
     /// Remove one or more sandboxes.
     #[command(visible_alias = "remove")]
     Rm(SandboxRmArgs),
+    /// Rename a sandbox: its new name resolves, and the old one no longer does.
+    Rename(SandboxRenameArgs),
     /// Run a command in a sandbox's network namespace, with its hosts and resolv.conf
     /// (needs root).
     Exec(SandboxExecArgs),
@@ -245,6 +247,15 @@ pub struct SandboxCreateArgs {
     /// Share the host's network namespace.
     #[arg(long)]
     pub host_network: bool,
+}
+
+/// `lnet sandbox rename`.
+#[derive(Args, Debug)]
+pub struct SandboxRenameArgs {
+    /// The sandbox (name or id).
+    pub sandbox: String,
+    /// Its new name.
+    pub name: String,
 }
 
 /// `lnet sandbox ls`.
@@ -598,6 +609,17 @@ pub fn sandbox(client: &Client, cmd: SandboxCommand) -> Result<bool> {
         }
         SandboxCommand::Inspect(a) => inspect(client, "/lnet/sandboxes", &a.names),
         SandboxCommand::Rm(a) => Ok(remove_each(client, "/lnet/sandboxes", &a.names, false)),
+        SandboxCommand::Rename(a) => {
+            client.post(
+                &format!(
+                    "/lnet/sandboxes/{}/rename?name={}",
+                    encode(&a.sandbox),
+                    encode(&a.name)
+                ),
+                &Value::Null,
+            )?;
+            Ok(true)
+        }
         SandboxCommand::Exec(_) => {
             bail!("lnet sandbox exec runs without a client: call cli::sandbox_exec")
         }

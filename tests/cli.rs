@@ -373,6 +373,13 @@ fn the_cli_drives_networks_and_sandboxes_through_the_daemon() {
         script.contains("_lnet()") && script.contains("complete "),
         "{script}"
     );
-    assert_eq!(ok(d.lnet(&["sandbox", "rm", "a", "b"])), "a\nb\n");
+    // sandbox rename: listed under the new name; a name in use is refused.
+    ok(d.lnet(&["sandbox", "rename", "b", "b2"]));
+    let table = ok(d.lnet(&["sandbox", "ls"]));
+    assert!(table.contains(" b2 ") && !table.contains(" b "), "{table}");
+    let taken = d.lnet(&["sandbox", "rename", "b2", "a"]);
+    assert_eq!(taken.status.code(), Some(1), "{}", err(&taken));
+    assert!(err(&taken).contains("\"a\""), "{}", err(&taken));
+    assert_eq!(ok(d.lnet(&["sandbox", "rm", "a", "b2"])), "a\nb2\n");
     assert_eq!(ok(d.lnet(&["sandbox", "ls", "-q"])), "");
 }

@@ -186,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .route("/lnet/sandboxes/create", post(sandbox_create))
         .route("/lnet/sandboxes/{id}", get(sandbox_inspect))
         .route("/lnet/sandboxes/{id}", delete(sandbox_delete))
+        .route("/lnet/sandboxes/{id}/rename", post(sandbox_rename))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::map_response(headers))
@@ -848,6 +849,24 @@ async fn sandbox_create(
     let ctrl = st.ctrl.clone();
     let id = blocking(move || Ok(ctrl.new_sandbox(&name, opts)?.id().to_string())).await?;
     Ok((StatusCode::CREATED, axum::Json(json!({ "Id": id }))).into_response())
+}
+
+/// `POST /lnet/sandboxes/{id}/rename?name=NEW`, as Docker's container rename.
+async fn sandbox_rename(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> ApiResult<StatusCode> {
+    let name = q
+        .get("name")
+        .filter(|n| !n.is_empty())
+        .cloned()
+        .ok_or_else(|| ApiError::bad("rename needs the new name: ?name=NEW".to_string()))?;
+    let rec = st.ctrl.records();
+    let sb = lookup_sandbox(&rec, &id)?.id.clone();
+    let ctrl = st.ctrl.clone();
+    blocking(move || Ok(ctrl.sandbox(&sb)?.rename(&name)?)).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn sandbox_delete(

@@ -682,6 +682,15 @@ impl Sandbox {
         })
     }
 
+    /// Renames the sandbox (Docker's container rename): its name resolves, and its old
+    /// name no longer does, on every network it is on.
+    pub fn rename(&mut self, name: &str) -> Result<()> {
+        self.ctrl
+            .with_mut(|st, cx| st.rename_sandbox(cx, &self.id, name))?;
+        self.container_id = name.to_string();
+        Ok(())
+    }
+
     /// Deletes the sandbox: leaves and deletes its endpoints, removes its namespace (if lnet
     /// made it) and its files.
     pub fn delete(&self) -> Result<()> {

@@ -172,8 +172,29 @@ fn sandboxes_resolve_each_other_by_name_on_their_networks() {
     assert_eq!(ask(&ns_a, "db", TYPE::A).0, RCODE::NameError);
     eb.join(&b, JoinOptions::default()).unwrap();
 
+    // A rename: the new name answers at once, the old one no longer does.
+    let mut renamed = b.clone();
+    renamed.rename("b2").unwrap();
+    assert_eq!(
+        ask(&ns_a, "b2.front", TYPE::A),
+        (RCODE::NoError, vec![b_ip.clone()])
+    );
+    assert_eq!(ask(&ns_a, "b", TYPE::A).0, RCODE::NameError);
+    // A name in use, or not a name: refused, and nothing changes.
+    let taken = renamed.rename("a").unwrap_err().to_string();
+    assert!(taken.contains("\"a\"") || taken.contains(" a "), "{taken}");
+    let bad = renamed.rename("no/slash").unwrap_err().to_string();
+    assert!(bad.contains("no/slash"), "{bad}");
+    assert_eq!(
+        ask(&ns_a, "b2", TYPE::A),
+        (RCODE::NoError, vec![b_ip.clone()])
+    );
+    assert_eq!(ask(&ns_a, "a", TYPE::A).0, RCODE::NoError);
+    renamed.rename("b").unwrap();
+    assert_eq!(ask(&ns_a, "b2", TYPE::A).0, RCODE::NameError);
+
     // A restart serves again (new sockets, the same answers).
-    drop((ns_a, ns_c, front, other, a, b, c, eb));
+    drop((ns_a, ns_c, front, other, a, b, c, eb, renamed));
     env.restart_with(config);
     let a = env.ctrl().sandbox("a").unwrap();
     let ns_a = Netns::open(a.key().unwrap()).unwrap();

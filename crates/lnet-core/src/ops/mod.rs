@@ -13,6 +13,7 @@ mod network_delete;
 mod published;
 mod sandbox_create;
 mod sandbox_delete;
+mod sandbox_rename;
 mod sandbox_support;
 
 pub use published::{firewall_check_records, firewall_expected};
