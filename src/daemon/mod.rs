@@ -422,6 +422,22 @@ fn start_controller(settings: &Settings) -> Result<Controller> {
     Ok(ctrl)
 }
 
+/// Raises the soft limit of open files to the hard one, as dockerd and Go programs do: the
+/// daemon keeps descriptors per sandbox (its namespace, its resolver's sockets and their
+/// TCP clients), and a shell's soft 1,024 would run out with a few hundred containers.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    }
+}
+
 /// Everything `lnet daemon` does: start, serve until a signal, stop.
 pub fn run(settings: Settings) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
@@ -429,6 +445,7 @@ pub fn run(settings: Settings) -> Result<()> {
             "lnet daemon must run as root: it creates network namespaces, links and nftables rules"
         );
     }
+    raise_fd_limit();
     // The socket first: a second daemon must learn that one is running before it touches
     // anything (its start-up would reconcile the firewall of this network namespace).
     let std_listener = bind_socket(&settings.socket)?;

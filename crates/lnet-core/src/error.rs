@@ -119,6 +119,10 @@ impl CoreError {
         match self {
             CoreError::InvalidField { .. } => ErrorKind::InvalidInput,
             CoreError::NotFound { .. } => ErrorKind::NotFound,
+            // libnetwork answers a taken endpoint name with 403, other names with 409.
+            CoreError::NameInUse {
+                kind: "endpoint", ..
+            } => ErrorKind::Forbidden,
             CoreError::NameInUse { .. } => ErrorKind::Conflict,
             CoreError::InUse(_) | CoreError::Forbidden(_) => ErrorKind::Forbidden,
             CoreError::Port { source, .. } => match source {

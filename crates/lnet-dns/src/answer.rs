@@ -14,7 +14,7 @@ use simple_dns::{
 
 use crate::names::{Names, normalize};
 use crate::wire;
-pub use crate::wire::Action;
+pub use crate::wire::{Action, failure};
 
 /// TTL of answers about containers (Docker's).
 pub const TTL: u32 = 600;

@@ -230,3 +230,27 @@ pub(crate) fn answer<V: AsRef<str>>(
     finish(out, &q, 0, tcp);
     Some(Action::Send)
 }
+
+/// A reply with `rcode` and no answers to `query` (its question echoed when it has a simple
+/// one): SERVFAIL when no upstream answered, REFUSED when too many forwards are waiting.
+/// `None` for bytes not worth a reply.
+pub fn failure(query: &[u8], rcode: u8, tcp: bool) -> Option<Vec<u8>> {
+    if query.len() < 12 || query[2] & 0x80 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(query.len() + 16);
+    match read(query) {
+        Some(q) => {
+            start(&mut out, query, &q, false, rcode);
+            finish(&mut out, &q, 0, tcp);
+        }
+        None => {
+            // The header alone, counts zeroed.
+            out.extend_from_slice(&query[..2]);
+            out.push(0x80 | (query[2] & 0x01));
+            out.push(0x80 | rcode);
+            out.extend_from_slice(&[0; 8]);
+        }
+    }
+    Some(out)
+}
