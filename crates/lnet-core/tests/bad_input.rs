@@ -287,9 +287,10 @@ fn bad_endpoint_requests_change_nothing() {
             move |_| n.create_endpoint(blank, EndpointOptions::default())
         });
     }
+    // Forbidden, as libnetwork answers a taken endpoint name (403).
     assert_refused(
         &env,
-        Conflict,
+        Forbidden,
         &["e1", "already exists", "in network n"],
         create(&n, "e1", EndpointOptions::default()),
     );
