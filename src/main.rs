@@ -63,6 +63,20 @@ enum Command {
         #[command(subcommand)]
         command: FirewallCommand,
     },
+    /// Compare the records with the kernel — bridges, veth pairs, addresses, routes,
+    /// namespaces, files, resolvers, the firewall — and list what differs; exit 1 when
+    /// anything does. Asks the running daemon, or reads the store when none runs.
+    Doctor(DoctorArgs),
+}
+
+/// `lnet doctor`.
+#[derive(clap::Args, Debug)]
+struct DoctorArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Put right what differs (the reconciliation lnet runs at start), then compare again.
+    #[arg(long)]
+    repair: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -155,6 +169,7 @@ fn run_cli(cli: Cli, host_given: bool) -> Result<bool> {
                 FirewallCommand::Check(a) => firewall(&a, &cli.host, true),
             };
         }
+        Command::Doctor(a) => return doctor(&a, &cli.host),
     }
     Ok(true)
 }
@@ -309,6 +324,117 @@ fn firewall(args: &StoreArgs, host: &str, check: bool) -> Result<bool> {
         }
     }
     Ok(drift.is_empty() || !check)
+}
+
+/// `lnet doctor [--repair]`: from the store when no daemon holds it, else asked of the
+/// daemon. Whether the records and the kernel agree (at the end).
+fn doctor(args: &DoctorArgs, host: &str) -> Result<bool> {
+    let mut config = lnet_core::Config {
+        data_root: args.store.data_root.clone(),
+        exec_root: args.store.exec_root.clone(),
+        ..Default::default()
+    };
+    let offline = if !config.store_path().exists() {
+        Err(anyhow::anyhow!(
+            "no store at {}: give the daemon's --data-root",
+            config.store_path().display()
+        ))
+    } else if args.repair {
+        config.background_deletes = false;
+        lnet_core::Controller::doctor_offline(config.clone())
+            .and_then(|before| Ok((before, lnet_core::Controller::new(config)?)))
+            .map(|(before, c)| {
+                let repair = serde_json::to_value(c.recovery_report()).unwrap_or_default();
+                serde_json::json!({ "before": before, "repair": repair, "doctor": c.doctor() })
+            })
+            .map_err(anyhow::Error::from)
+    } else {
+        lnet_core::Controller::doctor_offline(config)
+            .map(|d| serde_json::json!({ "doctor": d }))
+            .map_err(anyhow::Error::from)
+    };
+    let v = match offline {
+        Ok(v) => v,
+        Err(offline) => {
+            let c = Client::new(host)?;
+            let asked = if args.repair {
+                c.post("/lnet/doctor/repair", &serde_json::Value::Null)
+                    .map(Option::unwrap_or_default)
+            } else {
+                c.get("/lnet/doctor")
+            };
+            asked.map_err(|e| {
+                offline.context(format!("and the daemon at {host} did not answer: {e}"))
+            })?
+        }
+    };
+    let d = &v["doctor"];
+    let findings = d["findings"].as_array().cloned().unwrap_or_default();
+    let errors = d["errors"].as_array().cloned().unwrap_or_default();
+    let clean = findings.is_empty() && errors.is_empty();
+    if args.store.format == Format::Json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(clean);
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    if let Some(r) = v.get("repair") {
+        let mut done: Vec<String> = v["before"]["findings"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|f| {
+                format!(
+                    "{} {}: {}",
+                    text(&f["kind"]),
+                    text(&f["object"]),
+                    text(&f["what"])
+                )
+            })
+            .collect();
+        for key in ["rolled_back", "finished", "removed_sandboxes"] {
+            done.extend(r[key].as_array().into_iter().flatten().map(text));
+        }
+        if done.is_empty() {
+            println!("repair: nothing to put right");
+        } else {
+            println!("put right:");
+            for line in done {
+                println!("  {line}");
+            }
+        }
+        for e in r["errors"].as_array().into_iter().flatten() {
+            eprintln!("lnet: repair: {}", text(e));
+        }
+    }
+    let count = |k: &str| d[k].as_u64().unwrap_or(0);
+    let checked = format!(
+        "{} networks, {} sandboxes, {} endpoints checked",
+        count("networks"),
+        count("sandboxes"),
+        count("endpoints")
+    );
+    if findings.is_empty() {
+        println!("the kernel matches the records ({checked})");
+    } else {
+        let rows: Vec<[String; 3]> = findings
+            .iter()
+            .map(|f| [text(&f["kind"]), text(&f["object"]), text(&f["what"])])
+            .collect();
+        let w0 = rows.iter().map(|r| r[0].len()).max().unwrap_or(0).max(4);
+        let w1 = rows.iter().map(|r| r[1].len()).max().unwrap_or(0).max(6);
+        println!("{:<w0$}  {:<w1$}  WHAT", "KIND", "OBJECT");
+        for [k, o, w] in &rows {
+            println!("{k:<w0$}  {o:<w1$}  {w}");
+        }
+        println!(
+            "{} differences ({checked}); lnet doctor --repair puts them right",
+            rows.len()
+        );
+    }
+    for e in &errors {
+        eprintln!("lnet: doctor could not check: {}", text(e));
+    }
+    Ok(clean)
 }
 
 fn load_store(

@@ -182,6 +182,8 @@ pub fn router(state: AppState) -> Router {
         .route("/networks/{id}/connect", post(network_connect))
         .route("/networks/{id}/disconnect", post(network_disconnect))
         .route("/lnet/firewall", get(firewall))
+        .route("/lnet/doctor", get(doctor))
+        .route("/lnet/doctor/repair", post(doctor_repair))
         .route("/lnet/sandboxes", get(sandboxes_list))
         .route("/lnet/sandboxes/create", post(sandbox_create))
         .route("/lnet/sandboxes/{id}", get(sandbox_inspect))
@@ -794,6 +796,25 @@ async fn firewall(State(st): State<AppState>) -> ApiResult<axum::Json<Value>> {
             "elements": want.render(),
             "drift": drift,
         })))
+    })
+    .await
+}
+
+/// `GET /lnet/doctor`: the records against the kernel (`lnet doctor`).
+async fn doctor(State(st): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let ctrl = st.ctrl.clone();
+    blocking(move || Ok(axum::Json(json!({ "doctor": ctrl.doctor() })))).await
+}
+
+/// `POST /lnet/doctor/repair`: the start-up reconciliation again, then the comparison.
+async fn doctor_repair(State(st): State<AppState>) -> ApiResult<axum::Json<Value>> {
+    let ctrl = st.ctrl.clone();
+    blocking(move || {
+        let before = ctrl.doctor();
+        let repair = ctrl.repair()?;
+        Ok(axum::Json(
+            json!({ "before": before, "repair": repair, "doctor": ctrl.doctor() }),
+        ))
     })
     .await
 }

@@ -215,12 +215,6 @@ impl Controller {
     /// Fails only when the store cannot be opened (another process holds it, or the disk
     /// refuses) or the host namespace cannot be opened; a damaged record never stops it.
     pub fn new(config: Config) -> Result<Controller> {
-        let ipam = Ipam::new(IpamConfig {
-            local: config.default_address_pools.clone(),
-            global: None,
-            local_v6: config.default_address_pools_v6.clone(),
-            global_v6: Vec::new(),
-        })?;
         for dir in [&config.data_root, &config.exec_root] {
             std::fs::create_dir_all(dir)
                 .map_err(CoreError::io(format!("create {}", dir.display())))?;
@@ -236,27 +230,15 @@ impl Controller {
         } else {
             None
         };
-        let mut state = State {
-            networks: BTreeMap::new(),
-            endpoints: Default::default(),
-            sandboxes: BTreeMap::new(),
-            ipam: IpamState::new(ipam),
-            ports: PortAllocator::new(ephemeral_port_range()).map_err(|source| {
-                CoreError::Port {
-                    field: "net.ipv4.ip_local_port_range".into(),
-                    source,
-                }
-            })?,
-            host: HostKernel { ns, nl, fw, reaper },
-            dns: if config.embedded_dns {
-                Some(
-                    lnet_dns::Server::new(2)
-                        .map_err(CoreError::io("start the embedded DNS runtime"))?,
-                )
-            } else {
-                None
-            },
+        let dns = if config.embedded_dns {
+            Some(
+                lnet_dns::Server::new(2)
+                    .map_err(CoreError::io("start the embedded DNS runtime"))?,
+            )
+        } else {
+            None
         };
+        let mut state = State::empty(&config, HostKernel { ns, nl, fw, reaper }, dns)?;
         let cx = Cx {
             config,
             store,
@@ -274,6 +256,98 @@ impl Controller {
                 report,
                 published,
             }),
+        })
+    }
+
+    /// Compares every record with the kernel — bridges, veth pairs, addresses, sandbox
+    /// namespaces, files, default routes, resolvers, interfaces no record names, the
+    /// firewall — and lists the differences (`lnet doctor`). Changes nothing.
+    pub fn doctor(&self) -> crate::DoctorReport {
+        self.with(|st, cx| st.doctor(cx))
+    }
+
+    /// `lnet doctor` with no daemon running: opens the store (whose lock must be free),
+    /// compares its records with the kernel and changes nothing — no recovery runs. There
+    /// are no resolvers to check: they live in the daemon. Records the store cannot read
+    /// are findings too.
+    pub fn doctor_offline(config: Config) -> Result<crate::DoctorReport> {
+        let (store, _) = config.open_store()?;
+        let loaded = store.load()?;
+        let host = HostKernel {
+            ns: Netns::current().map_err(CoreError::kernel("open the host network namespace"))?,
+            nl: Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?,
+            fw: Firewall::new()?,
+            reaper: None,
+        };
+        let mut state = State::empty(&config, host, None)?;
+        for net in loaded.networks {
+            state.networks.insert(net.id.clone(), net);
+        }
+        for ep in loaded.endpoints {
+            state.endpoints.insert(ep);
+        }
+        for rec in loaded.sandboxes {
+            let gone = rec.owns_netns && !Netns::is_mounted_at(&rec.netns_path);
+            let kernel = if rec.host_mode || gone {
+                None
+            } else {
+                crate::ops::open_sandbox_kernel(&rec).ok()
+            };
+            state
+                .sandboxes
+                .insert(rec.id.clone(), SandboxEntry { rec, kernel });
+        }
+        let cx = Cx {
+            config,
+            store,
+            drivers: crate::drivers::builtin(),
+        };
+        let mut report = state.doctor(&cx);
+        for q in loaded.quarantined {
+            report.findings.push(crate::Finding {
+                kind: "different",
+                object: "store".into(),
+                what: format!("unreadable {} record {}: {}", q.kind, q.id, q.reason),
+            });
+        }
+        Ok(report)
+    }
+
+    /// Runs the start-up reconciliation again, on the running controller (`lnet doctor
+    /// --repair`): interrupted operations are finished or undone, every ready object's
+    /// kernel side is made again where it differs, sandboxes whose namespace is gone are
+    /// removed, the firewall is reconciled. What is already right is left as it is; live
+    /// resolvers keep their sockets.
+    pub fn repair(&self) -> Result<RecoveryReport> {
+        self.with_mut(|st, cx| {
+            // A namespace whose mount someone removed still lives while lnet holds it open:
+            // mount it again before those handles are let go (a start, holding none, can
+            // only find it gone).
+            let mut remounted = Vec::new();
+            for entry in st.sandboxes.values() {
+                let (rec, Some(k)) = (&entry.rec, &entry.kernel) else {
+                    continue;
+                };
+                if rec.owns_netns && !Netns::is_mounted_at(&rec.netns_path) {
+                    match k.ns.bind_at(&rec.netns_path) {
+                        Ok(()) => remounted.push(format!(
+                            "sandbox {}: namespace mount {}",
+                            rec.container_id,
+                            rec.netns_path.display()
+                        )),
+                        Err(e) => tracing::warn!(sandbox = %rec.container_id, error = %e, "cannot mount the namespace again"),
+                    }
+                }
+            }
+            st.networks.clear();
+            st.endpoints = Default::default();
+            st.sandboxes.clear();
+            st.ipam = new_ipam(&cx.config)?;
+            st.ports = new_ports()?;
+            let mut report = st.recover(cx)?;
+            report.repaired.splice(0..0, remounted);
+            st.forget_gone_sandbox_dns();
+            Ok(report)
         })
     }
 
@@ -696,6 +770,39 @@ impl Sandbox {
     pub fn delete(&self) -> Result<()> {
         self.ctrl.with_mut(|st, cx| st.delete_sandbox(cx, &self.id))
     }
+}
+
+impl State {
+    /// No records yet: recovery (or an offline check) fills it.
+    fn empty(config: &Config, host: HostKernel, dns: Option<lnet_dns::Server>) -> Result<State> {
+        Ok(State {
+            networks: BTreeMap::new(),
+            endpoints: Default::default(),
+            sandboxes: BTreeMap::new(),
+            ipam: new_ipam(config)?,
+            ports: new_ports()?,
+            dns,
+            host,
+        })
+    }
+}
+
+/// Empty IPAM with the configured pools; recovery replays the records into it.
+fn new_ipam(config: &Config) -> Result<IpamState> {
+    Ok(IpamState::new(Ipam::new(IpamConfig {
+        local: config.default_address_pools.clone(),
+        global: None,
+        local_v6: config.default_address_pools_v6.clone(),
+        global_v6: Vec::new(),
+    })?))
+}
+
+/// An empty host-port allocator over the kernel's ephemeral range.
+fn new_ports() -> Result<PortAllocator> {
+    PortAllocator::new(ephemeral_port_range()).map_err(|source| CoreError::Port {
+        field: "net.ipv4.ip_local_port_range".into(),
+        source,
+    })
 }
 
 impl State {

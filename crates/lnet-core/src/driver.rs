@@ -11,6 +11,7 @@ use lnet_kernel::{Netlink, Netns};
 use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
 
 use crate::config::Config;
+use crate::doctor::Findings;
 use crate::error::Result;
 use crate::firewall::{Firewall, Want};
 
@@ -208,6 +209,31 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Whether a sandbox of this kind may join a network of this driver.
     fn check_sandbox(&self, _sandbox: &SandboxRecord) -> Result<()> {
+        Ok(())
+    }
+
+    /// What of the network's kernel objects differs from its record, added to `found`.
+    /// Reads only: [`Driver::create_network`] is the repair.
+    fn check_network(
+        &self,
+        _host: &mut HostKernel,
+        _net: &NetworkRecord,
+        _found: &mut Findings,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// What of a join's kernel objects differs from the records, added to `found`. Reads
+    /// only: [`Driver::join`] with `repair` is the repair.
+    fn check_join(
+        &self,
+        _host: &mut HostKernel,
+        _sandbox: &mut SandboxKernel,
+        _net: &NetworkRecord,
+        _ep: &EndpointRecord,
+        _join: &JoinRecord,
+        _found: &mut Findings,
+    ) -> Result<()> {
         Ok(())
     }
 }

@@ -28,6 +28,7 @@
 
 mod config;
 mod controller;
+pub mod doctor;
 mod driver;
 pub mod drivers;
 mod error;
@@ -47,6 +48,7 @@ pub use controller::{
     Controller, Endpoint, EndpointOptions, JoinOptions, Network, NetworkOptions, Records, Sandbox,
     SandboxOptions,
 };
+pub use doctor::{DoctorReport, Finding};
 pub use driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
 pub use error::{CoreError, ErrorKind, Result};
 pub use files::ResolvConf;

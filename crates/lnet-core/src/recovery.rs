@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::controller::{Cx, SandboxEntry, State};
 use crate::driver::SandboxKernel;
-use crate::error::Result;
+use crate::error::{CoreError, Result};
 use crate::ops::{open_sandbox_kernel, remove_sandbox_artifacts, write_resolv_conf};
 
 /// What start-up recovery found and did.
@@ -40,6 +40,8 @@ pub struct RecoveryReport {
     /// Firewall differences from the records that were repaired (elements, rules, lnet's
     /// accept rules in other tables). A first start, which creates the tables, reports none.
     pub firewall: Vec<String>,
+    /// Other kernel objects put back (beyond what the drivers' idempotent steps redo).
+    pub repaired: Vec<String>,
     /// Kernel steps that failed; retried at the next start.
     pub errors: Vec<String>,
     /// Ready objects restored.
@@ -59,6 +61,7 @@ impl RecoveryReport {
             && self.finished.is_empty()
             && self.removed_sandboxes.is_empty()
             && self.firewall.is_empty()
+            && self.repaired.is_empty()
             && self.errors.is_empty()
     }
 }
@@ -96,13 +99,8 @@ impl State {
     /// nothing lnet made outlives its record. One dump of the host's links serves every
     /// network.
     fn sweep_orphans(&mut self, cx: &Cx, report: &mut RecoveryReport) {
-        let named: BTreeSet<String> = self
-            .endpoints
-            .all()
-            .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
-            .collect();
-        let links = match self.host.nl.links() {
-            Ok(l) => l,
+        let orphans = match self.orphan_links(cx) {
+            Ok(o) => o,
             Err(e) => {
                 report
                     .errors
@@ -110,39 +108,6 @@ impl State {
                 return;
             }
         };
-        let mut orphans = Vec::new();
-        for net in self
-            .networks
-            .values()
-            .filter(|n| n.state == Lifecycle::Ready)
-        {
-            if let Ok(d) = cx.driver(&net.driver) {
-                orphans.extend(
-                    d.orphans(net, &links, &named)
-                        .into_iter()
-                        .map(|o| (o, net.name.clone())),
-                );
-            }
-        }
-        // Links a crash caught waiting for the background deleter: every `lnetgone…` link,
-        // and lnet-shaped veths still enslaved to such a bridge (deleting a bridge does not
-        // delete its ports).
-        let gone: BTreeSet<u32> = links
-            .iter()
-            .filter(|l| crate::reaper::is_gone_name(&l.name))
-            .map(|l| l.index)
-            .collect();
-        for l in &links {
-            let on_gone = l.master.is_some_and(|m| gone.contains(&m))
-                && l.is_kind("veth")
-                && crate::drivers::bridge::is_host_ifname(&l.name);
-            if on_gone {
-                orphans.push((l.name.clone(), "(deleted)".into()));
-            }
-        }
-        for l in links.iter().filter(|l| gone.contains(&l.index)) {
-            orphans.push((l.name.clone(), "(deleted)".into()));
-        }
         // Whatever else still waits in the deletion group (only lnet puts links there).
         if let Err(e) = self.host.nl.delete_group(crate::reaper::GONE_GROUP) {
             report
@@ -159,6 +124,55 @@ impl State {
                     .push(format!("removing orphan interface {name}: {e}")),
             }
         }
+    }
+
+    /// Host interfaces lnet made that no record names, with the network each hangs on: a
+    /// crash between making an interface and recording it, or links a crash caught waiting
+    /// for the background deleter (`(deleted)`).
+    pub(crate) fn orphan_links(&mut self, cx: &Cx) -> Result<Vec<(String, String)>> {
+        let named: BTreeSet<String> = self
+            .endpoints
+            .all()
+            .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
+            .collect();
+        let links = self
+            .host
+            .nl
+            .links()
+            .map_err(CoreError::kernel("list the host's interfaces"))?;
+        let mut orphans = Vec::new();
+        for net in self
+            .networks
+            .values()
+            .filter(|n| n.state == Lifecycle::Ready)
+        {
+            if let Ok(d) = cx.driver(&net.driver) {
+                orphans.extend(
+                    d.orphans(net, &links, &named)
+                        .into_iter()
+                        .map(|o| (o, net.name.clone())),
+                );
+            }
+        }
+        // Every `lnetgone…` link, and lnet-shaped veths still enslaved to such a bridge
+        // (deleting a bridge does not delete its ports).
+        let gone: BTreeSet<u32> = links
+            .iter()
+            .filter(|l| crate::reaper::is_gone_name(&l.name))
+            .map(|l| l.index)
+            .collect();
+        for l in &links {
+            let on_gone = l.master.is_some_and(|m| gone.contains(&m))
+                && l.is_kind("veth")
+                && crate::drivers::bridge::is_host_ifname(&l.name);
+            if on_gone {
+                orphans.push((l.name.clone(), "(deleted)".into()));
+            }
+        }
+        for l in links.iter().filter(|l| gone.contains(&l.index)) {
+            orphans.push((l.name.clone(), "(deleted)".into()));
+        }
+        Ok(orphans)
     }
 
     /// Quarantines an endpoint after removing the host end of its interface, if it has one,
@@ -293,8 +307,18 @@ impl State {
                 report.errors.push(format!("sandbox {id}: hosts: {e}"));
             }
             // The resolver is derived too: its sockets, redirect and resolv.conf are made
-            // again (the old sockets died with the old process).
+            // again (the old sockets died with the old process). A repair of a running
+            // controller keeps the sockets and puts back only a redirect someone removed.
             self.refresh_sandbox_dns_logged(cx, &id);
+            match self.repair_dns_redirect(&id) {
+                Ok(true) => report
+                    .repaired
+                    .push(format!("sandbox {id}: redirect of 127.0.0.11:53")),
+                Ok(false) => {}
+                Err(e) => report
+                    .errors
+                    .push(format!("sandbox {id}: DNS redirect: {e}")),
+            }
         }
         report.networks = self
             .networks

@@ -80,7 +80,14 @@ const BATCH: usize = 64;
 pub struct Server {
     rt: tokio::runtime::Runtime,
     shared: Arc<Shared>,
-    tasks: Mutex<HashMap<String, Vec<JoinHandle<()>>>>,
+    tasks: Mutex<HashMap<String, Served>>,
+}
+
+/// One sandbox's serving tasks, and the port its sockets are on.
+#[derive(Debug)]
+struct Served {
+    handles: Vec<JoinHandle<()>>,
+    port: u16,
 }
 
 impl Server {
@@ -122,10 +129,26 @@ impl Server {
 
     /// Whether sandbox `id` is served.
     pub fn serves(&self, id: &str) -> bool {
+        self.port(id).is_some()
+    }
+
+    /// The port sandbox `id`'s resolver listens on, when it is served.
+    pub fn port(&self, id: &str) -> Option<u16> {
         self.tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .contains_key(id)
+            .get(id)
+            .map(|s| s.port)
+    }
+
+    /// Every sandbox served.
+    pub fn served(&self) -> Vec<String> {
+        self.tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect()
     }
 
     /// Starts serving sandbox `id` on `udp` and `tcp` (made by the caller inside the
@@ -138,6 +161,7 @@ impl Server {
     ) -> std::io::Result<()> {
         udp.set_nonblocking(true)?;
         tcp.set_nonblocking(true)?;
+        let port = udp.local_addr()?.port();
         let _g = self.rt.enter();
         let udp = Arc::new(UdpSocket::from_std(udp)?);
         let tcp = TcpListener::from_std(tcp)?;
@@ -151,22 +175,22 @@ impl Server {
             .tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id.to_string(), handles)
+            .insert(id.to_string(), Served { handles, port })
         {
-            old.into_iter().for_each(|h| h.abort());
+            old.handles.into_iter().for_each(|h| h.abort());
         }
         Ok(())
     }
 
     /// Stops serving sandbox `id` (its sockets close).
     pub fn stop(&self, id: &str) {
-        if let Some(handles) = self
+        if let Some(served) = self
             .tasks
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id)
         {
-            handles.into_iter().for_each(|h| h.abort());
+            served.handles.into_iter().for_each(|h| h.abort());
         }
         self.shared
             .sandboxes

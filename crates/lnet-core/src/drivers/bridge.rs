@@ -18,6 +18,7 @@ use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
+use crate::doctor::Findings;
 use crate::driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::firewall::{NetFw, PortFw, Want};
@@ -413,9 +414,7 @@ impl Driver for BridgeDriver {
         // lnet owns the bridge, so any address it did not put there is drift to remove
         // (IPv6 link-local addresses the kernel adds itself are left alone).
         for (_, addr) in &have {
-            let kernel_ll = matches!(addr, IpNet::V6(a) if a.addr().segments()[0] & 0xffc0 == 0xfe80)
-                && !want.contains(addr);
-            if !want.contains(addr) && !kernel_ll {
+            if !want.contains(addr) && !is_kernel_link_local(addr) {
                 host.nl
                     .del_address(link.index, *addr)
                     .map_err(kernel(format!("remove stray address {addr} from {name}")))?;
@@ -717,6 +716,130 @@ impl Driver for BridgeDriver {
             .collect()
     }
 
+    fn check_network(
+        &self,
+        host: &mut HostKernel,
+        net: &NetworkRecord,
+        found: &mut Findings,
+    ) -> Result<()> {
+        let cfg = BridgeConfig::of(net)?;
+        let name = &cfg.bridge;
+        let Some(link) = host
+            .nl
+            .link_by_name(name)
+            .map_err(kernel(format!("look up bridge {name}")))?
+        else {
+            found.missing(format!("bridge {name}"));
+            return Ok(());
+        };
+        if !link.is_kind("bridge") {
+            found.different(format!(
+                "{name} is a {}, not a bridge",
+                link.kind.as_deref().unwrap_or("device")
+            ));
+            return Ok(());
+        }
+        if !link.up {
+            found.different(format!("bridge {name} is down"));
+        }
+        if let Some(mtu) = cfg.mtu.filter(|m| *m != link.mtu) {
+            found.different(format!("bridge {name} has MTU {}, not {mtu}", link.mtu));
+        }
+        let want = expected_bridge_addrs(net, &cfg);
+        let have: Vec<IpNet> = host
+            .nl
+            .addresses(Some(link.index))
+            .map_err(kernel(format!("list addresses of {name}")))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        for a in want.iter().filter(|a| !have.contains(a)) {
+            found.missing(format!("address {a} on {name}"));
+        }
+        for a in have
+            .iter()
+            .filter(|a| !want.contains(a) && !is_kernel_link_local(a))
+        {
+            found.extra(format!("address {a} on {name}"));
+        }
+        Ok(())
+    }
+
+    fn check_join(
+        &self,
+        host: &mut HostKernel,
+        sandbox: &mut SandboxKernel,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+        join: &JoinRecord,
+        found: &mut Findings,
+    ) -> Result<()> {
+        let cfg = BridgeConfig::of(net)?;
+        let (Some(host_if), Some(ctr_if)) = (&join.host_ifname, &join.container_ifname) else {
+            found.different("a join record without interface names");
+            return Ok(());
+        };
+        let bridge = host
+            .nl
+            .link_by_name(&cfg.bridge)
+            .map_err(kernel(format!("look up bridge {}", cfg.bridge)))?;
+        match host
+            .nl
+            .link_by_name(host_if)
+            .map_err(kernel(format!("look up {host_if}")))?
+        {
+            None => found.missing(format!("veth {host_if}")),
+            Some(h) => {
+                if bridge.is_some_and(|b| h.master != Some(b.index)) {
+                    found.different(format!("{host_if} is not on bridge {}", cfg.bridge));
+                }
+                if !h.up {
+                    found.different(format!("{host_if} is down"));
+                }
+                if !cfg.enable_icc && h.isolated != Some(true) {
+                    found.different(format!(
+                        "{host_if} is not an isolated bridge port (ICC is off)"
+                    ));
+                }
+                if !ep.ports.is_empty() && h.hairpin != Some(true) {
+                    found.different(format!(
+                        "{host_if} has hairpin mode off (it publishes ports)"
+                    ));
+                }
+            }
+        }
+        let Some(peer) = sandbox
+            .nl
+            .link_by_name(ctr_if)
+            .map_err(kernel(format!("look up {ctr_if} in the sandbox")))?
+        else {
+            found.missing(format!("interface {ctr_if}"));
+            return Ok(());
+        };
+        if !peer.up {
+            found.different(format!("{ctr_if} is down"));
+        }
+        if let (Some(want), Some(have)) = (ep.mac.as_deref(), peer.mac) {
+            let have = lnet_kernel::format_mac(&have);
+            if !want.eq_ignore_ascii_case(&have) {
+                found.different(format!("{ctr_if} has MAC {have}, not {want}"));
+            }
+        }
+        let have: Vec<IpNet> = sandbox
+            .nl
+            .addresses(Some(peer.index))
+            .map_err(kernel(format!("list addresses of {ctr_if}")))?
+            .into_iter()
+            .map(|(_, a)| a)
+            .collect();
+        for a in ep.addr_v4.iter().chain(ep.addr_v6.iter()) {
+            if !have.contains(a) {
+                found.missing(format!("address {a} on {ctr_if}"));
+            }
+        }
+        Ok(())
+    }
+
     fn check_sandbox(&self, sandbox: &lnet_store::SandboxRecord) -> Result<()> {
         if sandbox.host_mode {
             return Err(CoreError::Forbidden(format!(
@@ -789,6 +912,11 @@ impl Driver for BridgeDriver {
 
 /// Whether `name` has the shape of the host interfaces this driver makes: `veth` and seven
 /// hex digits of an endpoint id.
+/// An IPv6 link-local address, which the kernel gives a link itself (not drift).
+fn is_kernel_link_local(addr: &IpNet) -> bool {
+    matches!(addr, IpNet::V6(a) if a.addr().segments()[0] & 0xffc0 == 0xfe80)
+}
+
 pub(crate) fn is_host_ifname(name: &str) -> bool {
     name.len() == 11
         && name.starts_with("veth")

@@ -75,7 +75,7 @@ impl State {
     }
 
     /// The DNS networks sandbox `sb_id` is joined to.
-    fn dns_view(&self, sb_id: &str) -> Vec<String> {
+    pub(crate) fn dns_view(&self, sb_id: &str) -> Vec<String> {
         self.joined(sb_id)
             .iter()
             .filter(|e| self.networks.get(&e.network_id).is_some_and(has_dns))
@@ -247,24 +247,83 @@ fn redirect(ns: &lnet_kernel::Netns, port: u16) -> Result<()> {
         -300,
     ));
     b.flush_chain(Family::Ip, TABLE, CHAIN);
+    for rule in redirect_rules(port) {
+        b.add_rule(&rule);
+    }
+    NftSocket::in_netns(ns)
+        .and_then(|mut s| s.commit(&b))
+        .map_err(CoreError::kernel("add the DNS redirect in the sandbox"))
+}
+
+/// The rules of the redirect to the resolver on `port`: queries' destination port 53 to
+/// `port`, replies' source port back to 53, for UDP and TCP.
+fn redirect_rules(port: u16) -> Vec<Rule> {
     let dns = ipnet::IpNet::from(IpAddr::V4(EMBEDDED_DNS));
+    let mut rules = Vec::new();
     for proto in [17u8, 6] {
-        b.add_rule(
-            &Rule::new(Family::Ip, TABLE, CHAIN)
+        rules.push(
+            Rule::new(Family::Ip, TABLE, CHAIN)
                 .daddr_in(dns)
                 .l4proto(proto)
                 .dport(53)
                 .set_port(proto, true, port),
         );
-        b.add_rule(
-            &Rule::new(Family::Ip, TABLE, CHAIN)
+        rules.push(
+            Rule::new(Family::Ip, TABLE, CHAIN)
                 .saddr_in(dns)
                 .l4proto(proto)
                 .sport(port)
                 .set_port(proto, false, 53),
         );
     }
-    NftSocket::in_netns(ns)
-        .and_then(|mut s| s.commit(&b))
-        .map_err(CoreError::kernel("add the DNS redirect in the sandbox"))
+    rules
+}
+
+impl State {
+    /// Whether sandbox `sb_id`'s redirect to its resolver is in place, when it is served:
+    /// `None` when it is (or there is none to check), else what is wrong.
+    pub(crate) fn dns_redirect_drift(&self, sb_id: &str) -> Option<String> {
+        let port = self.dns.as_ref()?.port(sb_id)?;
+        let k = self.sandboxes.get(sb_id)?.kernel.as_ref()?;
+        let rules = NftSocket::in_netns(&k.ns).and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN));
+        let want: Vec<_> = redirect_rules(port)
+            .iter()
+            .map(|r| r.exprs().to_vec())
+            .collect();
+        match rules {
+            Ok(have) if have.iter().map(|r| &r.exprs).eq(want.iter()) => None,
+            Ok(_) => Some(format!(
+                "redirect of 127.0.0.11:53 to port {port} (its rules differ)"
+            )),
+            Err(_) => Some(format!(
+                "redirect of 127.0.0.11:53 to port {port} (table ip {TABLE})"
+            )),
+        }
+    }
+
+    /// Puts sandbox `sb_id`'s redirect back when it is served and the redirect is not as
+    /// it should be (someone flushed the sandbox's ruleset).
+    pub(crate) fn repair_dns_redirect(&self, sb_id: &str) -> Result<bool> {
+        if self.dns_redirect_drift(sb_id).is_none() {
+            return Ok(false);
+        }
+        let (Some(port), Some(k)) = (
+            self.dns.as_ref().and_then(|d| d.port(sb_id)),
+            self.sandboxes.get(sb_id).and_then(|s| s.kernel.as_ref()),
+        ) else {
+            return Ok(false);
+        };
+        redirect(&k.ns, port).map(|()| true)
+    }
+
+    /// Stops the resolvers of sandboxes that are gone (a repair found their namespace gone).
+    pub(crate) fn forget_gone_sandbox_dns(&self) {
+        if let Some(server) = &self.dns {
+            for id in server.served() {
+                if !self.sandboxes.contains_key(&id) {
+                    server.stop(&id);
+                }
+            }
+        }
+    }
 }

@@ -140,12 +140,19 @@ impl State {
 
     /// Regenerates the sandbox's hosts file from its record and joined endpoints.
     pub(crate) fn write_hosts(&self, cx: &Cx, sandbox_id: &str) -> Result<()> {
+        let text = self.hosts_text(cx, sandbox_id)?;
+        let rec = &self.sandboxes[sandbox_id].rec;
+        files::write_in_place(&rec.files_dir.join("hosts"), &text)
+    }
+
+    /// What the sandbox's hosts file should say, from its record and joined endpoints.
+    pub(crate) fn hosts_text(&self, cx: &Cx, sandbox_id: &str) -> Result<String> {
         let entry = self
             .sandboxes
             .get(sandbox_id)
             .ok_or_else(|| CoreError::not_found("sandbox", sandbox_id))?;
         let rec = &entry.rec;
-        let text = if rec.host_mode {
+        Ok(if rec.host_mode {
             let host = std::fs::read_to_string(&cx.config.host_hosts).unwrap_or_default();
             files::host_mode_hosts(&host, &rec.extra_hosts)
         } else {
@@ -166,7 +173,6 @@ impl State {
                 })
                 .collect();
             files::sandbox_hosts(&rec.hostname, &rec.domainname, &rec.extra_hosts, &addrs)
-        };
-        files::write_in_place(&rec.files_dir.join("hosts"), &text)
+        })
     }
 }

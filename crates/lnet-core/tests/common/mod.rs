@@ -620,6 +620,9 @@ pub fn assert_converged(env: &mut Env) {
 
 fn check_live_state(env: &Env) {
     let ctrl = env.ctrl();
+    // lnet's own comparison must agree with the one below.
+    let doctor = ctrl.doctor();
+    assert!(doctor.is_clean(), "doctor after a start: {doctor:#?}");
     let mut want_links: BTreeSet<String> = env.base_links.clone();
     let mut want_pools = BTreeSet::new();
     let mut joined: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();

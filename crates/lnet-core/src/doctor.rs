@@ -1,0 +1,276 @@
+//! `lnet doctor`: the records against the kernel, read only. For every ready object it
+//! looks at what recovery would make or repair — the bridge and its addresses, each joined
+//! endpoint's veth pair, addresses, flags and MAC, each sandbox's namespace, files,
+//! default routes and resolver, lnet-shaped interfaces and namespace mounts no record
+//! names, and the firewall — and lists what is missing, extra or different.
+//!
+//! The repair is not here: it is the reconciliation the controller runs at start
+//! ([`crate::Controller::repair`] runs it again), so that what `doctor` reports and what a
+//! start fixes can never drift apart. Each check names the repair's object in the same
+//! words a user would look for (`network web`, `sandbox a`, `firewall`).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use lnet_kernel::{IpFamily, Netns};
+use lnet_store::{JoinState, Lifecycle};
+use serde::Serialize;
+
+use crate::controller::{Cx, State};
+
+/// One difference between the records and the kernel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `missing` (the records call for it, the kernel lacks it), `extra` (the kernel has
+    /// it, no record calls for it) or `different`.
+    pub kind: &'static str,
+    /// What it belongs to: `network web`, `sandbox a`, `firewall`.
+    pub object: String,
+    /// What differs, in the kernel's terms: `bridge br-12ab`, `address 10.0.0.2/24 on eth0`.
+    pub what: String,
+}
+
+/// Findings as a check collects them, about one object at a time.
+#[derive(Debug, Default)]
+pub struct Findings {
+    object: String,
+    list: Vec<Finding>,
+}
+
+impl Findings {
+    /// What the following findings are about.
+    pub fn about(&mut self, object: impl Into<String>) {
+        self.object = object.into();
+    }
+
+    fn push(&mut self, kind: &'static str, what: String) {
+        self.list.push(Finding {
+            kind,
+            object: self.object.clone(),
+            what,
+        });
+    }
+
+    /// The records call for `what`; the kernel lacks it.
+    pub fn missing(&mut self, what: impl Into<String>) {
+        self.push("missing", what.into());
+    }
+
+    /// The kernel has `what`; no record calls for it.
+    pub fn extra(&mut self, what: impl Into<String>) {
+        self.push("extra", what.into());
+    }
+
+    /// `what` is there, but not as the records say.
+    pub fn different(&mut self, what: impl Into<String>) {
+        self.push("different", what.into());
+    }
+}
+
+/// What `doctor` found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DoctorReport {
+    /// Every difference, in the order checked: networks, sandboxes with their endpoints,
+    /// interfaces and mounts no record names, the firewall.
+    pub findings: Vec<Finding>,
+    /// Checks that could not be made (the kernel refused to answer), each naming its object.
+    pub errors: Vec<String>,
+    /// Ready networks checked.
+    pub networks: usize,
+    /// Joined endpoints checked.
+    pub endpoints: usize,
+    /// Sandboxes checked.
+    pub sandboxes: usize,
+}
+
+impl DoctorReport {
+    /// Whether the records and the kernel agree (and every check could be made).
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.errors.is_empty()
+    }
+}
+
+impl State {
+    /// Compares every record with the kernel; changes nothing.
+    pub(crate) fn doctor(&mut self, cx: &Cx) -> DoctorReport {
+        let mut f = Findings::default();
+        let mut report = DoctorReport::default();
+        let nets: Vec<_> = self
+            .networks
+            .values()
+            .filter(|n| n.state == Lifecycle::Ready)
+            .cloned()
+            .collect();
+        for net in &nets {
+            f.about(format!("network {}", net.name));
+            report.networks += 1;
+            let checked = cx
+                .driver(&net.driver)
+                .and_then(|d| d.check_network(&mut self.host, net, &mut f));
+            if let Err(e) = checked {
+                report.errors.push(format!("network {}: {e}", net.name));
+            }
+        }
+        for net in self
+            .networks
+            .values()
+            .filter(|n| n.state != Lifecycle::Ready)
+        {
+            f.about(format!("network {}", net.name));
+            f.different(format!(
+                "record {} (interrupted; the next start finishes it)",
+                net.state
+            ));
+        }
+
+        let ids: Vec<String> = self.sandboxes.keys().cloned().collect();
+        for id in &ids {
+            self.doctor_sandbox(cx, id, &mut f, &mut report);
+        }
+        for ep in self.endpoints.all() {
+            if ep.state != Lifecycle::Ready {
+                f.about(format!("endpoint {}", ep.name));
+                f.different(format!(
+                    "record {} (interrupted; the next start finishes it)",
+                    ep.state
+                ));
+            }
+        }
+
+        match self.orphan_links(cx) {
+            Ok(orphans) => {
+                for (name, net) in orphans {
+                    f.about(format!("network {net}"));
+                    f.extra(format!("interface {name} (no record names it)"));
+                }
+            }
+            Err(e) => report.errors.push(format!("host interfaces: {e}")),
+        }
+        let named: BTreeSet<_> = self
+            .sandboxes
+            .values()
+            .map(|s| s.rec.netns_path.clone())
+            .collect();
+        let dir = lnet_store::default_netns_path(&cx.config.exec_root, "x");
+        if let Some(dir) = dir.parent()
+            && let Ok(entries) = std::fs::read_dir(dir)
+        {
+            f.about("host");
+            for path in entries.flatten().map(|e| e.path()) {
+                if !named.contains(&path) && Netns::is_mounted_at(&path) {
+                    f.extra(format!(
+                        "network namespace mount {} (no sandbox names it)",
+                        path.display()
+                    ));
+                }
+            }
+        }
+
+        match self.firewall_check(cx) {
+            Ok(drift) => {
+                f.about("firewall");
+                for d in drift {
+                    f.push(d.kind, d.what);
+                }
+            }
+            Err(e) => report.errors.push(format!("firewall: {e}")),
+        }
+        report.findings = f.list;
+        report
+    }
+
+    fn doctor_sandbox(&mut self, cx: &Cx, id: &str, f: &mut Findings, report: &mut DoctorReport) {
+        let Some(rec) = self.sandboxes.get(id).map(|s| s.rec.clone()) else {
+            return;
+        };
+        f.about(format!("sandbox {}", rec.container_id));
+        report.sandboxes += 1;
+        if rec.state != Lifecycle::Ready {
+            f.different(format!(
+                "record {} (interrupted; the next start finishes it)",
+                rec.state
+            ));
+            return;
+        }
+        for file in ["hosts", "resolv.conf"] {
+            if !rec.files_dir.join(file).exists() {
+                f.missing(format!("file {}", rec.files_dir.join(file).display()));
+            }
+        }
+        if let Ok(want) = self.hosts_text(cx, id)
+            && let Ok(have) = std::fs::read_to_string(rec.files_dir.join("hosts"))
+            && want != have
+        {
+            f.different(format!("file {}", rec.files_dir.join("hosts").display()));
+        }
+        if rec.host_mode {
+            return;
+        }
+        if rec.owns_netns && !Netns::is_mounted_at(&rec.netns_path) {
+            f.missing(format!("network namespace {}", rec.netns_path.display()));
+            return;
+        }
+        let joined: Vec<_> = self.joined(id).into_iter().cloned().collect();
+        let gateways = self.gateways_of(cx, id, None);
+        let wants_resolver = self.dns.is_some() && !self.dns_view(id).is_empty();
+        if wants_resolver && !self.dns.as_ref().is_some_and(|d| d.serves(id)) {
+            f.missing("resolver on 127.0.0.11");
+        }
+        if let Some(drift) = self.dns_redirect_drift(id) {
+            f.missing(drift);
+        }
+        let nets: Vec<_> = joined
+            .iter()
+            .map(|ep| self.networks.get(&ep.network_id).cloned())
+            .collect();
+        let Some(k) = self.sandboxes.get_mut(id).and_then(|s| s.kernel.as_mut()) else {
+            f.missing(format!("network namespace {}", rec.netns_path.display()));
+            return;
+        };
+        for (ep, net) in joined.iter().zip(nets) {
+            let Some(join) = &ep.join else { continue };
+            report.endpoints += 1;
+            f.about(format!("sandbox {} endpoint {}", rec.container_id, ep.name));
+            if join.state != JoinState::Joined {
+                f.different(format!(
+                    "join {:?} (interrupted; the next start finishes it)",
+                    join.state
+                ));
+                continue;
+            }
+            let Some(net) = net else { continue };
+            let checked = cx
+                .driver(&net.driver)
+                .and_then(|d| d.check_join(&mut self.host, k, &net, ep, join, f));
+            if let Err(e) = checked {
+                report.errors.push(format!(
+                    "sandbox {} endpoint {}: {e}",
+                    rec.container_id, ep.name
+                ));
+            }
+        }
+        f.about(format!("sandbox {}", rec.container_id));
+        for (family, want) in [(IpFamily::V4, gateways.v4), (IpFamily::V6, gateways.v6)] {
+            let have: Option<IpAddr> = match k.nl.routes(family) {
+                Ok(routes) => routes
+                    .into_iter()
+                    .find(|r| r.dst.prefix_len() == 0)
+                    .and_then(|r| r.gateway),
+                Err(e) => {
+                    report
+                        .errors
+                        .push(format!("sandbox {}: routes: {e}", rec.container_id));
+                    continue;
+                }
+            };
+            match (want, have) {
+                (Some(w), None) => f.missing(format!("default route via {w}")),
+                (None, Some(h)) => f.extra(format!("default route via {h}")),
+                (Some(w), Some(h)) if w != h => {
+                    f.different(format!("default route via {h}, not {w}"))
+                }
+                _ => {}
+            }
+        }
+    }
+}
