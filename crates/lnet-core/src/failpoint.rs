@@ -45,10 +45,16 @@ pub const ALL: &[&str] = &[
     "sandbox-delete:recorded",
     "sandbox-delete:endpoints-done",
     "sandbox-delete:kernel-done",
+    "endpoint-create:allocated",
+    "endpoint-create:recorded",
+    "endpoint-delete:recorded",
     "join:unrecorded",
     "join:recorded",
+    "join:interface-made",
+    "join:ports-published",
     "join:kernel-done",
     "leave:recorded",
+    "leave:ports-unpublished",
     "leave:kernel-done",
 ];
 

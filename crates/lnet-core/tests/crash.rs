@@ -15,7 +15,7 @@ use lnet_kernel::Netns;
 
 /// The world every crash test starts from: network `base` with `e1` joined to `s1`, `e3`
 /// joined to `s3` and `e2` not joined, each with published ports; an empty sandbox `s2`; a
-/// network `doomed` with no endpoints.
+/// network `doomed` with no endpoints; `e5`, not joined, publishing a port.
 fn build_world(env: &Env) {
     let ctrl = env.ctrl();
     let base = bridge_on(ctrl, "base", "10.98.0.0/24");
@@ -39,6 +39,7 @@ fn build_world(env: &Env) {
         .join(&sandbox(ctrl, "s3"), JoinOptions::default())
         .unwrap();
     publishing("e2", &["9090-9091:90-91/tcp"]);
+    publishing("e5", &["6060:60/udp"]);
     sandbox(ctrl, "s2");
     bridge_on(ctrl, "doomed", "10.97.0.0/24");
 }
@@ -53,6 +54,8 @@ enum Op {
     NetworkDelete,
     SandboxCreate,
     SandboxDelete,
+    EndpointCreate,
+    EndpointDelete,
     Join,
     Leave,
 }
@@ -64,24 +67,28 @@ impl Op {
             "network-delete" => Op::NetworkDelete,
             "sandbox-create" => Op::SandboxCreate,
             "sandbox-delete" => Op::SandboxDelete,
+            "endpoint-create" => Op::EndpointCreate,
+            "endpoint-delete" => Op::EndpointDelete,
             "join" => Op::Join,
             "leave" => Op::Leave,
             other => panic!("no operation known for failpoint group {other}: add one here"),
         }
     }
 
-    /// The object the operation is about, as recovery names it.
-    fn object(self, fp: &str) -> &'static str {
-        match self {
+    /// The object the operation is about, as recovery names it; `None` for operations that
+    /// are one record write (nothing for recovery to finish or undo).
+    fn object(self, fp: &str) -> Option<&'static str> {
+        Some(match self {
             // No record: the sweep finds the interface by its name and names it.
             Op::Join if fp == "join:unrecorded" => "interface veth",
             Op::NetworkCreate => "network fresh",
             Op::NetworkDelete => "network doomed",
             Op::SandboxCreate => "sandbox s4",
             Op::SandboxDelete => "sandbox s3",
+            Op::EndpointCreate | Op::EndpointDelete => return None,
             Op::Join => "endpoint e2",
             Op::Leave => "endpoint e1",
-        }
+        })
     }
 
     /// Deletes, leaves and joins are finished at start (a join whose record reached the
@@ -89,7 +96,12 @@ impl Op {
     fn finished_at_start(self, fp: &str) -> bool {
         match self {
             Op::Join => fp != "join:unrecorded",
-            _ => matches!(self, Op::NetworkDelete | Op::SandboxDelete | Op::Leave),
+            // Its one write happened or did not.
+            Op::EndpointCreate => fp == "endpoint-create:recorded",
+            _ => matches!(
+                self,
+                Op::NetworkDelete | Op::SandboxDelete | Op::EndpointDelete | Op::Leave
+            ),
         }
     }
 
@@ -102,6 +114,17 @@ impl Op {
             Op::NetworkDelete => ctrl.network("doomed")?.delete(),
             Op::SandboxCreate => ctrl.new_sandbox("s4", Default::default()).map(drop),
             Op::SandboxDelete => ctrl.sandbox("s3")?.delete(),
+            Op::EndpointCreate => ctrl
+                .network("base")?
+                .create_endpoint(
+                    "e4",
+                    EndpointOptions {
+                        ports: vec![lnet_core::PortSpec::parse("6161:61").unwrap()],
+                        ..Default::default()
+                    },
+                )
+                .map(drop),
+            Op::EndpointDelete => ep(env, "e5")?.delete(),
             Op::Join => ep(env, "e2")?.join(&ctrl.sandbox("s2")?, JoinOptions::default()),
             Op::Leave => ep(env, "e1")?.leave(&ctrl.sandbox("s1")?),
         }
@@ -122,6 +145,8 @@ impl Op {
             Op::NetworkDelete => gone(ctrl.network("doomed").map(drop)),
             Op::SandboxCreate => !gone(ctrl.sandbox("s4").map(drop)),
             Op::SandboxDelete => gone(ctrl.sandbox("s3").map(drop)),
+            Op::EndpointCreate => !gone(ep(env, "e4").map(drop)),
+            Op::EndpointDelete => gone(ep(env, "e5").map(drop)),
             Op::Join => ep(env, "e2").unwrap().info().unwrap().join.is_some(),
             Op::Leave => ep(env, "e1").unwrap().info().unwrap().join.is_none(),
         }
@@ -160,6 +185,26 @@ impl Op {
                     )
                     .unwrap();
                 again.delete().unwrap();
+            }
+            Op::EndpointCreate => {
+                let e4 = ep(env, "e4").unwrap().info().unwrap();
+                assert_eq!(e4.state, Lifecycle::Ready);
+                assert_eq!(e4.ports.len(), 1, "{e4:?}");
+            }
+            Op::EndpointDelete => {
+                // Its address and host port are free again.
+                let e5 = ctrl
+                    .network("base")
+                    .unwrap()
+                    .create_endpoint(
+                        "e5-again",
+                        EndpointOptions {
+                            ports: vec![lnet_core::PortSpec::parse("6060:60/udp").unwrap()],
+                            ..Default::default()
+                        },
+                    )
+                    .unwrap();
+                e5.delete().unwrap();
             }
             Op::Join => {
                 let s2 = ctrl.sandbox("s2").unwrap();
@@ -215,11 +260,13 @@ fn crash_at(fp: &str, test: &str) {
     } else {
         &report.rolled_back
     };
-    assert!(
-        named.iter().any(|w| w.starts_with(op.object(fp))),
-        "{fp}: the recovery report names {}: {report:?}",
-        op.object(fp)
-    );
+    match op.object(fp) {
+        Some(object) => assert!(
+            named.iter().any(|w| w.starts_with(object)),
+            "{fp}: the recovery report names {object}: {report:?}"
+        ),
+        None => assert!(report.is_clean(), "{fp}: nothing to recover: {report:?}"),
+    }
     if done {
         op.check_done(&env);
     } else {
@@ -261,10 +308,16 @@ crash_tests! {
     crash_sandbox_delete_recorded => "sandbox-delete:recorded",
     crash_sandbox_delete_endpoints_done => "sandbox-delete:endpoints-done",
     crash_sandbox_delete_kernel_done => "sandbox-delete:kernel-done",
+    crash_endpoint_create_allocated => "endpoint-create:allocated",
+    crash_endpoint_create_recorded => "endpoint-create:recorded",
+    crash_endpoint_delete_recorded => "endpoint-delete:recorded",
     crash_join_unrecorded => "join:unrecorded",
     crash_join_recorded => "join:recorded",
+    crash_join_interface_made => "join:interface-made",
+    crash_join_ports_published => "join:ports-published",
     crash_join_kernel_done => "join:kernel-done",
     crash_leave_recorded => "leave:recorded",
+    crash_leave_ports_unpublished => "leave:ports-unpublished",
     crash_leave_kernel_done => "leave:kernel-done",
 }
 

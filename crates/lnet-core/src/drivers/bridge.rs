@@ -638,6 +638,7 @@ impl Driver for BridgeDriver {
                 .set_isolated(host_index, true)
                 .map_err(kernel(format!("isolate bridge port {host_if}")))?;
         }
+        crate::failpoint::hit("join:interface-made");
         if !ep.ports.is_empty() {
             // Where br_netfilter is loaded (Docker loads it), a container's packet to its
             // own published port is DNATed at the bridge and sent back out of the port it
@@ -648,6 +649,7 @@ impl Driver for BridgeDriver {
             let mut want = Want::new();
             want.ports(&port_fw(ep));
             host.fw.apply(&want, &Want::new())?;
+            crate::failpoint::hit("join:ports-published");
         }
         Ok(())
     }
@@ -668,6 +670,7 @@ impl Driver for BridgeDriver {
             gone.ports(&ports);
             host.fw.apply(&Want::new(), &gone)?;
             host.fw.flush_udp(&ports);
+            crate::failpoint::hit("leave:ports-unpublished");
         }
         let Some(h) = &join.host_ifname else {
             return Ok(());

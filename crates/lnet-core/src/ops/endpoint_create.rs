@@ -98,6 +98,7 @@ impl State {
             },
             (true, None, None) => Some(ids::random_mac()),
         };
+        crate::failpoint::hit("endpoint-create:allocated");
         let mut rec = EndpointRecord {
             schema: SCHEMA_VERSION,
             state: Lifecycle::Ready,
@@ -118,6 +119,7 @@ impl State {
             self.release_ports(&rec.ports);
             return Err(e.into());
         }
+        crate::failpoint::hit("endpoint-create:recorded");
         tracing::debug!(endpoint = %rec.name, network = %net.name, v4 = ?rec.addr_v4, "endpoint created");
         let id = rec.id.clone();
         self.endpoints.insert(rec);

@@ -20,6 +20,7 @@ impl State {
         }
         let ep = ep.clone();
         cx.store.delete(&ep)?;
+        crate::failpoint::hit("endpoint-delete:recorded");
         if let Ok(net) = self.network_of(&ep) {
             let net = net.clone();
             self.ipam.release_endpoint(&net, &ep);
