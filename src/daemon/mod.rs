@@ -189,6 +189,8 @@ impl Settings {
         config.background_deletes = true;
         // Containers on user-defined networks find each other by name, as on Docker.
         config.embedded_dns = true;
+        // What someone else deletes or changes of lnet's is put back while it runs.
+        config.self_heal = true;
         let hosts = if args.hosts.is_empty() {
             file.hosts.unwrap_or_default()
         } else {

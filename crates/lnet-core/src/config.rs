@@ -33,6 +33,11 @@ pub struct Config {
     /// names free first, then deleted on a background thread (see the `reaper` module).
     /// The daemon turns this on; library callers get synchronous deletes by default.
     pub background_deletes: bool,
+    /// Watch the kernel's change notifications and put back what lnet owns when someone
+    /// else deletes or changes it (a bridge, a veth, an address, lnet's nftables table or
+    /// elements, its accept rules in another engine's forward chain), within a second and
+    /// without touching anything else (see the `watcher` module). The daemon turns this on.
+    pub self_heal: bool,
     /// Run the embedded DNS: sandboxes on user-defined bridge networks resolve each other's
     /// names at `127.0.0.11`. The daemon turns this on; library callers opt in.
     pub embedded_dns: bool,
@@ -50,6 +55,7 @@ impl Default for Config {
             host_hosts: PathBuf::from("/etc/hosts"),
             enable_ip_forward: true,
             background_deletes: false,
+            self_heal: false,
             embedded_dns: false,
         }
     }

@@ -67,13 +67,15 @@ pub(crate) struct State {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     cx: Cx,
     state: Mutex<State>,
     report: RecoveryReport,
     /// The records as of the last completed change: readers take this and never wait for
     /// the state lock, which a change holds across its kernel calls.
     published: RwLock<Arc<Records>>,
+    /// How many times the watcher put something back.
+    heals: std::sync::atomic::AtomicU64,
 }
 
 /// Every record, as of one moment between changes: a consistent view for readers. Each
@@ -249,13 +251,45 @@ impl Controller {
             report.notices.insert(0, n);
         }
         let published = RwLock::new(Arc::new(state.records(&Records::default())));
-        Ok(Controller {
-            inner: Arc::new(Inner {
-                cx,
-                state: Mutex::new(state),
-                report,
-                published,
-            }),
+        let ours = state.host.fw.portid();
+        let self_heal = cx.config.self_heal;
+        let inner = Arc::new(Inner {
+            cx,
+            state: Mutex::new(state),
+            report,
+            published,
+            heals: Default::default(),
+        });
+        if self_heal {
+            crate::watcher::spawn(Arc::downgrade(&inner), ours)?;
+        }
+        Ok(Controller { inner })
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Controller {
+        Controller { inner }
+    }
+
+    /// How many times the watcher ([`Config::self_heal`]) found something of lnet's deleted
+    /// or changed by someone else and put it back.
+    pub fn heals(&self) -> u64 {
+        self.inner.heals.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_heal(&self) {
+        self.inner
+            .heals
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Compares lnet's firewall with the records and puts right what differs: the table,
+    /// its chains and sets, the elements, lnet's accept rules in other tables. What it
+    /// repaired.
+    pub(crate) fn heal_firewall(&self) -> Result<Vec<crate::firewall::Drift>> {
+        self.with_mut(|st, cx| {
+            let mut drift = st.host.fw.ensure_base()?;
+            drift.extend(st.reconcile_firewall(cx)?);
+            Ok(drift)
         })
     }
 
@@ -370,7 +404,7 @@ impl Controller {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
         let mut st = self.lock();
         f(&mut st, &self.inner.cx)
     }

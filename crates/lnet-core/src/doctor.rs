@@ -51,6 +51,11 @@ impl Findings {
         });
     }
 
+    /// Whether nothing was found.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
     /// The records call for `what`; the kernel lacks it.
     pub fn missing(&mut self, what: impl Into<String>) {
         self.push("missing", what.into());
@@ -91,17 +96,20 @@ impl DoctorReport {
 }
 
 impl State {
+    /// The ready networks' records (a copy: checks need the state mutably meanwhile).
+    pub(crate) fn ready_networks(&self) -> Vec<lnet_store::NetworkRecord> {
+        self.networks
+            .values()
+            .filter(|n| n.state == Lifecycle::Ready)
+            .cloned()
+            .collect()
+    }
+
     /// Compares every record with the kernel; changes nothing.
     pub(crate) fn doctor(&mut self, cx: &Cx) -> DoctorReport {
         let mut f = Findings::default();
         let mut report = DoctorReport::default();
-        let nets: Vec<_> = self
-            .networks
-            .values()
-            .filter(|n| n.state == Lifecycle::Ready)
-            .cloned()
-            .collect();
-        for net in &nets {
+        for net in &self.ready_networks() {
             f.about(format!("network {}", net.name));
             report.networks += 1;
             let checked = cx

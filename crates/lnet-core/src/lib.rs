@@ -42,6 +42,7 @@ mod ops;
 pub mod ports;
 pub mod reaper;
 mod recovery;
+mod watcher;
 
 pub use config::Config;
 pub use controller::{

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use lnet_core::{EndpointOptions, JoinOptions, PortSpec};
+
 use lnet_kernel::nft::{Batch, Family, NftSocket};
 use lnet_kernel::{Netns, VethSpec};
 
@@ -36,19 +36,7 @@ fn doctor_names_each_drift_and_repair_puts_it_back() {
     std::fs::write(&config.host_resolv_conf, "nameserver 127.0.0.1\n").unwrap();
     env.restart_with(config);
     let ctrl = env.ctrl();
-    let net = bridge_on(ctrl, "web", "10.61.0.0/24");
-    let (a, b) = (sandbox(ctrl, "a"), sandbox(ctrl, "b"));
-    let ea = attach(&net, "ea", &a);
-    let eb = net
-        .create_endpoint(
-            "eb",
-            EndpointOptions {
-                ports: vec![PortSpec::parse("8080:80").unwrap()],
-                ..Default::default()
-            },
-        )
-        .unwrap();
-    eb.join(&b, JoinOptions::default()).unwrap();
+    let Pair { net, a, b, ea, eb } = pair(ctrl, "web", "10.61.0.0/24");
     let (a_ip, b_ip) = (ip4(&ea), ip4(&eb));
     let (bridge, host_if, ctr_if) = (bridge_name(&net), host_ifname(&ea), container_ifname(&ea));
     let gateway = pool_and_gateway(&net).1.addr();

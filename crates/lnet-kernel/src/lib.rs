@@ -62,6 +62,7 @@ pub mod addr;
 pub mod conntrack;
 pub mod error;
 pub mod link;
+pub mod monitor;
 pub mod netlink;
 pub mod netns;
 pub mod nft;

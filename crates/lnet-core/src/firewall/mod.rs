@@ -248,6 +248,11 @@ pub struct Firewall {
 }
 
 impl Firewall {
+    /// The netlink port lnet's changes come from: notifications carrying it are lnet's own.
+    pub fn portid(&self) -> u32 {
+        self.nft.portid()
+    }
+
     /// A firewall programming the calling thread's network namespace.
     pub fn new() -> Result<Firewall> {
         Ok(Firewall {

@@ -760,3 +760,31 @@ fn check_live_state(env: &Env) {
         "sandbox file directories vs sandboxes"
     );
 }
+
+/// Two sandboxes on one network: `a` (endpoint `ea`) and `b` (endpoint `eb`, publishing
+/// host port 8080 to its port 80).
+pub struct Pair {
+    pub net: Network,
+    pub a: Sandbox,
+    pub b: Sandbox,
+    pub ea: Endpoint,
+    pub eb: Endpoint,
+}
+
+/// Makes a [`Pair`] on a new bridge network `name` with `subnet`.
+pub fn pair(ctrl: &Controller, name: &str, subnet: &str) -> Pair {
+    let net = bridge_on(ctrl, name, subnet);
+    let (a, b) = (sandbox(ctrl, "a"), sandbox(ctrl, "b"));
+    let ea = attach(&net, "ea", &a);
+    let eb = net
+        .create_endpoint(
+            "eb",
+            EndpointOptions {
+                ports: vec![lnet_core::PortSpec::parse("8080:80").unwrap()],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    eb.join(&b, JoinOptions::default()).unwrap();
+    Pair { net, a, b, ea, eb }
+}

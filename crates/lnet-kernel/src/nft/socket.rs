@@ -61,6 +61,16 @@ impl NftSocket {
         socket::in_netns(ns, NftSocket::new)
     }
 
+    /// The netlink port of this socket: nf_tables notifications of the changes it asks for
+    /// carry it (see [`crate::monitor::Event::Nft`]).
+    pub fn portid(&self) -> u32 {
+        let mut addr = rtnetlink::sys::SocketAddr::new(0, 0);
+        match self.sock.socket.get_address(&mut addr) {
+            Ok(()) => addr.port_number(),
+            Err(_) => 0,
+        }
+    }
+
     /// How many requests (transactions and dumps) this socket has sent.
     pub fn request_count(&self) -> u64 {
         self.sock.request_count()
