@@ -57,6 +57,10 @@ pub struct DaemonArgs {
     /// Turn on IP forwarding [default: true].
     #[arg(long)]
     pub ip_forward: Option<bool>,
+    /// Put back what someone else deletes or changes of lnet's while it runs (lnet's own;
+    /// `lnet doctor` still reports and `--repair` still repairs when off) [default: true].
+    #[arg(long)]
+    pub self_heal: Option<bool>,
     /// Log level: error, warn, info, debug, trace [default: info].
     #[arg(short = 'l', long)]
     pub log_level: Option<String>,
@@ -78,6 +82,7 @@ struct FileConfig {
     icc: Option<bool>,
     ip_masq: Option<bool>,
     ip_forward: Option<bool>,
+    self_heal: Option<bool>,
     log_level: Option<String>,
 }
 
@@ -190,7 +195,7 @@ impl Settings {
         // Containers on user-defined networks find each other by name, as on Docker.
         config.embedded_dns = true;
         // What someone else deletes or changes of lnet's is put back while it runs.
-        config.self_heal = true;
+        config.self_heal = args.self_heal.or(file.self_heal).unwrap_or(true);
         let hosts = if args.hosts.is_empty() {
             file.hosts.unwrap_or_default()
         } else {
