@@ -64,25 +64,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-fn raise_fd_limit(need: u64) -> Res<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass, which outlives the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()).into());
-    }
-    if lim.rlim_cur < need {
-        lim.rlim_cur = need.min(lim.rlim_max);
-        // SAFETY: setrlimit only reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-            return Err(format!("setrlimit: {}", std::io::Error::last_os_error()).into());
-        }
-    }
-    Ok(())
-}
-
 fn main() {
     if !lnet_kernel::testing::is_root() {
         println!("skipped: the firewall benchmark needs root");
@@ -191,7 +172,7 @@ fn run(root: &Path) -> Res<()> {
         &[0, 1000, 10_000]
     };
     let (tx_iters, op_iters) = if quick { (40, 10) } else { (300, 60) };
-    raise_fd_limit(4096)?;
+    lnet_kernel::testing::raise_open_files(4096)?;
     let settle = Duration::from_secs(
         std::env::var("LNET_BENCH_SETTLE_SECS")
             .ok()

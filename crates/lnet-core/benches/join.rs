@@ -97,33 +97,6 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
-/// lnet keeps two descriptors open per live sandbox (its namespace and a netlink socket);
-/// 1,000 sandboxes need more than the common soft limit of 1,024.
-fn ensure_fd_limit(need: u64) -> Res<()> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct we pass, which outlives the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return Err(format!("getrlimit(NOFILE): {}", std::io::Error::last_os_error()).into());
-    }
-    if lim.rlim_cur >= need {
-        return Ok(());
-    }
-    lim.rlim_cur = need;
-    lim.rlim_max = lim.rlim_max.max(need);
-    // SAFETY: setrlimit only reads the struct we pass, which outlives the call.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
-        return Err(format!(
-            "raise the open-file limit to {need}: {} (try `ulimit -n {need}`)",
-            std::io::Error::last_os_error()
-        )
-        .into());
-    }
-    Ok(())
-}
-
 /// One namespace of the floor, made like a sandbox's, with its netlink socket open (as lnet
 /// keeps one per sandbox).
 struct FloorSlot {
@@ -377,7 +350,7 @@ fn run(root: &Path) -> Res<()> {
             .unwrap_or(if quick { 0 } else { 15 }),
     );
     let max_n = *sizes.last().expect("sizes");
-    ensure_fd_limit((2 * (max_n + 2 * iters) + 256) as u64)?;
+    lnet_kernel::testing::raise_open_files((2 * (max_n + 2 * iters) + 256) as u64)?;
 
     let resolv = root.join("host-resolv.conf");
     fs::write(&resolv, "nameserver 192.0.2.53\nsearch example.com\n")?;

@@ -309,15 +309,17 @@ impl State {
             // The resolver is derived too: its sockets, redirect and resolv.conf are made
             // again (the old sockets died with the old process). A repair of a running
             // controller keeps the sockets and puts back only a redirect someone removed.
+            let served = self.dns.as_ref().is_some_and(|d| d.serves(&id));
             self.refresh_sandbox_dns_logged(cx, &id);
-            match self.repair_dns_redirect(&id) {
-                Ok(true) => report
+            // A new resolver checked its redirect as it was made.
+            match served.then(|| self.repair_dns_redirect(&id)) {
+                Some(Ok(true)) => report
                     .repaired
                     .push(format!("sandbox {id}: redirect of 127.0.0.11:53")),
-                Ok(false) => {}
-                Err(e) => report
+                Some(Err(e)) => report
                     .errors
                     .push(format!("sandbox {id}: DNS redirect: {e}")),
+                _ => {}
             }
         }
         report.networks = self

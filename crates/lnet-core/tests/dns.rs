@@ -193,7 +193,16 @@ fn sandboxes_resolve_each_other_by_name_on_their_networks() {
     renamed.rename("b").unwrap();
     assert_eq!(ask(&ns_a, "b2", TYPE::A).0, RCODE::NameError);
 
-    // A restart serves again (new sockets, the same answers).
+    // A restart serves again (new sockets, the same answers), on the port its predecessor
+    // had: the sandbox's redirect is left exactly as it was (same rules, same handles).
+    let redirect = |ns: &Netns| {
+        lnet_kernel::nft::NftSocket::in_netns(ns)
+            .unwrap()
+            .rules(lnet_kernel::nft::Family::Ip, "lnetdns", "rewrite")
+            .unwrap()
+    };
+    let before = redirect(&ns_a);
+    assert_eq!(before.len(), 4, "{before:?}");
     drop((ns_a, ns_c, front, other, a, b, c, eb, renamed));
     env.restart_with(config);
     let a = env.ctrl().sandbox("a").unwrap();
@@ -201,6 +210,11 @@ fn sandboxes_resolve_each_other_by_name_on_their_networks() {
     assert_eq!(
         ask(&ns_a, "db.front", TYPE::A),
         (RCODE::NoError, vec![b_ip])
+    );
+    assert_eq!(
+        redirect(&ns_a),
+        before,
+        "the restart left the redirect alone"
     );
 }
 

@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use lnet_kernel::nft::{Batch, Chain, ChainType, Family, Hook, NftSocket, Rule};
+use lnet_kernel::nft::{Batch, Chain, ChainType, Data, Expr, Family, Hook, NftSocket, Rule};
 use lnet_store::{Lifecycle, NetworkRecord};
 
 use crate::controller::{Cx, State};
@@ -162,15 +162,12 @@ impl State {
             };
             k.nl.set_up(lnet_kernel::LOOPBACK_INDEX)
                 .map_err(CoreError::kernel("bring up lo in the sandbox"))?;
+            // One trip into the sandbox: its sockets, and its redirect unless the one there
+            // already points at them — a restart takes the port its predecessor had, so
+            // nothing in the kernel changes (and queries meanwhile fail over at once).
             let (udp, tcp) =
-                k.ns.run(bind_resolver)
-                    .map_err(CoreError::kernel("enter the sandbox for its resolver"))?
-                    .map_err(CoreError::io("open the sandbox's resolver sockets"))?;
-            let port = udp
-                .local_addr()
-                .map_err(CoreError::io("read the resolver's port"))?
-                .port();
-            redirect(&k.ns, port)?;
+                k.ns.run(open_resolver)
+                    .map_err(CoreError::kernel("enter the sandbox for its resolver"))??;
             server
                 .serve(sb_id, udp, tcp)
                 .map_err(CoreError::io("serve the sandbox's resolver"))?;
@@ -201,11 +198,53 @@ impl State {
     }
 }
 
-/// A UDP and a TCP socket on 127.0.0.11 at one free port (run inside the sandbox).
-fn bind_resolver() -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
+/// The resolver's sockets and redirect, made inside the sandbox (see the caller).
+fn open_resolver() -> Result<(std::net::UdpSocket, std::net::TcpListener)> {
+    let mut nft =
+        NftSocket::new().map_err(CoreError::kernel("open an nftables socket in the sandbox"))?;
+    let there = redirected_port(&mut nft);
+    let (udp, tcp) =
+        bind_resolver(there).map_err(CoreError::io("open the sandbox's resolver sockets"))?;
+    let port = udp
+        .local_addr()
+        .map_err(CoreError::io("read the resolver's port"))?
+        .port();
+    if there != Some(port) {
+        redirect(&mut nft, port)?;
+    }
+    Ok((udp, tcp))
+}
+
+/// The port the sandbox's redirect points at, when its rules are exactly lnet's.
+fn redirected_port(nft: &mut NftSocket) -> Option<u16> {
+    let rules = nft.rules(Family::Ip, TABLE, CHAIN).ok()?;
+    let port = rules.first()?.exprs.iter().find_map(|e| match e {
+        Expr::Immediate {
+            data: Data::Value(v),
+            ..
+        } if v.len() == 2 => Some(u16::from_be_bytes([v[0], v[1]])),
+        _ => None,
+    })?;
+    let want = redirect_rules(port);
+    (rules.len() == want.len() && rules.iter().zip(&want).all(|(h, w)| h.exprs == w.exprs()))
+        .then_some(port)
+}
+
+/// A UDP and a TCP socket on 127.0.0.11 at one port: `prefer` if it is free, else any.
+fn bind_resolver(
+    prefer: Option<u16>,
+) -> std::io::Result<(std::net::UdpSocket, std::net::TcpListener)> {
     let mut last = None;
-    for _ in 0..16 {
-        let udp = std::net::UdpSocket::bind((EMBEDDED_DNS, 0))?;
+    let ports = prefer.into_iter().chain(std::iter::repeat_n(0, 16));
+    for want in ports {
+        let udp = match std::net::UdpSocket::bind((EMBEDDED_DNS, want)) {
+            Ok(u) => u,
+            Err(e) if want != 0 => {
+                last = Some(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         // A burst of queries (a client's parallel lookups, a benchmark) queues rather than
         // drops: the default buffer holds about 160 small datagrams. Only a ceiling, not
         // memory taken; without CAP_NET_ADMIN the default stays.
@@ -232,7 +271,7 @@ fn bind_resolver() -> std::io::Result<(std::net::UdpSocket, std::net::TcpListene
 /// lookup, and each DNS packet also pays NAT; registering nat hooks also waits for RCU
 /// grace periods. The rewrite keeps the sandbox free of conntrack and costs two
 /// comparisons per packet.
-fn redirect(ns: &lnet_kernel::Netns, port: u16) -> Result<()> {
+fn redirect(nft: &mut NftSocket, port: u16) -> Result<()> {
     let mut b = Batch::new();
     b.add_table(Family::Ip, TABLE);
     // A redirect made by an lnet before the rewrite: a DNAT in chain `output`.
@@ -250,8 +289,7 @@ fn redirect(ns: &lnet_kernel::Netns, port: u16) -> Result<()> {
     for rule in redirect_rules(port) {
         b.add_rule(&rule);
     }
-    NftSocket::in_netns(ns)
-        .and_then(|mut s| s.commit(&b))
+    nft.commit(&b)
         .map_err(CoreError::kernel("add the DNS redirect in the sandbox"))
 }
 
@@ -313,7 +351,9 @@ impl State {
         ) else {
             return Ok(false);
         };
-        redirect(&k.ns, port).map(|()| true)
+        let mut nft = NftSocket::in_netns(&k.ns)
+            .map_err(CoreError::kernel("open an nftables socket in the sandbox"))?;
+        redirect(&mut nft, port).map(|()| true)
     }
 
     /// Stops the resolvers of sandboxes that are gone (a repair found their namespace gone).
