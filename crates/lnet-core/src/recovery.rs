@@ -275,7 +275,7 @@ impl State {
             }
         }
         // The name tables once, for every resolver made below.
-        self.refresh_dns(cx, None);
+        self.refresh_dns_names();
         for id in live_ids {
             // A host-mode sandbox's key is the host namespace's bind mount, gone after a
             // reboot: make it again.

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One network's names.
 #[derive(Debug, Clone, Default)]
@@ -19,10 +20,12 @@ struct Net {
     by_addr: HashMap<IpAddr, String>,
 }
 
-/// The name tables of every network with DNS.
+/// The name tables of every network with DNS. Each network's table is shared, so a copy
+/// of the whole is cheap and a change to one network copies only that network's table
+/// (a connect on one network of a thousand does not rebuild the others).
 #[derive(Debug, Clone, Default)]
 pub struct Names {
-    nets: HashMap<String, Net>,
+    nets: HashMap<String, Arc<Net>>,
 }
 
 /// Lowercase, without the trailing dot: names are case-insensitive.
@@ -38,16 +41,29 @@ impl Names {
 
     /// Declares a network (`id` is how views name it).
     pub fn add_network(&mut self, id: &str, name: &str, internal: bool) {
-        let net = self.nets.entry(id.to_string()).or_default();
+        let net = Arc::make_mut(self.nets.entry(id.to_string()).or_default());
         net.name = normalize(name);
         net.internal = internal;
+    }
+
+    /// Network `id`'s table taken from `from` (or removed, when `from` has none): the
+    /// other networks' tables are not touched.
+    pub fn replace_network(&mut self, id: &str, from: &Names) {
+        match from.nets.get(id) {
+            Some(net) => {
+                self.nets.insert(id.to_string(), net.clone());
+            }
+            None => {
+                self.nets.remove(id);
+            }
+        }
     }
 
     /// Adds an endpoint's names and addresses on network `id`; the first name answers
     /// PTR queries for the addresses. Several endpoints may share a name (an alias): all
     /// their addresses answer it.
     pub fn add(&mut self, id: &str, names: &[&str], addrs: &[IpAddr]) {
-        let net = self.nets.entry(id.to_string()).or_default();
+        let net = Arc::make_mut(self.nets.entry(id.to_string()).or_default());
         for n in names {
             let list = net.by_name.entry(normalize(n)).or_default();
             for a in addrs {
@@ -70,7 +86,7 @@ impl Names {
 
     /// Removes an endpoint's names and addresses from network `id`.
     pub fn remove(&mut self, id: &str, names: &[&str], addrs: &[IpAddr]) {
-        let Some(net) = self.nets.get_mut(id) else {
+        let Some(net) = self.nets.get_mut(id).map(Arc::make_mut) else {
             return;
         };
         for n in names {
@@ -196,5 +212,20 @@ mod tests {
         assert!(n.forwards(&["a"]));
         assert!(!n.forwards(&["b"]));
         assert!(n.forwards(&["a", "b"]));
+    }
+
+    #[test]
+    fn one_networks_table_is_replaced_without_touching_the_others() {
+        let mut n = table();
+        let mut part = Names::new();
+        part.add_network("a", "front", false);
+        part.add("a", &["new"], &[ip("10.0.0.9")]);
+        n.replace_network("a", &part);
+        assert_eq!(n.lookup(&["a"], "new"), Some(vec![ip("10.0.0.9")]));
+        assert_eq!(n.lookup(&["a"], "web"), None, "the old table of a is gone");
+        assert_eq!(n.lookup(&["b"], "db.back"), Some(vec![ip("10.1.0.2")]));
+        n.replace_network("a", &Names::new());
+        assert_eq!(n.lookup(&["a"], "new"), None);
+        assert!(n.forwards(&["a"]), "an unknown network forwards");
     }
 }

@@ -117,6 +117,17 @@ impl Server {
         self.shared.generation.fetch_add(1, Ordering::Release);
     }
 
+    /// Changes the name tables in place (`f` gets a cheap copy of the current ones); the
+    /// next query sees the result.
+    pub fn update_names(&self, f: impl FnOnce(&mut Names)) {
+        let mut guard = self.shared.names.write().unwrap_or_else(|e| e.into_inner());
+        let mut names = Names::clone(&guard);
+        f(&mut names);
+        *guard = Arc::new(names);
+        drop(guard);
+        self.shared.generation.fetch_add(1, Ordering::Release);
+    }
+
     /// Sets what sandbox `id`'s resolver knows (its networks, its upstreams).
     pub fn set_sandbox(&self, id: &str, dns: SandboxDns) {
         self.shared

@@ -223,6 +223,9 @@ pub fn run_isolated_bench<E: std::fmt::Display>(
     {
         let _ = Netns::delete_at(entry.path());
     }
+    // A bench may put its exec root on a tmpfs ([`mount_tmpfs`]): its mount point would
+    // otherwise stay behind, busy, on the host's file system.
+    let _ = unmount(&dir.join("run"));
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = result {
         eprintln!("{name} bench failed: {e}");

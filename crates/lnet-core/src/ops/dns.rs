@@ -47,13 +47,16 @@ impl State {
     fn dns_names(&self) -> lnet_dns::Names {
         let mut names = lnet_dns::Names::new();
         for net in self.networks.values().filter(|n| has_dns(n)) {
-            names.add_network(&net.id, &net.name, net.internal);
+            self.add_dns_names(&mut names, net);
         }
-        for ep in self.endpoints.all() {
+        names
+    }
+
+    /// Network `net`'s names (its joined endpoints'), added to `names`.
+    fn add_dns_names(&self, names: &mut lnet_dns::Names, net: &NetworkRecord) {
+        names.add_network(&net.id, &net.name, net.internal);
+        for ep in self.endpoints.in_network(&net.id) {
             let Some(join) = &ep.join else { continue };
-            let Some(net) = self.networks.get(&ep.network_id).filter(|n| has_dns(n)) else {
-                continue;
-            };
             let mut list: Vec<&str> = Vec::new();
             if let Some(sb) = self.sandboxes.get(&join.sandbox_id) {
                 list.push(&sb.rec.container_id);
@@ -71,7 +74,6 @@ impl State {
                 .collect();
             names.add(&net.id, &list, &addrs);
         }
-        names
     }
 
     /// The DNS networks sandbox `sb_id` is joined to.
@@ -86,23 +88,24 @@ impl State {
     /// A join or leave of sandbox `sb_id` on network `net_id`: nothing to do unless that
     /// network has DNS (the default bridge's joins cost nothing here).
     pub(crate) fn dns_after(&mut self, cx: &Cx, sb_id: &str, net_id: &str) {
-        if self.dns.is_some() && self.networks.get(net_id).is_some_and(has_dns) {
-            self.refresh_dns(cx, Some(sb_id));
-        }
+        let Some(net) = self.networks.get(net_id).filter(|n| has_dns(n)) else {
+            return;
+        };
+        let Some(server) = &self.dns else {
+            return;
+        };
+        // Only this network's table is rebuilt: a join costs the same with ten thousand
+        // names elsewhere.
+        let mut part = lnet_dns::Names::new();
+        self.add_dns_names(&mut part, net);
+        server.update_names(|names| names.replace_network(net_id, &part));
+        self.refresh_sandbox_dns_logged(cx, sb_id);
     }
 
-    /// Brings the embedded DNS in line with the records: the name tables for everyone,
-    /// and for sandbox `sb_id` (if given) its resolver, redirect and resolv.conf.
-    pub(crate) fn refresh_dns(&mut self, cx: &Cx, sb_id: Option<&str>) {
-        if self.dns.is_none() {
-            return;
-        }
-        let names = self.dns_names();
+    /// Rebuilds every network's name table from the records (start-up, a rename).
+    pub(crate) fn refresh_dns_names(&self) {
         if let Some(server) = &self.dns {
-            server.set_names(names);
-        }
-        if let Some(sb) = sb_id {
-            self.refresh_sandbox_dns_logged(cx, sb);
+            server.set_names(self.dns_names());
         }
     }
 

@@ -40,7 +40,7 @@ impl State {
         cx.store.put(&mut rec)?;
         tracing::info!(sandbox = %entry.rec.container_id, to = %name, "sandbox renamed");
         entry.rec = rec;
-        self.refresh_dns(cx, None);
+        self.refresh_dns_names();
         Ok(())
     }
 }
