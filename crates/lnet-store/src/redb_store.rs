@@ -719,6 +719,37 @@ mod tests {
         assert!(moved);
     }
 
+    /// A database cut short (a full disk, a copy interrupted): the store still opens —
+    /// repaired by redb, or moved aside with a notice — and takes new records.
+    #[test]
+    fn a_truncated_database_file_still_opens() {
+        for keep in [4096usize, 3, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("lnet.db");
+            {
+                let (s, _) = Store::open(&path).unwrap();
+                for i in 0..50 {
+                    s.put(&mut net(&format!("n{i}"))).unwrap();
+                }
+            }
+            let len = std::fs::metadata(&path).unwrap().len() as usize;
+            let cut = if keep > 100 { keep } else { len / keep };
+            let bytes = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &bytes[..cut.min(len)]).unwrap();
+            let (s, notice) =
+                Store::open(&path).unwrap_or_else(|e| panic!("cut at {cut} of {len} bytes: {e}"));
+            let loaded = s.load().unwrap();
+            // Whatever is not there any more is said: a notice, or every record intact.
+            assert!(
+                notice.is_some() || loaded.networks.len() == 50,
+                "cut at {cut} of {len} bytes: {} networks and no notice",
+                loaded.networks.len()
+            );
+            s.put(&mut net("after")).unwrap();
+            assert!(s.load().unwrap().networks.iter().any(|n| n.id == "after"));
+        }
+    }
+
     #[test]
     fn a_second_open_of_the_same_file_is_refused_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
