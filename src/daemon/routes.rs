@@ -713,6 +713,9 @@ async fn network_connect(
             other => other.into(),
         })?);
     }
+    // As Docker's: the endpoint exists while the container is connected, and a crash
+    // between making it and joining it (or leaving and deleting it) removes it at start.
+    opts.ephemeral = true;
     let rec = st.ctrl.records();
     let net = lookup_network(&rec, &id)?.id.clone();
     let sb = lookup_sandbox(&rec, &container)?;

@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// A running daemon; killed (SIGKILL) on drop.
@@ -18,15 +18,27 @@ pub struct Daemon {
     pub dir: PathBuf,
     pub socket: PathBuf,
     child: Option<Child>,
+    /// Extra environment of the daemon's process (see [`Daemon::restart_with_env`]).
+    env: Vec<(String, String)>,
+    /// Extra flags of `lnet daemon` (see [`Daemon::start_with_args`]).
+    args: Vec<String>,
 }
 
 impl Daemon {
     /// Starts a daemon on state in `dir` and waits until it answers `/_ping`.
     pub fn start(dir: &Path) -> Daemon {
+        Daemon::start_with_args(dir, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra `lnet daemon` flags (e.g. `--self-heal=false`),
+    /// which every restart keeps.
+    pub fn start_with_args(dir: &Path, args: &[&str]) -> Daemon {
         let mut d = Daemon {
             dir: dir.to_path_buf(),
             socket: dir.join("lnet.sock"),
             child: None,
+            env: Vec::new(),
+            args: args.iter().map(|a| a.to_string()).collect(),
         };
         d.spawn();
         d
@@ -49,6 +61,8 @@ impl Daemon {
             .arg(format!("unix://{}", self.socket.display()))
             .arg("--config-file")
             .arg(self.dir.join("daemon.json"))
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -89,6 +103,49 @@ impl Daemon {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+
+    /// SIGKILL, then a new daemon on the same state with `vars` added to its environment
+    /// (e.g. `LNET_FAILPOINT`); they stay until the next call (`&[]` clears them).
+    pub fn restart_with_env(&mut self, vars: &[(&str, &str)]) {
+        self.kill();
+        self.env = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        self.spawn();
+    }
+
+    /// Waits up to `timeout` for the daemon to exit by itself; its status if it did (the
+    /// guard then holds no process).
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.child.as_mut()?.try_wait().ok().flatten();
+            if let Some(status) = status {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The daemon's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The daemon's `--data-root`.
+    pub fn data_root(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// The daemon's `--exec-root`.
+    pub fn exec_root(&self) -> PathBuf {
+        self.dir.join("run")
     }
 
     /// One HTTP/1.1 request over the socket; `(status, body)`.

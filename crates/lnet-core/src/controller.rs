@@ -178,6 +178,10 @@ pub struct EndpointOptions {
     /// Ports to publish; host ports are chosen when the endpoint is created and held until
     /// it is deleted, and traffic is forwarded while it is joined.
     pub ports: Vec<crate::ports::PortSpec>,
+    /// The endpoint lives only while joined, as a `docker network connect` makes it: found
+    /// not joined at start (a crash between its create and its join, or between its leave
+    /// and its delete), it is deleted.
+    pub ephemeral: bool,
 }
 
 /// Options of [`Endpoint::join`].

@@ -107,6 +107,11 @@ impl State {
 
     /// Compares every record with the kernel; changes nothing.
     pub(crate) fn doctor(&mut self, cx: &Cx) -> DoctorReport {
+        // Links the background deleter has yet to remove are lnet's work in progress, not
+        // drift: let it finish (tens of milliseconds; it needs no lock of ours).
+        if let Some(r) = &self.host.reaper {
+            r.pending_handle().wait();
+        }
         let mut f = Findings::default();
         let mut report = DoctorReport::default();
         for net in &self.ready_networks() {

@@ -125,6 +125,7 @@ mod tests {
                 priority: 0,
                 order: 0,
             }),
+            ephemeral: false,
         }
     }
 

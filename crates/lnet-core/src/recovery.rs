@@ -230,6 +230,22 @@ impl State {
         for ep in loaded.endpoints {
             self.recover_endpoint(cx, &mut report, ep, &mut sandboxes);
         }
+        // An endpoint that lives only while joined and is not: its connect died between
+        // create and join, or its disconnect between leave and delete. Finish the story.
+        let unjoined: Vec<(String, String)> = self
+            .endpoints
+            .all()
+            .filter(|e| e.ephemeral && e.join.is_none() && e.state == Lifecycle::Ready)
+            .map(|e| (e.id.clone(), e.name.clone()))
+            .collect();
+        for (id, name) in unjoined {
+            match self.delete_endpoint(cx, &id) {
+                Ok(()) => report.finished.push(format!(
+                    "endpoint {name} (connected or disconnected half way)"
+                )),
+                Err(e) => report.errors.push(format!("endpoint {name}: {e}")),
+            }
+        }
 
         self.sweep_orphans(cx, &mut report);
         // Elements no record calls for (a join whose record was lost, a port of an

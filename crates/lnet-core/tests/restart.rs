@@ -314,6 +314,7 @@ fn damaged_records_are_quarantined_and_everything_else_works() {
             options: Default::default(),
             ports: Vec::new(),
             join: None,
+            ephemeral: false,
         };
         store.put(&mut orphan).unwrap();
     }
@@ -531,4 +532,75 @@ fn a_network_quarantined_at_start_leaves_no_bridge_behind() {
         "{links:?}"
     );
     assert_eq!(env.ctrl().networks().len(), 1);
+}
+
+/// An endpoint that lives only while joined (as the daemon's connect makes it) and is found
+/// not joined at start — its connect or disconnect died half way — is deleted: its name,
+/// address and host port are free again. Other endpoints wait, unjoined, as they were.
+#[test]
+fn an_ephemeral_endpoint_found_unjoined_at_start_is_deleted() {
+    let Some(mut env) = common::env("an_ephemeral_endpoint_found_unjoined_at_start_is_deleted")
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let net = bridge_on(ctrl, "eph", "10.64.9.0/24");
+    let sb = sandbox(ctrl, "s");
+    let opts = |ephemeral| EndpointOptions {
+        ports: vec![lnet_core::PortSpec::parse("7171:71").unwrap()],
+        ephemeral,
+        ..Default::default()
+    };
+    // Connect died between create and join; disconnect died between leave and delete.
+    let half_connected = net.create_endpoint("half", opts(true)).unwrap();
+    let left = net
+        .create_endpoint(
+            "left",
+            EndpointOptions {
+                ephemeral: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    left.join(&sb, JoinOptions::default()).unwrap();
+    left.leave(&sb).unwrap();
+    let kept = net
+        .create_endpoint(
+            "kept",
+            EndpointOptions {
+                ephemeral: false,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let (half_ip, kept_id) = (ip4(&half_connected), kept.id().to_string());
+    drop((net, sb, half_connected, left, kept));
+    let ctrl = env.restart();
+    let report = ctrl.recovery_report();
+    for name in ["half", "left"] {
+        assert!(
+            report
+                .finished
+                .iter()
+                .any(|f| f.starts_with(&format!("endpoint {name} "))),
+            "{report:?}"
+        );
+        assert!(find_endpoint(ctrl, "eph", name).is_err(), "{name} is gone");
+    }
+    assert_eq!(find_endpoint(ctrl, "eph", "kept").unwrap().id(), kept_id);
+    // The host port and the address are free.
+    let again = ctrl
+        .network("eph")
+        .unwrap()
+        .create_endpoint(
+            "again",
+            EndpointOptions {
+                ipv4: Some(half_ip),
+                ..opts(false)
+            },
+        )
+        .unwrap();
+    again.delete().unwrap();
+    drop(again);
+    assert_converged(&mut env);
 }

@@ -287,6 +287,11 @@ pub struct EndpointRecord {
     /// The join, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub join: Option<JoinRecord>,
+    /// The endpoint lives only while joined (the daemon's `connect` makes it and joins it,
+    /// `disconnect` leaves and deletes it): found not joined at start — a crash between
+    /// the two steps — it is deleted, its address and host ports freed.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
 }
 impl_record!(EndpointRecord, RecordKind::Endpoint);
 

@@ -574,6 +574,11 @@ impl Driver for BridgeDriver {
                 }
             }
         }
+        // What is already right is left alone: a change to a link (its master, its bridge
+        // port flags) makes the kernel walk the whole IPv6 routing table (NETDEV_CHANGE), so
+        // a start that re-set ten thousand healthy ports took minutes. `kept`: the link as
+        // it was found, when it was kept.
+        let mut kept = None;
         let host_index = match created {
             Some(i) => i,
             None => {
@@ -588,13 +593,20 @@ impl Driver for BridgeDriver {
                     .map_err(kernel(format!("look up {ctr_if} in sandbox")))?;
                 match (host_link, peer) {
                     (Some(h), Some(_)) => {
-                        host.nl
-                            .set_master(h.index, Some(bridge))
-                            .map_err(kernel(format!("attach {host_if} to {}", cfg.bridge)))?;
-                        host.nl
-                            .set_up(h.index)
-                            .map_err(kernel(format!("bring up {host_if}")))?;
-                        h.index
+                        if h.master != Some(bridge) {
+                            host.nl
+                                .set_master(h.index, Some(bridge))
+                                .map_err(kernel(format!("attach {host_if} to {}", cfg.bridge)))?;
+                        }
+                        if !h.up {
+                            host.nl
+                                .set_up(h.index)
+                                .map_err(kernel(format!("bring up {host_if}")))?;
+                        }
+                        let index = h.index;
+                        // Port flags are the bridge's: re-read them if the port is new to it.
+                        kept = Some(h).filter(|h| h.master == Some(bridge));
+                        index
                     }
                     (h, _) => {
                         // Half a pair cannot be repaired in place: make it anew.
@@ -608,12 +620,14 @@ impl Driver for BridgeDriver {
                 }
             }
         };
-        let peer_index = sandbox
+        let peer = sandbox
             .nl
             .link_by_name(ctr_if)
             .map_err(kernel(format!("look up {ctr_if} in sandbox")))?
-            .ok_or_else(|| CoreError::Forbidden(format!("{ctr_if} did not appear in the sandbox")))?
-            .index;
+            .ok_or_else(|| {
+                CoreError::Forbidden(format!("{ctr_if} did not appear in the sandbox"))
+            })?;
+        let peer_index = peer.index;
         for addr in ep.addr_v4.iter().chain(ep.addr_v6.iter()) {
             sandbox
                 .nl
@@ -626,11 +640,15 @@ impl Driver for BridgeDriver {
                 )
                 .map_err(kernel(format!("add address {addr} to {ctr_if}")))?;
         }
-        sandbox
-            .nl
-            .set_up(peer_index)
-            .map_err(kernel(format!("bring up {ctr_if}")))?;
-        if !cfg.enable_icc {
+        if !peer.up {
+            sandbox
+                .nl
+                .set_up(peer_index)
+                .map_err(kernel(format!("bring up {ctr_if}")))?;
+        }
+        let isolated = kept.as_ref().is_some_and(|h| h.isolated == Some(true));
+        let hairpin = kept.as_ref().is_some_and(|h| h.hairpin == Some(true));
+        if !cfg.enable_icc && !isolated {
             // Inter-container traffic off: isolated ports exchange no frames with each
             // other, only with the bridge (the gateway), so containers still reach the
             // host and the world.
@@ -638,18 +656,24 @@ impl Driver for BridgeDriver {
                 .set_isolated(host_index, true)
                 .map_err(kernel(format!("isolate bridge port {host_if}")))?;
         }
-        crate::failpoint::hit("join:interface-made");
+        if !repair {
+            crate::failpoint::hit("join:interface-made");
+        }
         if !ep.ports.is_empty() {
             // Where br_netfilter is loaded (Docker loads it), a container's packet to its
             // own published port is DNATed at the bridge and sent back out of the port it
             // came in on, which needs hairpin mode.
-            host.nl
-                .set_hairpin(host_index, true)
-                .map_err(kernel(format!("turn on hairpin mode of {host_if}")))?;
+            if !hairpin {
+                host.nl
+                    .set_hairpin(host_index, true)
+                    .map_err(kernel(format!("turn on hairpin mode of {host_if}")))?;
+            }
             let mut want = Want::new();
             want.ports(&port_fw(ep));
             host.fw.apply(&want, &Want::new())?;
-            crate::failpoint::hit("join:ports-published");
+            if !repair {
+                crate::failpoint::hit("join:ports-published");
+            }
         }
         Ok(())
     }

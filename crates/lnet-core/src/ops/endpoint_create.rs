@@ -113,6 +113,7 @@ impl State {
             options: opts.options,
             ports,
             join: None,
+            ephemeral: opts.ephemeral,
         };
         if let Err(e) = cx.store.put(&mut rec) {
             self.ipam.release_endpoint(&net, &rec);
