@@ -58,6 +58,18 @@ impl HostKernel {
     }
 }
 
+/// One dump of the host's links and of a sandbox's links and addresses: what start-up
+/// checks joins against, instead of several requests per join.
+#[derive(Debug, Clone, Copy)]
+pub struct KernelView<'a> {
+    /// The host's links by name.
+    pub host_links: &'a std::collections::HashMap<String, lnet_kernel::Link>,
+    /// The sandbox's links by name.
+    pub sandbox_links: &'a std::collections::HashMap<String, lnet_kernel::Link>,
+    /// The sandbox's addresses: (link index, address).
+    pub sandbox_addrs: &'a [(u32, lnet_kernel::IpNet)],
+}
+
 /// A sandbox's side of the kernel: its namespace and a netlink socket opened there once.
 #[derive(Debug)]
 pub struct SandboxKernel {
@@ -210,6 +222,18 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// Whether a sandbox of this kind may join a network of this driver.
     fn check_sandbox(&self, _sandbox: &SandboxRecord) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether a join is exactly as its records say in `view` (then a start leaves it
+    /// alone); `false` when not or unsure, and [`Driver::join`] repairs it.
+    fn join_looks_right(
+        &self,
+        _net: &NetworkRecord,
+        _ep: &EndpointRecord,
+        _join: &JoinRecord,
+        _view: KernelView<'_>,
+    ) -> bool {
+        false
     }
 
     /// What of the network's kernel objects differs from its record, added to `found`.

@@ -50,7 +50,7 @@ pub use controller::{
     SandboxOptions,
 };
 pub use doctor::{DoctorReport, Finding};
-pub use driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
+pub use driver::{Driver, HostKernel, KernelView, PlanNetwork, SandboxKernel};
 pub use error::{CoreError, ErrorKind, Result};
 pub use files::ResolvConf;
 pub use ids::{format_mac, parse_cidr, parse_ip, parse_mac, short_id};

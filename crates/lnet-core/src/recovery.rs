@@ -11,16 +11,16 @@
 //! address, and a `deleting` network is removed before its pools could ever be reserved
 //! again), then the liveness of sandboxes, then endpoints (which need both), then sandboxes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use lnet_kernel::Netns;
+use lnet_kernel::{IpNet, Link, Netns};
 use lnet_store::{
     EndpointRecord, JoinState, Lifecycle, NetworkRecord, Quarantined, RecordKind, SandboxRecord,
 };
 use serde::Serialize;
 
 use crate::controller::{Cx, SandboxEntry, State};
-use crate::driver::SandboxKernel;
+use crate::driver::{KernelView, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::ops::{open_sandbox_kernel, remove_sandbox_artifacts, write_resolv_conf};
 
@@ -66,6 +66,35 @@ impl RecoveryReport {
     }
 }
 
+/// One dump of the host's links, and of each sandbox's links and addresses as recovery
+/// first needs them.
+struct Views {
+    host: HashMap<String, Link>,
+    sandboxes: HashMap<String, SandboxView>,
+    /// Endpoints with a join, and those found right in the dumps (nothing changed).
+    joins: usize,
+    fast: usize,
+}
+
+type SandboxView = (HashMap<String, Link>, Vec<(u32, IpNet)>);
+
+impl Views {
+    fn sandbox<'a>(
+        sandboxes: &'a mut HashMap<String, SandboxView>,
+        id: &str,
+        k: &mut SandboxKernel,
+    ) -> (&'a HashMap<String, Link>, &'a [(u32, IpNet)]) {
+        let (links, addrs) = sandboxes.entry(id.to_string()).or_insert_with(|| {
+            let links =
+                k.nl.links()
+                    .map(|l| l.into_iter().map(|l| (l.name.clone(), l)).collect())
+                    .unwrap_or_default();
+            (links, k.nl.addresses(None).unwrap_or_default())
+        });
+        (links, addrs)
+    }
+}
+
 enum Liveness {
     Live(Option<SandboxKernel>),
     Dead,
@@ -98,8 +127,13 @@ impl State {
     /// disk lost (one that lies about fsync), or a store restored from an older copy — so that
     /// nothing lnet made outlives its record. One dump of the host's links serves every
     /// network.
-    fn sweep_orphans(&mut self, cx: &Cx, report: &mut RecoveryReport) {
-        let orphans = match self.orphan_links(cx) {
+    /// `links`: the host's links, when the dump taken before the joins still holds.
+    fn sweep_orphans(&mut self, cx: &Cx, report: &mut RecoveryReport, links: Option<Vec<Link>>) {
+        let orphans = match links {
+            Some(links) => Ok(self.orphans_among(cx, &links)),
+            None => self.orphan_links(cx),
+        };
+        let orphans = match orphans {
             Ok(o) => o,
             Err(e) => {
                 report
@@ -130,16 +164,21 @@ impl State {
     /// crash between making an interface and recording it, or links a crash caught waiting
     /// for the background deleter (`(deleted)`).
     pub(crate) fn orphan_links(&mut self, cx: &Cx) -> Result<Vec<(String, String)>> {
-        let named: BTreeSet<String> = self
-            .endpoints
-            .all()
-            .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
-            .collect();
         let links = self
             .host
             .nl
             .links()
             .map_err(CoreError::kernel("list the host's interfaces"))?;
+        Ok(self.orphans_among(cx, &links))
+    }
+
+    /// [`State::orphan_links`] among `links`, one dump of the host's links.
+    fn orphans_among(&self, cx: &Cx, links: &[Link]) -> Vec<(String, String)> {
+        let named: BTreeSet<String> = self
+            .endpoints
+            .all()
+            .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
+            .collect();
         let mut orphans = Vec::new();
         for net in self
             .networks
@@ -148,7 +187,7 @@ impl State {
         {
             if let Ok(d) = cx.driver(&net.driver) {
                 orphans.extend(
-                    d.orphans(net, &links, &named)
+                    d.orphans(net, links, &named)
                         .into_iter()
                         .map(|o| (o, net.name.clone())),
                 );
@@ -161,7 +200,7 @@ impl State {
             .filter(|l| crate::reaper::is_gone_name(&l.name))
             .map(|l| l.index)
             .collect();
-        for l in &links {
+        for l in links {
             let on_gone = l.master.is_some_and(|m| gone.contains(&m))
                 && l.is_kind("veth")
                 && crate::drivers::bridge::is_host_ifname(&l.name);
@@ -172,7 +211,7 @@ impl State {
         for l in links.iter().filter(|l| gone.contains(&l.index)) {
             orphans.push((l.name.clone(), "(deleted)".into()));
         }
-        Ok(orphans)
+        orphans
     }
 
     /// Quarantines an endpoint after removing the host end of its interface, if it has one,
@@ -227,8 +266,22 @@ impl State {
             sandboxes.insert(sb.id.clone(), (sb, live));
         }
 
+        // One dump of the host's links (and later one per sandbox) to tell which joins are
+        // already right, rather than several requests per join: at 10,000 joins that was
+        // most of a start. Without the dump every join is checked the long way.
+        let mut views = Views {
+            host: self
+                .host
+                .nl
+                .links()
+                .map(|l| l.into_iter().map(|l| (l.name.clone(), l)).collect())
+                .unwrap_or_default(),
+            sandboxes: HashMap::new(),
+            joins: 0,
+            fast: 0,
+        };
         for ep in loaded.endpoints {
-            self.recover_endpoint(cx, &mut report, ep, &mut sandboxes);
+            self.recover_endpoint(cx, &mut report, ep, &mut sandboxes, &mut views);
         }
         // An endpoint that lives only while joined and is not: its connect died between
         // create and join, or its disconnect between leave and delete. Finish the story.
@@ -247,7 +300,10 @@ impl State {
             }
         }
 
-        self.sweep_orphans(cx, &mut report);
+        // No join was repaired the long way: the dump still describes the host.
+        let links = (views.fast == views.joins && !views.host.is_empty())
+            .then(|| views.host.into_values().collect());
+        self.sweep_orphans(cx, &mut report, links);
         // Elements no record calls for (a join whose record was lost, a port of an
         // endpoint whose join was undone) go; missing ones come back: one transaction
         // for everything the repairs above deferred.
@@ -452,7 +508,12 @@ impl State {
         report: &mut RecoveryReport,
         mut ep: EndpointRecord,
         sandboxes: &mut BTreeMap<String, (SandboxRecord, Liveness)>,
+        views: &mut Views,
     ) {
+        // Counted first: every way out below but the fast one may change links.
+        if ep.join.is_some() {
+            views.joins += 1;
+        }
         let Some(net) = self
             .networks
             .get(&ep.network_id)
@@ -493,6 +554,21 @@ impl State {
                     // the caller may be about to be told succeeded.
                     let what = format!("endpoint {} (joining)", ep.name);
                     let repaired = match kernel {
+                        Some(k) if join.state == JoinState::Joined => {
+                            let (links, addrs) =
+                                Views::sandbox(&mut views.sandboxes, &join.sandbox_id, k);
+                            let view = KernelView {
+                                host_links: &views.host,
+                                sandbox_links: links,
+                                sandbox_addrs: addrs,
+                            };
+                            if driver.join_looks_right(&net, &ep, &join, view) {
+                                views.fast += 1;
+                                Ok(())
+                            } else {
+                                driver.join(&mut self.host, k, &net, &ep, &join, true)
+                            }
+                        }
                         Some(k) => driver.join(&mut self.host, k, &net, &ep, &join, true),
                         None => Ok(()),
                     };

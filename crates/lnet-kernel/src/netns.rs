@@ -297,6 +297,11 @@ impl Netns {
         F: FnOnce() -> R + Send,
         R: Send,
     {
+        // Already there (the host namespace, from the controller's threads): no thread.
+        let here = std::fs::metadata("/proc/thread-self/ns/net").map(|m| m.ino());
+        if here.is_ok_and(|ino| self.inode().is_ok_and(|mine| mine == ino)) {
+            return Ok(f());
+        }
         thread::scope(|s| {
             s.spawn(|| {
                 self.enter_on_this_thread()?;

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::doctor::Findings;
-use crate::driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
+use crate::driver::{Driver, HostKernel, KernelView, PlanNetwork, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::firewall::{NetFw, PortFw, Want};
 use crate::ids::{self, format_mac, parse_mac, short_id};
@@ -741,6 +741,44 @@ impl Driver for BridgeDriver {
             .filter(|l| is_host_ifname(&l.name) && !named.contains(&l.name))
             .map(|l| l.name.clone())
             .collect()
+    }
+
+    fn join_looks_right(
+        &self,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+        join: &JoinRecord,
+        view: KernelView<'_>,
+    ) -> bool {
+        let Ok(cfg) = BridgeConfig::of(net) else {
+            return false;
+        };
+        let (Some(host_if), Some(ctr_if)) = (&join.host_ifname, &join.container_ifname) else {
+            return false;
+        };
+        let (Some(bridge), Some(h), Some(peer)) = (
+            view.host_links.get(&cfg.bridge),
+            view.host_links.get(host_if),
+            view.sandbox_links.get(ctr_if),
+        ) else {
+            return false;
+        };
+        let mac_right = match (ep.mac.as_deref(), peer.mac) {
+            (Some(want), Some(have)) => want.eq_ignore_ascii_case(&lnet_kernel::format_mac(&have)),
+            (None, _) => true,
+            (Some(_), None) => false,
+        };
+        h.master == Some(bridge.index)
+            && h.up
+            && peer.up
+            && mac_right
+            && (cfg.enable_icc || h.isolated == Some(true))
+            && (ep.ports.is_empty() || h.hairpin == Some(true))
+            && ep
+                .addr_v4
+                .iter()
+                .chain(ep.addr_v6.iter())
+                .all(|a| view.sandbox_addrs.contains(&(peer.index, *a)))
     }
 
     fn check_network(
