@@ -61,6 +61,10 @@ impl Suspects {
             Event::LinkGone { name } => {
                 self.links.insert(name);
             }
+            // A link that is up, and a veth on a bridge, look as lnet makes them: lnet's own
+            // joins and the bridges' port changes announce themselves this way, and need no
+            // look under the controller's lock after every connect.
+            Event::LinkChanged(l) if l.up && (!l.is_kind("veth") || l.master.is_some()) => {}
             Event::LinkChanged(l) => {
                 self.links.insert(l.name);
             }
