@@ -358,6 +358,9 @@ impl Controller {
     /// resolvers keep their sockets.
     pub fn repair(&self) -> Result<RecoveryReport> {
         self.with_mut(|st, cx| {
+            // The store must be readable before memory is let go: recovery refills it from
+            // there, and a failure half way must not leave a running daemon knowing nothing.
+            cx.store.load()?;
             // A namespace whose mount someone removed still lives while lnet holds it open:
             // mount it again before those handles are let go (a start, holding none, can
             // only find it gone).
