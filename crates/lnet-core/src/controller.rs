@@ -305,7 +305,8 @@ impl Controller {
     }
 
     /// `lnet doctor` with no daemon running: opens the store (whose lock must be free),
-    /// compares its records with the kernel and changes nothing — no recovery runs. There
+    /// compares its records with the kernel and changes neither — no recovery runs (a
+    /// database file too damaged to open is moved aside, as every open of the store does). There
     /// are no resolvers to check: they live in the daemon. Records the store cannot read
     /// are findings too.
     pub fn doctor_offline(config: Config) -> Result<crate::DoctorReport> {

@@ -76,7 +76,24 @@ struct Views {
     fast: usize,
 }
 
-type SandboxView = (HashMap<String, Link>, Vec<(u32, IpNet)>);
+/// A sandbox's links by name and its addresses, from one dump each.
+pub(crate) type SandboxView = (HashMap<String, Link>, Vec<(u32, IpNet)>);
+
+/// The links of `nl`'s namespace by name, from one dump (empty when the dump fails: then
+/// every check goes the long way).
+pub(crate) fn links_by_name(nl: &mut lnet_kernel::Netlink) -> HashMap<String, Link> {
+    nl.links()
+        .map(|l| l.into_iter().map(|l| (l.name.clone(), l)).collect())
+        .unwrap_or_default()
+}
+
+/// A sandbox's [`SandboxView`].
+pub(crate) fn sandbox_view(k: &mut SandboxKernel) -> SandboxView {
+    (
+        links_by_name(&mut k.nl),
+        k.nl.addresses(None).unwrap_or_default(),
+    )
+}
 
 impl Views {
     fn sandbox<'a>(
@@ -84,13 +101,9 @@ impl Views {
         id: &str,
         k: &mut SandboxKernel,
     ) -> (&'a HashMap<String, Link>, &'a [(u32, IpNet)]) {
-        let (links, addrs) = sandboxes.entry(id.to_string()).or_insert_with(|| {
-            let links =
-                k.nl.links()
-                    .map(|l| l.into_iter().map(|l| (l.name.clone(), l)).collect())
-                    .unwrap_or_default();
-            (links, k.nl.addresses(None).unwrap_or_default())
-        });
+        let (links, addrs) = sandboxes
+            .entry(id.to_string())
+            .or_insert_with(|| sandbox_view(k));
         (links, addrs)
     }
 }
@@ -173,7 +186,7 @@ impl State {
     }
 
     /// [`State::orphan_links`] among `links`, one dump of the host's links.
-    fn orphans_among(&self, cx: &Cx, links: &[Link]) -> Vec<(String, String)> {
+    pub(crate) fn orphans_among(&self, cx: &Cx, links: &[Link]) -> Vec<(String, String)> {
         let named: BTreeSet<String> = self
             .endpoints
             .all()
@@ -270,12 +283,7 @@ impl State {
         // already right, rather than several requests per join: at 10,000 joins that was
         // most of a start. Without the dump every join is checked the long way.
         let mut views = Views {
-            host: self
-                .host
-                .nl
-                .links()
-                .map(|l| l.into_iter().map(|l| (l.name.clone(), l)).collect())
-                .unwrap_or_default(),
+            host: links_by_name(&mut self.host.nl),
             sandboxes: HashMap::new(),
             joins: 0,
             fast: 0,
