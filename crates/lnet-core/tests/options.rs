@@ -264,6 +264,19 @@ fn ipv6_dual_stack_gives_usable_v6_addresses_and_routes() {
     let hosts = read(&s1.hosts_path().unwrap());
     assert!(hosts.contains("fd00:1::2\tc1\n"), "{hosts}");
 
+    // The host ends are bridge ports only: no IPv6 of their own (no link-local address,
+    // no routes), which the containers' IPv6 does not need.
+    for e in [&e1, &e2] {
+        let veth = host_ifname(e);
+        let conf = ["net", "ipv6", "conf", veth.as_str(), "disable_ipv6"];
+        assert_eq!(lnet_kernel::sysctl::get_path(&conf).unwrap(), "1", "{veth}");
+        let v6: Vec<_> = addrs(&mut host_nl(), &veth)
+            .into_iter()
+            .filter(|a| a.addr().is_ipv6())
+            .collect();
+        assert!(v6.is_empty(), "{veth} has {v6:?}");
+    }
+
     // Real packets over IPv6.
     let a2 = e2.info().unwrap().addr_v6.unwrap().addr();
     assert_traffic(&s1, a1.addr(), &s2, a2, 7300);

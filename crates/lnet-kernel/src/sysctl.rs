@@ -94,6 +94,25 @@ pub fn get_path(parts: &[&str]) -> Result<String> {
     read(components_path(parts)?, &parts.join("."))
 }
 
+/// Turns IPv6 off on interface `ifname` of the calling thread's namespace, for an interface
+/// that is only a bridge port (the host end of a container's veth): it then gets no
+/// link-local address, no routes and no multicast route, sends no router solicitations or
+/// MLD reports, and its carrier coming up makes the kernel walk no IPv6 routing table.
+/// A kernel without IPv6 has nothing to turn off: `Ok`.
+pub fn disable_ipv6(ifname: &str) -> Result<()> {
+    let parts = ["net", "ipv6", "conf", ifname, "disable_ipv6"];
+    let path = components_path(&parts)?;
+    match fs::write(&path, b"1") {
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && !std::path::Path::new("/proc/sys/net/ipv6").exists() =>
+        {
+            Ok(())
+        }
+        r => r.map_err(|e| KernelError::io(format!("set sysctl {} = \"1\"", parts.join(".")), e)),
+    }
+}
+
 /// Sets `sock`'s receive buffer to `bytes` regardless of `net.core.rmem_max` (needs
 /// CAP_NET_ADMIN), so that a burst of datagrams waits instead of being dropped — the
 /// per-socket counterpart of the sysctl, changing nothing for anyone else.
