@@ -198,6 +198,7 @@ fn run(root: &Path) -> Res<()> {
     // that a lost datagram means the restart dropped it.
     let rate = 2_000;
     let mut starts = Vec::new();
+    let mut phases = Vec::new();
     let mut doctors = Vec::new();
     let mut restart_loss = (0, 0);
     let mut clean = true;
@@ -213,7 +214,9 @@ fn run(root: &Path) -> Res<()> {
         let t = Instant::now();
         ctrl = Controller::new(config.clone())?;
         starts.push(t.elapsed());
-        clean &= ctrl.recovery_report().is_clean();
+        let report = ctrl.recovery_report();
+        clean &= report.is_clean();
+        phases.push(report.took.clone());
         std::thread::sleep(Duration::from_millis(100));
         let (sent, lost) = flow.finish();
         restart_loss = (restart_loss.0 + sent, restart_loss.1 + lost);
@@ -231,6 +234,20 @@ fn run(root: &Path) -> Res<()> {
         "start until serving: median {:.0} ms (of {rounds}: {:?} ms); every start found nothing to fix: {clean}",
         ms(median(starts.clone())),
         starts.iter().map(|d| ms(*d).round()).collect::<Vec<_>>()
+    );
+    // The steps of the median start, to show where the time goes.
+    let mid = {
+        let mut order: Vec<usize> = (0..starts.len()).collect();
+        order.sort_by_key(|&i| starts[i]);
+        order[order.len() / 2]
+    };
+    println!(
+        "  its steps (ms): {}",
+        phases[mid]
+            .iter()
+            .map(|(step, ms)| format!("{step} {ms:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     println!(
         "UDP flow at {rate}/s across the restarts: {} lost of {} sent; without a restart, over the same time: {} lost of {}",

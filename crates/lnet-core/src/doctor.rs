@@ -139,7 +139,7 @@ impl State {
 
         // One dump of the host's links for every join and for the orphans (as a start
         // does): a join that the dumps show right needs no requests of its own.
-        let host_links = crate::recovery::links_by_name(&mut self.host.nl);
+        let host_links = crate::recovery::host_links(&mut self.host.nl);
         let ids: Vec<String> = self.sandboxes.keys().cloned().collect();
         for id in &ids {
             self.doctor_sandbox(cx, id, &host_links, &mut f, &mut report);

@@ -177,8 +177,8 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// Host interfaces of this network that lnet made but no record names (a crash between
     /// making an interface and its record reaching the disk): their names, to be removed.
-    /// `links` is one dump of the host's links; `named` every host interface name a record
-    /// holds. Only interfaces that carry the names this driver gives may be returned.
+    /// `links` are the host's bridges and bridge ports (a port's `kind` may be unknown: the
+    /// caller confirms what it removes); `named` every host interface name a record holds. Only interfaces that carry the names this driver gives may be returned.
     fn orphans(
         &self,
         _net: &NetworkRecord,

@@ -213,3 +213,57 @@ fn doctor_names_each_drift_and_repair_puts_it_back() {
         );
     }
 }
+
+/// A bridge port lists no kind, so an interface that only looks like lnet's host end (its
+/// name, on lnet's bridge) is looked up before it is called lnet's: another engine's VXLAN device
+/// stays, and neither `doctor` nor a start names or removes it.
+#[test]
+fn a_lookalike_interface_that_is_not_a_veth_is_left_alone() {
+    let Some(mut env) = common::env("a_lookalike_interface_that_is_not_a_veth_is_left_alone")
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let net = bridge_on(ctrl, "web", "10.62.0.0/24");
+    let bridge = bridge_name(&net);
+    let ip = |args: &[&str]| {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "ip {args:?}: {out:?}");
+    };
+    ip(&[
+        "link",
+        "add",
+        "veth0ddba12",
+        "type",
+        "vxlan",
+        "id",
+        "42",
+        "dstport",
+        "4789",
+    ]);
+    ip(&["link", "set", "veth0ddba12", "master", &bridge]);
+    // Its veth twin is lnet's by every sign, and is found.
+    let br = must_link(&mut host_nl(), &bridge).index;
+    host_nl()
+        .create_veth(VethSpec {
+            host_name: "veth0ddba13",
+            host_master: Some(br),
+            peer_name: "veth0ddba13p",
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(
+        findings(ctrl),
+        vec!["extra network web: interface veth0ddba13 (no record names it)".to_string()]
+    );
+    drop(net);
+    env.restart();
+    assert_eq!(findings(env.ctrl()), Vec::<String>::new());
+    let mut nl = host_nl();
+    assert!(nl.link_by_name("veth0ddba13").unwrap().is_none());
+    let kept = must_link(&mut nl, "veth0ddba12");
+    assert_eq!(kept.master, Some(br));
+}

@@ -3,17 +3,23 @@
 
 use std::os::fd::AsRawFd;
 
+use rtnetlink::packet_core::Nla;
 use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_ECHO, NLM_F_EXCL};
-use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::link::{
     InfoBridgePort, InfoData, InfoKind, InfoPortData, InfoVeth, LinkAttribute, LinkExtentMask,
-    LinkFlags, LinkInfo, LinkMessage,
+    LinkFlags, LinkInfo, LinkMessage, LinkProtoInfoBridge,
 };
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
 use crate::error::{KernelError, Result};
 use crate::netlink::{Netlink, OpContext, check_ifname};
 use crate::netns::Netns;
+
+/// `IFLA_BRPORT_MODE` (hairpin) and `IFLA_BRPORT_ISOLATED` in a bridge's `IFLA_PROTINFO`,
+/// which netlink-packet-route leaves unparsed (`linux/if_link.h`).
+const IFLA_BRPORT_MODE: u16 = 4;
+const IFLA_BRPORT_ISOLATED: u16 = 33;
 
 /// The loopback interface index, the same in every network namespace.
 pub const LOOPBACK_INDEX: u32 = 1;
@@ -69,6 +75,22 @@ impl Link {
                 LinkAttribute::Mtu(mtu) => link.mtu = mtu,
                 LinkAttribute::Address(addr) => link.mac = <[u8; 6]>::try_from(addr).ok(),
                 LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
+                // A bridge's own description of a port (an `AF_BRIDGE` dump).
+                LinkAttribute::ProtoInfoBridge(attrs) => {
+                    for a in attrs {
+                        if let LinkProtoInfoBridge::Other(nla) = a
+                            && nla.value_len() == 1
+                        {
+                            let mut v = [0u8; 1];
+                            nla.emit_value(&mut v);
+                            match nla.kind() {
+                                IFLA_BRPORT_MODE => link.hairpin = Some(v[0] != 0),
+                                IFLA_BRPORT_ISOLATED => link.isolated = Some(v[0] != 0),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         match info {
@@ -201,6 +223,43 @@ impl Netlink {
             _ => None,
         })
         .op(|| "list links".to_string())
+    }
+
+    /// The links of one kind (`"bridge"`, `"veth"`, …). The kind is a dump filter, so the
+    /// kernel describes only those: on a host with thousands of interfaces of other kinds
+    /// this costs a fraction of [`Netlink::links`].
+    pub fn links_of_kind(&mut self, kind: &str) -> Result<Vec<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::from(kind),
+            )]));
+        let links = self
+            .dump(RouteNetlinkMessage::GetLink(msg), |m| match m {
+                RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+                _ => None,
+            })
+            .op(|| format!("list links of kind {kind}"))?;
+        // A kernel that ignores the filter sends them all.
+        Ok(links.into_iter().filter(|l| l.is_kind(kind)).collect())
+    }
+
+    /// Every bridge port of the namespace as its bridge describes it (`bridge link show`):
+    /// index, name, master, flags, MAC, MTU, hairpin mode and isolation; `kind` is `None`.
+    /// A full link dump describes each veth's peer namespace (a search through every
+    /// namespace id the host has given out), its address families and its link info: at
+    /// 10,000 veths in 1,000 namespaces that made [`Netlink::links`] take 0.3 s, most of
+    /// it for what a bridge port's check does not need.
+    pub fn bridge_ports(&mut self) -> Result<Vec<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.header.interface_family = AddressFamily::Bridge;
+        self.dump(RouteNetlinkMessage::GetLink(msg), |m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(Link::from_message(l)),
+            _ => None,
+        })
+        .op(|| "list bridge ports".to_string())
     }
 
     /// Send a `RTM_NEWLINK` create request with `NLM_F_ECHO`, returning the

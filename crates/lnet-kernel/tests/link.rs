@@ -345,3 +345,59 @@ fn hairpin_mode_of_a_bridge_port() {
     assert_eq!(e.errno(), Some(libc::EOPNOTSUPP), "{e}");
     assert_eq!(nl.link_by_index(peer.index).unwrap().unwrap().hairpin, None);
 }
+
+#[test]
+fn bridge_ports_and_links_of_a_kind_match_the_full_dump() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let br = nl.ensure_bridge("br-bp", BridgeOptions::default()).unwrap();
+    let other = nl.ensure_bridge("br-bq", BridgeOptions::default()).unwrap();
+    let port = |nl: &mut Netlink, name: &str, peer: &str, master: u32| {
+        nl.create_veth(VethSpec {
+            host_name: name,
+            host_master: Some(master),
+            host_up: true,
+            peer_name: peer,
+            ..Default::default()
+        })
+        .unwrap()
+    };
+    let (a, b, c) = (
+        port(&mut nl, "vbp0", "vbp0p", br.index),
+        port(&mut nl, "vbp1", "vbp1p", br.index),
+        port(&mut nl, "vbq0", "vbq0p", other.index),
+    );
+    nl.set_hairpin(a, true).unwrap();
+    nl.set_isolated(b, true).unwrap();
+    let full = nl.links().unwrap();
+
+    // Only the ports, each as the full dump has it, less its kind.
+    let ports = nl.bridge_ports().unwrap();
+    let mut names: Vec<&str> = ports.iter().map(|l| l.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["vbp0", "vbp1", "vbq0"]);
+    for p in &ports {
+        let mut want = full.iter().find(|l| l.index == p.index).unwrap().clone();
+        assert_eq!(want.kind.as_deref(), Some("veth"));
+        want.kind = None;
+        assert_eq!(p, &want);
+    }
+    let flags = |i: u32| {
+        let p = ports.iter().find(|l| l.index == i).unwrap();
+        (p.master, p.hairpin, p.isolated)
+    };
+    assert_eq!(flags(a), (Some(br.index), Some(true), Some(false)));
+    assert_eq!(flags(b), (Some(br.index), Some(false), Some(true)));
+    assert_eq!(flags(c), (Some(other.index), Some(false), Some(false)));
+
+    // Of a kind: the two bridges and nothing else, as the full dump has them.
+    let bridges = nl.links_of_kind("bridge").unwrap();
+    let mut names: Vec<&str> = bridges.iter().map(|l| l.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["br-bp", "br-bq"]);
+    for l in &bridges {
+        assert_eq!(Some(l), full.iter().find(|f| f.index == l.index));
+    }
+    assert_eq!(nl.links_of_kind("veth").unwrap().len(), 6);
+    assert!(nl.links_of_kind("vxlan").unwrap().is_empty());
+}

@@ -752,7 +752,10 @@ impl Driver for BridgeDriver {
         };
         links
             .iter()
-            .filter(|l| l.master == Some(bridge.index) && l.is_kind("veth"))
+            // A bridge port's own description does not give its kind: let it through.
+            .filter(|l| {
+                l.master == Some(bridge.index) && l.kind.as_deref().is_none_or(|k| k == "veth")
+            })
             .filter(|l| is_host_ifname(&l.name) && !named.contains(&l.name))
             .map(|l| l.name.clone())
             .collect()
