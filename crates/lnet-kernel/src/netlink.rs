@@ -126,6 +126,18 @@ impl Netlink {
         self.transact(msg, flags, |_| {}).map(|_| ())
     }
 
+    /// A dump whose answers `map` reads straight from their bytes (header included; `None`
+    /// skips one), for dumps large enough that decoding every attribute of every message
+    /// would be most of their cost. Retried like [`Netlink::dump`].
+    pub(crate) fn dump_raw<T>(
+        &mut self,
+        msg: RouteNetlinkMessage,
+        map: impl FnMut(&[u8]) -> std::result::Result<Option<T>, String>,
+    ) -> std::result::Result<Vec<T>, NlError> {
+        self.serialize(msg, NLM_F_REQUEST | NLM_F_DUMP);
+        self.sock.dump(map)
+    }
+
     /// A dump; retried when the kernel flags it interrupted by a concurrent
     /// change, so the result is a consistent snapshot.
     pub(crate) fn dump<T>(

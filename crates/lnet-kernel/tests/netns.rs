@@ -146,3 +146,33 @@ fn run_propagates_results_and_panics() {
     assert!(!Netns::is_mounted_at(&path));
     assert!(!path.exists());
 }
+
+#[test]
+fn run_in_each_runs_every_call_inside_its_own_namespace() {
+    skip_unless_root!();
+    enter_new_netns().unwrap();
+    let nss: Vec<_> = (0..5)
+        .map(|_| lnet_kernel::testing::TempNetns::new().unwrap())
+        .collect();
+    let handles: Vec<&Netns> = nss.iter().map(|t| &**t).collect();
+    let want: Vec<u64> = handles.iter().map(|n| n.inode().unwrap()).collect();
+    let here = Netns::current().unwrap().inode().unwrap();
+    for threads in [1, 2, 8] {
+        // Each call sees its own namespace and keeps a socket opened there.
+        let got = Netns::run_in_each(&handles, threads, |i| {
+            let ino = Netns::current().unwrap().inode().unwrap();
+            (i, ino, Netlink::new().unwrap())
+        });
+        assert_eq!(got.len(), handles.len(), "{threads} threads");
+        for (i, r) in got.into_iter().enumerate() {
+            let (at, ino, mut nl) = r.unwrap();
+            assert_eq!((at, ino), (i, want[i]), "{threads} threads");
+            // The socket answers for its namespace: only lo there.
+            let names: Vec<String> = nl.links().unwrap().into_iter().map(|l| l.name).collect();
+            assert_eq!(names, ["lo"]);
+        }
+    }
+    // The calling thread stayed where it was.
+    assert_eq!(Netns::current().unwrap().inode().unwrap(), here);
+    assert!(Netns::run_in_each(&[], 2, |i| i).is_empty());
+}
