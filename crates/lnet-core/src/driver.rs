@@ -70,6 +70,15 @@ pub struct KernelView<'a> {
     pub sandbox_addrs: &'a [(u32, lnet_kernel::IpNet)],
 }
 
+/// The host's bridges and their addresses, read once at start for every network.
+#[derive(Debug, Default)]
+pub struct HostView {
+    /// Bridges by name.
+    pub bridges: std::collections::HashMap<String, lnet_kernel::Link>,
+    /// Addresses by link index.
+    pub addrs: std::collections::HashMap<u32, Vec<lnet_kernel::IpNet>>,
+}
+
 /// A sandbox's side of the kernel: its namespace and a netlink socket opened there once.
 #[derive(Debug)]
 pub struct SandboxKernel {
@@ -125,6 +134,20 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     /// Parses and validates options and returns the driver state to persist, which names
     /// every kernel object the network will make. Must not change anything.
     fn plan_network(&self, plan: &mut PlanNetwork<'_>) -> Result<serde_json::Value>;
+
+    /// At start: makes the network's kernel objects right as [`Driver::create_network`]
+    /// does, asking the kernel nothing that `view` (read once for every network) already
+    /// shows right. Returns whether it went the long way (it may have changed links, so
+    /// `view` no longer holds).
+    fn recover_network(
+        &self,
+        host: &mut HostKernel,
+        net: &NetworkRecord,
+        config: &Config,
+        _view: &HostView,
+    ) -> Result<bool> {
+        self.create_network(host, net, config).map(|()| true)
+    }
 
     /// Makes (or repairs) the network's kernel objects. Idempotent.
     fn create_network(

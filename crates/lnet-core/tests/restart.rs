@@ -140,13 +140,26 @@ fn restart_repairs_kernel_drift() {
     build_world(&env);
     let before = env.snapshot();
     {
-        // Someone deletes the bridges, an interface and an address inside sandboxes and a
-        // default route.
+        // Someone deletes a bridge, changes another (down, its gateway address gone, a
+        // stray address added), and deletes an interface and an address inside sandboxes and
+        // a default route.
         let mut host = host_nl();
-        for name in ["n1", "n2"] {
-            let n = env.ctrl().network(name).unwrap();
-            assert!(host.delete_link(&bridge_name(&n)).unwrap());
-        }
+        assert!(
+            host.delete_link(&bridge_name(&env.ctrl().network("n1").unwrap()))
+                .unwrap()
+        );
+        let n2 = bridge_name(&env.ctrl().network("n2").unwrap());
+        let n2 = must_link(&mut host, &n2).index;
+        host.set_down(n2).unwrap();
+        assert!(
+            host.del_address(n2, "10.40.0.1/24".parse().unwrap())
+                .unwrap()
+        );
+        let stray = lnet_kernel::AddrFlags { nodad: false };
+        assert!(
+            host.add_address(n2, "192.0.2.9/24".parse().unwrap(), stray)
+                .unwrap()
+        );
         let e3 = ep(&env, "n2", "e3").info().unwrap();
         let mut c1 = sandbox_nl(&sb(&env, "c1"));
         let gw = default_gw(&mut c1, IpFamily::V4).unwrap();

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::doctor::Findings;
-use crate::driver::{Driver, HostKernel, KernelView, PlanNetwork, SandboxKernel};
+use crate::driver::{Driver, HostKernel, HostView, KernelView, PlanNetwork, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::firewall::{NetFw, PortFw, Want};
 use crate::ids::{self, format_mac, parse_mac, short_id};
@@ -247,6 +247,50 @@ impl BridgeDriver {
             .insert(name.to_string(), index);
     }
 
+    /// What a network needs beyond its bridge and addresses: the bridge's sysctls and the
+    /// network's firewall rules.
+    fn finish_network(
+        &self,
+        host: &mut HostKernel,
+        net: &NetworkRecord,
+        cfg: &BridgeConfig,
+        config: &Config,
+    ) -> Result<()> {
+        let name = &cfg.bridge;
+        let (bridge, v6, forward) = (name.clone(), net.enable_ipv6, config.enable_ip_forward);
+        host.ns
+            .run(move || -> Result<()> {
+                // The bridge must not autoconfigure from router advertisements (libnetwork's
+                // setupDefaultSysctl); absent when the kernel has IPv6 disabled.
+                let ra = ["net", "ipv6", "conf", bridge.as_str(), "accept_ra"];
+                if sysctl::get_path(&ra).is_ok() {
+                    sysctl::set_path(&ra, "0")
+                        .map_err(kernel(format!("disable accept_ra on {bridge}")))?;
+                }
+                // Published ports answer on the host's 127.0.0.1 by DNAT without a proxy:
+                // the kernel must then route 127/8 sources out of the bridge (they are
+                // masqueraded to the bridge's address on the way).
+                let localnet = ["net", "ipv4", "conf", bridge.as_str(), "route_localnet"];
+                if sysctl::get_path(&localnet).is_ok_and(|v| v.trim() != "1") {
+                    sysctl::set_path(&localnet, "1")
+                        .map_err(kernel(format!("enable route_localnet on {bridge}")))?;
+                }
+                if forward {
+                    ensure_sysctl("net.ipv4.ip_forward")?;
+                    if v6 {
+                        ensure_sysctl("net.ipv6.conf.all.forwarding")?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(kernel("enter the host namespace for sysctls"))??;
+        let mut want = Want::new();
+        want.network(&net_fw(net, cfg));
+        host.fw.apply(&want, &Want::new())?;
+        host.fw.add_foreign(name)?;
+        Ok(())
+    }
+
     /// Deletes the bridge; in the background when allowed, after freeing its name and its
     /// addresses (a new network may want either at once).
     fn remove_bridge(
@@ -433,41 +477,40 @@ impl Driver for BridgeDriver {
                     .map_err(kernel(format!("add address {addr} to bridge {name}")))?;
             }
         }
-        let (bridge, v6, forward) = (name.clone(), net.enable_ipv6, config.enable_ip_forward);
-        host.ns
-            .run(move || -> Result<()> {
-                // The bridge must not autoconfigure from router advertisements (libnetwork's
-                // setupDefaultSysctl); absent when the kernel has IPv6 disabled.
-                let ra = ["net", "ipv6", "conf", bridge.as_str(), "accept_ra"];
-                if sysctl::get_path(&ra).is_ok() {
-                    sysctl::set_path(&ra, "0")
-                        .map_err(kernel(format!("disable accept_ra on {bridge}")))?;
-                }
-                // Published ports answer on the host's 127.0.0.1 by DNAT without a proxy:
-                // the kernel must then route 127/8 sources out of the bridge (they are
-                // masqueraded to the bridge's address on the way).
-                let localnet = ["net", "ipv4", "conf", bridge.as_str(), "route_localnet"];
-                if sysctl::get_path(&localnet).is_ok_and(|v| v.trim() != "1") {
-                    sysctl::set_path(&localnet, "1")
-                        .map_err(kernel(format!("enable route_localnet on {bridge}")))?;
-                }
-                if forward {
-                    ensure_sysctl("net.ipv4.ip_forward")?;
-                    if v6 {
-                        ensure_sysctl("net.ipv6.conf.all.forwarding")?;
-                    }
-                }
-                Ok(())
-            })
-            .map_err(kernel("enter the host namespace for sysctls"))??;
-        let mut want = Want::new();
-        want.network(&net_fw(net, &cfg));
-        host.fw.apply(&want, &Want::new())?;
-        host.fw.add_foreign(name)?;
+        self.finish_network(host, net, &cfg, config)?;
         host.nl
             .set_up(link.index)
             .map_err(kernel(format!("bring up bridge {name}")))?;
         Ok(())
+    }
+
+    fn recover_network(
+        &self,
+        host: &mut HostKernel,
+        net: &NetworkRecord,
+        config: &Config,
+        view: &HostView,
+    ) -> Result<bool> {
+        let cfg = BridgeConfig::of(net)?;
+        let right = view.bridges.get(&cfg.bridge).filter(|l| {
+            let want = expected_bridge_addrs(net, &cfg);
+            let have = view.addrs.get(&l.index).map_or(&[][..], Vec::as_slice);
+            l.is_kind("bridge")
+                && l.up
+                && cfg.mtu.is_none_or(|m| m == l.mtu)
+                && want.iter().all(|a| have.contains(a))
+                && have
+                    .iter()
+                    .all(|a| want.contains(a) || is_kernel_link_local(a))
+        });
+        match right {
+            Some(l) => {
+                self.remember_bridge(&cfg.bridge, l.index);
+                self.finish_network(host, net, &cfg, config)?;
+                Ok(false)
+            }
+            None => self.create_network(host, net, config).map(|()| true),
+        }
     }
 
     fn delete_network(&self, host: &mut HostKernel, net: &NetworkRecord) -> Result<()> {

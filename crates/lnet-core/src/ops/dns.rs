@@ -113,16 +113,32 @@ impl State {
     /// are). Best effort: a failure is logged and leaves the sandbox with its plain
     /// resolv.conf.
     pub(crate) fn refresh_sandbox_dns_logged(&mut self, cx: &Cx, sb: &str) {
+        self.refresh_sandbox_dns_with(cx, sb, None);
+    }
+
+    /// [`State::refresh_sandbox_dns_logged`], with the resolver's sockets when a start has
+    /// opened them already ([`reopen_resolver`]).
+    pub(crate) fn refresh_sandbox_dns_with(
+        &mut self,
+        cx: &Cx,
+        sb: &str,
+        reopened: Option<ResolverSockets>,
+    ) {
         if self.dns.is_none() {
             return;
         }
-        if let Err(e) = self.refresh_sandbox_dns(cx, sb) {
+        if let Err(e) = self.refresh_sandbox_dns(cx, sb, reopened) {
             tracing::warn!(sandbox = %sb, error = %e, "embedded DNS not set up; the sandbox uses its upstream servers directly");
             let _ = self.stop_sandbox_dns(cx, sb);
         }
     }
 
-    fn refresh_sandbox_dns(&mut self, cx: &Cx, sb_id: &str) -> Result<()> {
+    fn refresh_sandbox_dns(
+        &mut self,
+        cx: &Cx,
+        sb_id: &str,
+        reopened: Option<ResolverSockets>,
+    ) -> Result<()> {
         let view = self.dns_view(sb_id);
         let Some(entry) = self.sandboxes.get_mut(sb_id) else {
             return Ok(());
@@ -168,9 +184,13 @@ impl State {
             // One trip into the sandbox: its sockets, and its redirect unless the one there
             // already points at them — a restart takes the port its predecessor had, so
             // nothing in the kernel changes (and queries meanwhile fail over at once).
-            let (udp, tcp) =
-                k.ns.run(open_resolver)
-                    .map_err(CoreError::kernel("enter the sandbox for its resolver"))??;
+            let (udp, tcp) = match reopened {
+                Some(sockets) => sockets,
+                None => {
+                    k.ns.run(open_resolver)
+                        .map_err(CoreError::kernel("enter the sandbox for its resolver"))??
+                }
+            };
             server
                 .serve(sb_id, udp, tcp)
                 .map_err(CoreError::io("serve the sandbox's resolver"))?;
@@ -201,8 +221,22 @@ impl State {
     }
 }
 
+/// A resolver's UDP and TCP sockets.
+pub(crate) type ResolverSockets = (std::net::UdpSocket, std::net::TcpListener);
+
+/// Inside a sandbox at start: the resolver's sockets on the port the redirect already there
+/// points at, so that a start makes them in the one trip it takes into each sandbox anyway
+/// and changes nothing in the kernel. `None` when there is no such redirect, or the port is
+/// taken: the resolver is then made as for a new sandbox.
+pub(crate) fn reopen_resolver() -> Option<ResolverSockets> {
+    let mut nft = NftSocket::new().ok()?;
+    let port = redirected_port(&mut nft)?;
+    let (udp, tcp) = bind_resolver(Some(port)).ok()?;
+    (udp.local_addr().ok()?.port() == port).then_some((udp, tcp))
+}
+
 /// The resolver's sockets and redirect, made inside the sandbox (see the caller).
-fn open_resolver() -> Result<(std::net::UdpSocket, std::net::TcpListener)> {
+fn open_resolver() -> Result<ResolverSockets> {
     let mut nft =
         NftSocket::new().map_err(CoreError::kernel("open an nftables socket in the sandbox"))?;
     let there = redirected_port(&mut nft);
