@@ -7,7 +7,8 @@
 //! baseline. Embedded DNS is on, as in the daemon (each sandbox's resolver is made again).
 //!
 //! Run as root with `cargo bench -p lnet-core --bench restart`; `LNET_BENCH_QUICK=1` uses
-//! 50 networks and 100 sandboxes (500 endpoints). Not root: prints `skipped`.
+//! 50 networks and 100 sandboxes (500 endpoints); `LNET_BENCH_ROUNDS=N` restarts N times
+//! (3). Not root: prints `skipped`.
 //! Safety: private mount and network namespaces, state in a temporary directory (the exec
 //! root on a tmpfs, as `/run` is), every namespace mount removed at the end.
 
@@ -193,7 +194,11 @@ fn run(root: &Path) -> Res<()> {
         .ok_or("the peer's address")?;
     drop(nets);
 
-    let rounds = 3;
+    let rounds: usize = std::env::var("LNET_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(3);
     // A rate this machine's two CPUs carry without loss while everything else runs, so
     // that a lost datagram means the restart dropped it.
     let rate = 2_000;
@@ -221,11 +226,14 @@ fn run(root: &Path) -> Res<()> {
         let (sent, lost) = flow.finish();
         restart_loss = (restart_loss.0 + sent, restart_loss.1 + lost);
     }
-    // Baseline: the same flow over the same time, no restart.
-    let span = median(starts.clone()) + Duration::from_millis(200);
-    let flow = Flow::start(&keys[0], &keys[peer], peer_ip, rate)?;
-    std::thread::sleep(span);
-    let baseline = flow.finish();
+    // Baseline: the same flows over the same times, no restart.
+    let mut baseline = (0, 0);
+    for d in &starts {
+        let flow = Flow::start(&keys[0], &keys[peer], peer_ip, rate)?;
+        std::thread::sleep(*d + Duration::from_millis(200));
+        let (sent, lost) = flow.finish();
+        baseline = (baseline.0 + sent, baseline.1 + lost);
+    }
 
     println!(
         "restart: {networks} networks, {endpoints} endpoints joined, {endpoints} published ports, {sandboxes} sandboxes with resolvers"
@@ -250,7 +258,7 @@ fn run(root: &Path) -> Res<()> {
             .join(", ")
     );
     println!(
-        "UDP flow at {rate}/s across the restarts: {} lost of {} sent; without a restart, over the same time: {} lost of {}",
+        "UDP flow at {rate}/s across the restarts: {} lost of {} sent; the same flows without a restart: {} lost of {}",
         restart_loss.1, restart_loss.0, baseline.1, baseline.0
     );
     println!(

@@ -22,7 +22,9 @@ use serde::Serialize;
 use crate::controller::{Cx, SandboxEntry, State};
 use crate::driver::{HostView, KernelView, SandboxKernel};
 use crate::error::{CoreError, Result};
-use crate::ops::{ResolverSockets, remove_sandbox_artifacts, reopen_resolver, write_resolv_conf};
+use crate::ops::{
+    Gateways, ResolverSockets, remove_sandbox_artifacts, reopen_resolver, write_resolv_conf,
+};
 
 /// What start-up recovery found and did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -88,6 +90,9 @@ struct Views {
     /// Endpoints with a join, and those found right in the dumps (nothing changed).
     joins: usize,
     fast: usize,
+    /// Sandboxes with a join that was not found right: what was read of them before may
+    /// no longer hold.
+    touched: std::collections::HashSet<String>,
 }
 
 /// A sandbox's links by name and its addresses, from one dump each.
@@ -158,6 +163,8 @@ struct Opened {
     sandboxes: BTreeMap<String, (SandboxRecord, Liveness)>,
     reopened: HashMap<String, ResolverSockets>,
     views: HashMap<String, SandboxView>,
+    /// The default gateways each sandbox routes through now.
+    gateways: HashMap<String, Gateways>,
 }
 
 /// Which sandboxes are alive, with their kernel handles. One trip into each live namespace,
@@ -176,15 +183,19 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
     }
     let results = {
         let nss: Vec<&Netns> = found.iter().filter_map(|(_, ns, _)| ns.as_ref()).collect();
-        // The caller works beside these threads: leave it a CPU.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(2, 5) - 1);
+        // One per CPU: the caller's work beside them is the smaller part, and ends first.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         Netns::run_in_each(&nss, threads, |_| {
             let mut nl = lnet_kernel::Netlink::new()?;
             let view = (
                 links_by_name(&mut nl),
                 nl.addresses(None).unwrap_or_default(),
             );
-            Ok::<_, lnet_kernel::KernelError>((nl, view, dns.then(reopen_resolver).flatten()))
+            let gateways = current_gateways(&mut nl);
+            // Sockets are reopened only where nothing else needs doing: lo is up.
+            let lo_up = view.0.get("lo").is_some_and(|l| l.up);
+            let sockets = (dns && lo_up).then(reopen_resolver).flatten();
+            Ok::<_, lnet_kernel::KernelError>((nl, view, gateways, sockets))
         })
     };
     let mut results = results.into_iter();
@@ -192,14 +203,18 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
         sandboxes: BTreeMap::new(),
         reopened: HashMap::new(),
         views: HashMap::new(),
+        gateways: HashMap::new(),
     };
     for (sb, ns, live) in found {
         let live = match ns {
             None => live,
             Some(ns) => match results.next().map(|r| r.and_then(|r| r)) {
-                Some(Ok((nl, view, sockets))) => {
+                Some(Ok((nl, view, gateways, sockets))) => {
                     if let Some(s) = sockets {
                         opened.reopened.insert(sb.id.clone(), s);
+                    }
+                    if let Some(g) = gateways {
+                        opened.gateways.insert(sb.id.clone(), g);
                     }
                     opened.views.insert(sb.id.clone(), view);
                     Liveness::Live(Some(SandboxKernel { ns, nl }))
@@ -214,6 +229,23 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
         opened.sandboxes.insert(sb.id.clone(), (sb, live));
     }
     opened
+}
+
+/// The default gateways of the namespace `nl` is in (the first default route of each
+/// family in the main table, as `doctor` reads them); `None` when a dump fails.
+fn current_gateways(nl: &mut lnet_kernel::Netlink) -> Option<Gateways> {
+    let mut gw = |family| {
+        nl.routes(family).map(|routes| {
+            routes
+                .into_iter()
+                .find(|r| r.is_default())
+                .and_then(|r| r.gateway)
+        })
+    };
+    Some(Gateways {
+        v4: gw(lnet_kernel::IpFamily::V4).ok()?,
+        v6: gw(lnet_kernel::IpFamily::V6).ok()?,
+    })
 }
 
 /// A ready sandbox's namespace, opened, when it is alive and has one of its own;
@@ -461,6 +493,7 @@ impl State {
             mut sandboxes,
             mut reopened,
             views: sandbox_views,
+            mut gateways,
         } = opened;
 
         // One dump of the host's links (and one per sandbox) to tell which joins are
@@ -471,10 +504,19 @@ impl State {
             sandboxes: sandbox_views,
             joins: 0,
             fast: 0,
+            touched: Default::default(),
         };
         for ep in loaded.endpoints {
+            let sandbox = ep.join.as_ref().map(|j| j.sandbox_id.clone());
+            let fast = views.fast;
             self.recover_endpoint(cx, &mut report, ep, &mut sandboxes, &mut views);
+            if let Some(id) = sandbox
+                && views.fast == fast
+            {
+                views.touched.insert(id);
+            }
         }
+        let touched = std::mem::take(&mut views.touched);
         clock.lap(&mut report, "endpoints");
         // An endpoint that lives only while joined and is not: its connect died between
         // create and join, or its disconnect between leave and delete. Finish the story.
@@ -554,9 +596,12 @@ impl State {
                     .errors
                     .push(format!("sandbox {id}: host namespace key: {e}"));
             }
-            // Default routes and hosts are derived: re-derive them rather than trust them.
+            // Default routes and hosts are derived: re-derive them rather than trust them,
+            // against the routes read on the trip into the sandbox while its joins were all
+            // found right (nothing asked of the kernel when they agree).
             let want = self.gateways_of(cx, &id, None);
-            if let Err(e) = self.apply_gateways(&id, None, want) {
+            let have = gateways.remove(&id).filter(|_| !touched.contains(&id));
+            if let Err(e) = self.apply_gateways(&id, have, want) {
                 report
                     .errors
                     .push(format!("sandbox {id}: default routes: {e}"));

@@ -179,8 +179,11 @@ impl State {
             let Some(k) = entry.kernel.as_mut() else {
                 return Ok(());
             };
-            k.nl.set_up(lnet_kernel::LOOPBACK_INDEX)
-                .map_err(CoreError::kernel("bring up lo in the sandbox"))?;
+            // Sockets reopened at start were reopened only where lo was up.
+            if reopened.is_none() {
+                k.nl.set_up(lnet_kernel::LOOPBACK_INDEX)
+                    .map_err(CoreError::kernel("bring up lo in the sandbox"))?;
+            }
             // One trip into the sandbox: its sockets, and its redirect unless the one there
             // already points at them — a restart takes the port its predecessor had, so
             // nothing in the kernel changes (and queries meanwhile fail over at once).
