@@ -429,34 +429,46 @@ impl State {
         // make a check slower, never wrong.
         let ports =
             std::thread::spawn(|| lnet_kernel::Netlink::new().and_then(|mut nl| nl.bridge_ports()));
-        let loaded = cx.store.load()?;
+        // The sandboxes first, so that one trip into each (its handles, its links and
+        // addresses) starts while the rest is read. Side by side with it: the records, the
+        // networks (pools replayed, bridges checked), then one look at the host's bridges
+        // (after the networks, which may have put one back). On 1,000 sandboxes and 10,000
+        // joins these were most of a start done one after the other.
+        let first = cx.store.load_only(&[RecordKind::Sandbox])?;
         let mut report = RecoveryReport {
-            quarantined: loaded.quarantined,
+            quarantined: first.quarantined,
             ..Default::default()
         };
-        clock.lap(&mut report, "read the store");
-        // The sets must exist before networks add their elements. A table that is missing
-        // altogether is a first start (or a reboot), not drift worth reporting.
-        match self.host.fw.ensure_base() {
-            Ok(drift) => report.firewall.extend(
-                drift
-                    .into_iter()
-                    .filter(|d| !d.what.starts_with("table"))
-                    .map(|d| format!("{} {}", d.kind, d.what)),
-            ),
-            Err(e) => report.errors.push(format!("firewall: {e}")),
-        }
-        self.host.fw.set_deferred(true);
-        clock.lap(&mut report, "firewall tables");
-
-        // Things that do not wait for each other, side by side: the networks (their pools
-        // replayed, their bridges checked), then one look at the host's bridges (after the
-        // networks, which may have put one back); and one trip into each sandbox (its
-        // handles, its links and addresses). On 1,000 sandboxes and 10,000 joins these were
-        // half of a start done one after the other.
         let dns = self.dns.is_some();
-        let (opened, host) = std::thread::scope(|s| {
-            let opener = s.spawn(|| open_sandboxes(cx, dns, loaded.sandboxes));
+        let (endpoints, opened, host) = std::thread::scope(|s| -> Result<_> {
+            let opener = s.spawn(move || open_sandboxes(cx, dns, first.sandboxes));
+            let loaded = cx
+                .store
+                .load_only(&[RecordKind::Network, RecordKind::Endpoint])
+                .map_err(CoreError::from);
+            let loaded = match loaded {
+                Ok(l) => l,
+                Err(e) => {
+                    // Nothing was changed: the sockets opened meanwhile just close.
+                    drop(opener.join());
+                    return Err(e);
+                }
+            };
+            report.quarantined.extend(loaded.quarantined);
+            clock.lap(&mut report, "read the store");
+            // The sets must exist before networks add their elements. A table that is
+            // missing altogether is a first start (or a reboot), not drift worth reporting.
+            match self.host.fw.ensure_base() {
+                Ok(drift) => report.firewall.extend(
+                    drift
+                        .into_iter()
+                        .filter(|d| !d.what.starts_with("table"))
+                        .map(|d| format!("{} {}", d.kind, d.what)),
+                ),
+                Err(e) => report.errors.push(format!("firewall: {e}")),
+            }
+            self.host.fw.set_deferred(true);
+            clock.lap(&mut report, "firewall tables");
             // The host's bridges and their addresses, once for every network.
             let bridges = self.host.nl.links_of_kind("bridge");
             let mut view = HostView::default();
@@ -487,8 +499,8 @@ impl State {
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             clock.lap(&mut report, "sandboxes (beside the above)");
-            (opened, host)
-        });
+            Ok((loaded.endpoints, opened, host))
+        })?;
         let Opened {
             mut sandboxes,
             mut reopened,
@@ -506,7 +518,7 @@ impl State {
             fast: 0,
             touched: Default::default(),
         };
-        for ep in loaded.endpoints {
+        for ep in endpoints {
             let sandbox = ep.join.as_ref().map(|j| j.sandbox_id.clone());
             let fast = views.fast;
             self.recover_endpoint(cx, &mut report, ep, &mut sandboxes, &mut views);

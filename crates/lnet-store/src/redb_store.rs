@@ -150,7 +150,13 @@ impl Store {
     /// Loads every record. Records that do not parse, or whose schema is newer than this
     /// build, are moved to quarantine in the same pass.
     pub fn load(&self) -> Result<Loaded, StoreError> {
-        let (mut loaded, bad) = read_all(&self.db, self.runtime.as_ref())?;
+        self.load_only(&RecordKind::ALL)
+    }
+
+    /// [`Store::load`] for the records of `kinds` only (a start reads the sandboxes first,
+    /// to look at their namespaces while it reads the rest).
+    pub fn load_only(&self, kinds: &[RecordKind]) -> Result<Loaded, StoreError> {
+        let (mut loaded, bad) = read_all(&self.db, self.runtime.as_ref(), kinds)?;
         for (kind, key, reason, raw) in bad {
             tracing::error!(kind = %kind, id = %key, %reason, "quarantining unreadable record");
             loaded
@@ -175,7 +181,7 @@ impl Store {
             .filter(|r| r.is_dir())
             .map(RuntimeDir::open)
             .transpose()?;
-        let (mut loaded, bad) = read_all(&db, runtime.as_ref())?;
+        let (mut loaded, bad) = read_all(&db, runtime.as_ref(), &RecordKind::ALL)?;
         loaded.quarantined = bad
             .into_iter()
             .map(|(kind, id, reason, raw)| Quarantined {
@@ -405,6 +411,7 @@ type BadRecord = (RecordKind, String, String, Vec<u8>);
 fn read_all(
     db: &impl ReadableDatabase,
     runtime: Option<&RuntimeDir>,
+    kinds: &[RecordKind],
 ) -> Result<(Loaded, Vec<BadRecord>), StoreError> {
     let mut loaded = Loaded::default();
     let mut bad = Vec::new();
@@ -425,7 +432,7 @@ fn read_all(
         }
     };
     let tx = db.begin_read().map_err(backend("begin read"))?;
-    for kind in RecordKind::ALL {
+    for &kind in kinds {
         if let Some(rt) = runtime.filter(|_| kind != RecordKind::Network) {
             for (key, raw) in rt.list(kind)? {
                 decode_into(kind, key, &raw);

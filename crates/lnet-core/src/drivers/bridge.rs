@@ -194,7 +194,9 @@ impl BridgeConfig {
 
     /// Reads the config back from a record.
     pub fn of(net: &NetworkRecord) -> Result<BridgeConfig> {
-        serde_json::from_value(net.driver_state.clone()).map_err(|e| {
+        // Read from the stored value in place: a join, a start and `doctor` ask for it per
+        // endpoint, and a copy of the value first cost more than reading it.
+        BridgeConfig::deserialize(&net.driver_state).map_err(|e| {
             CoreError::Forbidden(format!(
                 "network {} has an unreadable bridge configuration ({e}); delete and re-create it",
                 net.name
