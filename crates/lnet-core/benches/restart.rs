@@ -119,6 +119,42 @@ fn main() {
     lnet_kernel::testing::run_isolated_bench("restart", run);
 }
 
+/// The CPU time spent and the time idle so far, in clock ticks (`/proc/stat`).
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((v.iter().take(8).sum::<u64>() - idle, idle))
+}
+
+/// Waits (at most 60 s) until the machine is quiet, so that a start is timed on a steady
+/// system rather than beside the kernel still settling 10,000 new interfaces (their IPv6
+/// duplicate address detection, router solicitations and multicast reports); returns how
+/// long that took.
+fn settle() -> Duration {
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(60) {
+        let Some((busy0, idle0)) = cpu_ticks() else {
+            break;
+        };
+        std::thread::sleep(Duration::from_secs(1));
+        let Some((busy1, idle1)) = cpu_ticks() else {
+            break;
+        };
+        let (busy, idle) = (busy1 - busy0, idle1 - idle0);
+        if idle * 100 >= (busy + idle) * 90 {
+            break;
+        }
+    }
+    t.elapsed()
+}
+
 fn run(root: &Path) -> Res<()> {
     let quick = std::env::var("LNET_BENCH_QUICK").is_ok_and(|v| v == "1");
     let (networks, sandboxes, per) = if quick {
@@ -193,6 +229,7 @@ fn run(root: &Path) -> Res<()> {
         .map(|a| a.addr())
         .ok_or("the peer's address")?;
     drop(nets);
+    eprintln!("restart bench: the machine settled in {:.0?}", settle());
 
     let rounds: usize = std::env::var("LNET_BENCH_ROUNDS")
         .ok()

@@ -20,7 +20,7 @@ use lnet_store::{
 use serde::Serialize;
 
 use crate::controller::{Cx, SandboxEntry, State};
-use crate::driver::{HostView, KernelView, SandboxKernel};
+use crate::driver::{HostLinks, HostView, KernelView, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::ops::{
     Gateways, ResolverSockets, remove_sandbox_artifacts, reopen_resolver, write_resolv_conf,
@@ -365,6 +365,7 @@ impl State {
             .all()
             .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
             .collect();
+        let indexed = HostLinks::new(links);
         let mut orphans = Vec::new();
         for net in self
             .networks
@@ -373,7 +374,7 @@ impl State {
         {
             if let Ok(d) = cx.driver(&net.driver) {
                 orphans.extend(
-                    d.orphans(net, links, &named)
+                    d.orphans(net, &indexed, &named)
                         .into_iter()
                         .map(|o| (o, net.name.clone())),
                 );

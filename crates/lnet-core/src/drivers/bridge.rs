@@ -19,7 +19,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::doctor::Findings;
-use crate::driver::{Driver, HostKernel, HostView, KernelView, PlanNetwork, SandboxKernel};
+use crate::driver::{
+    Driver, HostKernel, HostLinks, HostView, KernelView, PlanNetwork, SandboxKernel,
+};
 use crate::error::{CoreError, Result};
 use crate::firewall::{NetFw, PortFw, Want};
 use crate::ids::{self, format_mac, parse_mac, short_id};
@@ -786,21 +788,22 @@ impl Driver for BridgeDriver {
     fn orphans(
         &self,
         net: &NetworkRecord,
-        links: &[lnet_kernel::Link],
+        links: &HostLinks<'_>,
         named: &std::collections::BTreeSet<String>,
     ) -> Vec<String> {
         let Ok(cfg) = BridgeConfig::of(net) else {
             return Vec::new();
         };
-        let Some(bridge) = links.iter().find(|l| l.name == cfg.bridge) else {
+        let Some(bridge) = links.by_name.get(cfg.bridge.as_str()) else {
             return Vec::new();
         };
         links
-            .iter()
+            .ports
+            .get(&bridge.index)
+            .into_iter()
+            .flatten()
             // A bridge port's own description does not give its kind: let it through.
-            .filter(|l| {
-                l.master == Some(bridge.index) && l.kind.as_deref().is_none_or(|k| k == "veth")
-            })
+            .filter(|l| l.kind.as_deref().is_none_or(|k| k == "veth"))
             .filter(|l| is_host_ifname(&l.name) && !named.contains(&l.name))
             .map(|l| l.name.clone())
             .collect()
