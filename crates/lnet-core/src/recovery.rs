@@ -145,9 +145,10 @@ impl Views {
         id: &str,
         k: &mut SandboxKernel,
     ) -> (&'a HashMap<String, Link>, &'a [(u32, IpNet)]) {
-        let (links, addrs) = sandboxes
-            .entry(id.to_string())
-            .or_insert_with(|| sandbox_view(k));
+        if !sandboxes.contains_key(id) {
+            sandboxes.insert(id.to_string(), sandbox_view(k));
+        }
+        let (links, addrs) = &sandboxes[id];
         (links, addrs)
     }
 }
@@ -519,14 +520,37 @@ impl State {
             fast: 0,
             touched: Default::default(),
         };
+        // Network by network, so that each network's record is copied once, not once per
+        // endpoint.
+        let mut by_network: BTreeMap<String, Vec<EndpointRecord>> = BTreeMap::new();
         for ep in endpoints {
-            let sandbox = ep.join.as_ref().map(|j| j.sandbox_id.clone());
-            let fast = views.fast;
-            self.recover_endpoint(cx, &mut report, ep, &mut sandboxes, &mut views);
-            if let Some(id) = sandbox
-                && views.fast == fast
-            {
-                views.touched.insert(id);
+            by_network
+                .entry(ep.network_id.clone())
+                .or_default()
+                .push(ep);
+        }
+        for (net_id, eps) in by_network {
+            let net = self
+                .networks
+                .get(&net_id)
+                .filter(|n| n.state == Lifecycle::Ready)
+                .cloned();
+            for ep in eps {
+                let sandbox = ep.join.as_ref().map(|j| j.sandbox_id.clone());
+                let fast = views.fast;
+                self.recover_endpoint(
+                    cx,
+                    &mut report,
+                    ep,
+                    net.as_ref(),
+                    &mut sandboxes,
+                    &mut views,
+                );
+                if let Some(id) = sandbox
+                    && views.fast == fast
+                {
+                    views.touched.insert(id);
+                }
             }
         }
         let touched = std::mem::take(&mut views.touched);
@@ -756,6 +780,7 @@ impl State {
         cx: &Cx,
         report: &mut RecoveryReport,
         mut ep: EndpointRecord,
+        net: Option<&NetworkRecord>,
         sandboxes: &mut BTreeMap<String, (SandboxRecord, Liveness)>,
         views: &mut Views,
     ) {
@@ -763,12 +788,7 @@ impl State {
         if ep.join.is_some() {
             views.joins += 1;
         }
-        let Some(net) = self
-            .networks
-            .get(&ep.network_id)
-            .filter(|n| n.state == Lifecycle::Ready)
-            .cloned()
-        else {
+        let Some(net) = net else {
             self.quarantine_endpoint(
                 cx,
                 report,
@@ -794,14 +814,15 @@ impl State {
             };
             match (live, join.state) {
                 (true, JoinState::Joined | JoinState::Joining) => {
-                    if !self.replay_or_quarantine(cx, report, &net, &ep) {
+                    if !self.replay_or_quarantine(cx, report, net, &ep) {
                         return;
                     }
                     // A `joined` record is checked and repaired. A `joining` one is rolled
                     // forward: its names were recorded before anything was made, so the join
                     // can be finished from the record, which is better than undoing work
                     // the caller may be about to be told succeeded.
-                    let what = format!("endpoint {} (joining)", ep.name);
+                    // Said only when something is to be reported.
+                    let what = |name: &str| format!("endpoint {name} (joining)");
                     let repaired = match kernel {
                         Some(k) if join.state == JoinState::Joined => {
                             let (links, addrs) =
@@ -811,14 +832,14 @@ impl State {
                                 sandbox_links: links,
                                 sandbox_addrs: addrs,
                             };
-                            if driver.join_looks_right(&net, &ep, &join, view) {
+                            if driver.join_looks_right(net, &ep, &join, view) {
                                 views.fast += 1;
                                 Ok(())
                             } else {
-                                driver.join(&mut self.host, k, &net, &ep, &join, true)
+                                driver.join(&mut self.host, k, net, &ep, &join, true)
                             }
                         }
-                        Some(k) => driver.join(&mut self.host, k, &net, &ep, &join, true),
+                        Some(k) => driver.join(&mut self.host, k, net, &ep, &join, true),
                         None => Ok(()),
                     };
                     match (repaired, join.state) {
@@ -827,8 +848,8 @@ impl State {
                                 j.state = JoinState::Joined;
                             }
                             match cx.store.put(&mut ep) {
-                                Ok(()) => report.finished.push(what),
-                                Err(e) => report.errors.push(format!("{what}: {e}")),
+                                Ok(()) => report.finished.push(what(&ep.name)),
+                                Err(e) => report.errors.push(format!("{}: {e}", what(&ep.name))),
                             }
                         }
                         (Ok(()), _) => {}
@@ -836,7 +857,7 @@ impl State {
                             // Could not be finished: undo it instead.
                             report
                                 .errors
-                                .push(format!("{what}: finishing the join: {e}"));
+                                .push(format!("{}: finishing the join: {e}", what(&ep.name)));
                             let k =
                                 sandboxes
                                     .get_mut(&join.sandbox_id)
@@ -844,12 +865,14 @@ impl State {
                                         Liveness::Live(k) => k.as_mut(),
                                         Liveness::Dead => None,
                                     });
-                            if let Err(e) = driver.leave(&mut self.host, k, &net, &ep, &join) {
-                                report.errors.push(format!("{what}: undoing the join: {e}"));
+                            if let Err(e) = driver.leave(&mut self.host, k, net, &ep, &join) {
+                                report
+                                    .errors
+                                    .push(format!("{}: undoing the join: {e}", what(&ep.name)));
                             }
                             ep.join = None;
                             if let Err(e) = cx.store.put(&mut ep) {
-                                report.errors.push(format!("{what}: {e}"));
+                                report.errors.push(format!("{}: {e}", what(&ep.name)));
                             }
                         }
                         (Err(e), _) => report.errors.push(format!(
@@ -862,7 +885,7 @@ impl State {
                 }
                 (true, JoinState::Leaving) => {
                     let what = format!("endpoint {} (leaving)", ep.name);
-                    match driver.leave(&mut self.host, kernel, &net, &ep, &join) {
+                    match driver.leave(&mut self.host, kernel, net, &ep, &join) {
                         Ok(()) => report.finished.push(what),
                         Err(e) => report.errors.push(format!("{what}: {e}")),
                     }
@@ -871,7 +894,7 @@ impl State {
                 (false, _) => {
                     // The sandbox is gone or going: its interface went with its namespace,
                     // except the host end, which is removed here.
-                    if let Err(e) = driver.leave(&mut self.host, None, &net, &ep, &join) {
+                    if let Err(e) = driver.leave(&mut self.host, None, net, &ep, &join) {
                         report
                             .errors
                             .push(format!("endpoint {}: removing its interface: {e}", ep.name));
@@ -892,7 +915,7 @@ impl State {
                     .push(format!("endpoint {}: clearing its join: {e}", ep.name));
             }
         }
-        if self.replay_or_quarantine(cx, report, &net, &ep) {
+        if self.replay_or_quarantine(cx, report, net, &ep) {
             self.endpoints.insert(ep);
         }
     }
