@@ -717,8 +717,8 @@ mod tests {
         }
         let mut short = good.clone();
         short[32] = 2; // the first attribute's length below its header
-        assert!(Link::from_bytes(&short).is_err());
-        assert!(Link::from_bytes(&good[..20]).is_err());
+        Link::from_bytes(&short).unwrap_err();
+        Link::from_bytes(&good[..20]).unwrap_err();
         // Not a link message.
         let mut other = good;
         other[4] = 20;
