@@ -23,7 +23,8 @@ use crate::controller::{Cx, SandboxEntry, State};
 use crate::driver::{HostLinks, HostView, KernelView, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::ops::{
-    Gateways, ResolverSockets, remove_sandbox_artifacts, reopen_resolver, write_resolv_conf,
+    Gateways, ResolverSockets, open_sandbox_kernel, remove_sandbox_artifacts, reopen_resolver,
+    write_resolv_conf,
 };
 
 /// What start-up recovery found and did.
@@ -220,11 +221,16 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
                     opened.views.insert(sb.id.clone(), view);
                     Liveness::Live(Some(SandboxKernel { ns, nl }))
                 }
-                Some(Err(e)) => {
-                    tracing::info!(sandbox = %sb.container_id, error = %e, "sandbox namespace is gone");
-                    Liveness::Dead
-                }
-                None => Liveness::Dead,
+                // A sandbox is removed only when its namespace cannot be opened at all: a
+                // trip that failed on something else (a socket, a dump) gets a second
+                // chance the plain way before the sandbox is called dead.
+                Some(Err(_)) | None => match open_sandbox_kernel(&sb) {
+                    Ok(k) => Liveness::Live(Some(k)),
+                    Err(e) => {
+                        tracing::info!(sandbox = %sb.container_id, error = %e, "sandbox namespace is gone");
+                        Liveness::Dead
+                    }
+                },
             },
         };
         opened.sandboxes.insert(sb.id.clone(), (sb, live));

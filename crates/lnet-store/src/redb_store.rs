@@ -707,6 +707,33 @@ mod tests {
     }
 
     #[test]
+    fn load_only_reads_the_kinds_asked_for_and_quarantines_only_among_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, state) = (
+            dir.path().join("data/lnet.db"),
+            dir.path().join("run/state"),
+        );
+        let (s, _) = Store::open_with_runtime(&db, &state).unwrap();
+        s.put(&mut sandbox("s1")).unwrap();
+        s.put(&mut net("n1")).unwrap();
+        s.put_raw(RecordKind::Endpoint, "junk", b"{").unwrap();
+
+        let first = s.load_only(&[RecordKind::Sandbox]).unwrap();
+        assert_eq!(first.sandboxes.len(), 1);
+        assert!(first.networks.is_empty() && first.endpoints.is_empty());
+        assert!(first.quarantined.is_empty(), "endpoints were not read");
+        assert!(state.join("endpoint/junk.json").exists());
+
+        let rest = s
+            .load_only(&[RecordKind::Network, RecordKind::Endpoint])
+            .unwrap();
+        assert!(rest.sandboxes.is_empty());
+        assert_eq!(rest.networks.len(), 1);
+        assert_eq!(rest.quarantined.len(), 1);
+        assert_eq!(rest.quarantined[0].id, "junk");
+    }
+
+    #[test]
     fn a_garbage_database_file_is_moved_aside() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("lnet.db");
