@@ -224,6 +224,11 @@ impl State {
     }
 }
 
+/// Inside a sandbox: the rules of its DNS redirect, for [`State::dns_redirect_drift_in`].
+pub(crate) fn redirect_rules_here() -> lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>> {
+    NftSocket::new().and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN))
+}
+
 /// A resolver's UDP and TCP sockets.
 pub(crate) type ResolverSockets = (std::net::UdpSocket, std::net::TcpListener);
 
@@ -361,9 +366,21 @@ impl State {
     /// Whether sandbox `sb_id`'s redirect to its resolver is in place, when it is served:
     /// `None` when it is (or there is none to check), else what is wrong.
     pub(crate) fn dns_redirect_drift(&self, sb_id: &str) -> Option<String> {
-        let port = self.dns.as_ref()?.port(sb_id)?;
         let k = self.sandboxes.get(sb_id)?.kernel.as_ref()?;
-        let rules = NftSocket::in_netns(&k.ns).and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN));
+        self.dns_redirect_drift_in(
+            sb_id,
+            NftSocket::in_netns(&k.ns).and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN)),
+        )
+    }
+
+    /// [`State::dns_redirect_drift`] against the redirect's rules already read
+    /// ([`redirect_rules_here`]).
+    pub(crate) fn dns_redirect_drift_in(
+        &self,
+        sb_id: &str,
+        rules: lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>>,
+    ) -> Option<String> {
+        let port = self.dns.as_ref()?.port(sb_id)?;
         let want: Vec<_> = redirect_rules(port)
             .iter()
             .map(|r| r.exprs().to_vec())
