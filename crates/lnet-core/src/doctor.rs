@@ -345,24 +345,29 @@ impl State {
             (0, IpFamily::V4, gateways.v4),
             (1, IpFamily::V6, gateways.v6),
         ] {
-            let have: Option<IpAddr> = match routes[i].take().unwrap_or_else(|| k.nl.routes(family))
-            {
-                Ok(routes) => routes
-                    .into_iter()
-                    .find(|r| r.dst.prefix_len() == 0)
-                    .and_then(|r| r.gateway),
-                Err(e) => {
-                    report
-                        .errors
-                        .push(format!("sandbox {}: routes: {e}", rec.container_id));
-                    continue;
-                }
+            // The default route, and its gateway if it has one.
+            let have: Option<Option<IpAddr>> =
+                match routes[i].take().unwrap_or_else(|| k.nl.routes(family)) {
+                    Ok(routes) => routes
+                        .into_iter()
+                        .find(|r| r.is_default())
+                        .map(|r| r.gateway),
+                    Err(e) => {
+                        report
+                            .errors
+                            .push(format!("sandbox {}: routes: {e}", rec.container_id));
+                        continue;
+                    }
+                };
+            let route = |gw: Option<IpAddr>| match gw {
+                Some(h) => format!("default route via {h}"),
+                None => "default route without a gateway".to_string(),
             };
             match (want, have) {
                 (Some(w), None) => f.missing(format!("default route via {w}")),
-                (None, Some(h)) => f.extra(format!("default route via {h}")),
-                (Some(w), Some(h)) if w != h => {
-                    f.different(format!("default route via {h}, not {w}"))
+                (None, Some(h)) => f.extra(route(h)),
+                (Some(w), Some(h)) if h != Some(w) => {
+                    f.different(format!("{}, not via {w}", route(h)))
                 }
                 _ => {}
             }

@@ -12,6 +12,7 @@
 //! again), then the liveness of sandboxes, then endpoints (which need both), then sandboxes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
 
 use lnet_kernel::{IpNet, Link, Netns};
 use lnet_store::{
@@ -167,6 +168,8 @@ struct Opened {
     views: HashMap<String, SandboxView>,
     /// The default gateways each sandbox routes through now.
     gateways: HashMap<String, Gateways>,
+    /// Sandboxes kept although their namespace could not be opened.
+    errors: Vec<String>,
 }
 
 /// Which sandboxes are alive, with their kernel handles. One trip into each live namespace,
@@ -175,17 +178,26 @@ struct Opened {
 /// its redirect already points at. A thread and a trip per sandbox per handle, then a look
 /// at each sandbox later, cost a start 0.3 s at 1,000 sandboxes.
 fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
-    let mut found: Vec<(SandboxRecord, Option<Netns>, Liveness)> = Vec::new();
-    for sb in records {
-        let (ns, live) = match sb.state {
-            Lifecycle::Ready => namespace_of(cx, &sb),
-            _ => (None, Liveness::Dead),
-        };
-        found.push((sb, ns, live));
-    }
+    let found: Vec<(SandboxRecord, Found)> = records
+        .into_iter()
+        .map(|sb| {
+            let f = match sb.state {
+                Lifecycle::Ready => namespace_of(cx, &sb),
+                _ => Found::Dead,
+            };
+            (sb, f)
+        })
+        .collect();
     let results = {
-        let nss: Vec<&Netns> = found.iter().filter_map(|(_, ns, _)| ns.as_ref()).collect();
-        // One per CPU: the caller's work beside them is the smaller part, and ends first.
+        let nss: Vec<&Netns> = found
+            .iter()
+            .filter_map(|(_, f)| match f {
+                Found::Open(ns) => Some(ns),
+                _ => None,
+            })
+            .collect();
+        // One per CPU (the caller's work beside them is the smaller part, and ends
+        // first); more than four would mostly wait on the kernel's locks.
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         Netns::run_in_each(&nss, threads, |_| {
             let mut nl = lnet_kernel::Netlink::new()?;
@@ -206,11 +218,21 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
         reopened: HashMap::new(),
         views: HashMap::new(),
         gateways: HashMap::new(),
+        errors: Vec::new(),
     };
-    for (sb, ns, live) in found {
-        let live = match ns {
-            None => live,
-            Some(ns) => match results.next().map(|r| r.and_then(|r| r)) {
+    for (sb, f) in found {
+        let mut unsure = |what: String| {
+            opened.errors.push(format!(
+                "sandbox {}: {what}; kept as it is, its network is checked at the next start",
+                sb.container_id
+            ));
+            Liveness::Live(None)
+        };
+        let live = match f {
+            Found::Dead => Liveness::Dead,
+            Found::Host => Liveness::Live(None),
+            Found::Unsure(e) => unsure(format!("its network namespace could not be opened: {e}")),
+            Found::Open(ns) => match results.next().map(|r| r.and_then(|r| r)) {
                 Some(Ok((nl, view, gateways, sockets))) => {
                     if let Some(s) = sockets {
                         opened.reopened.insert(sb.id.clone(), s);
@@ -221,15 +243,11 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
                     opened.views.insert(sb.id.clone(), view);
                     Liveness::Live(Some(SandboxKernel { ns, nl }))
                 }
-                // A sandbox is removed only when its namespace cannot be opened at all: a
-                // trip that failed on something else (a socket, a dump) gets a second
-                // chance the plain way before the sandbox is called dead.
+                // The namespace opened, so the sandbox lives: the shared trip failed
+                // entering it or opening its socket. Once more the plain way.
                 Some(Err(_)) | None => match open_sandbox_kernel(&sb) {
                     Ok(k) => Liveness::Live(Some(k)),
-                    Err(e) => {
-                        tracing::info!(sandbox = %sb.container_id, error = %e, "sandbox namespace is gone");
-                        Liveness::Dead
-                    }
+                    Err(e) => unsure(format!("its namespace could not be entered: {e}")),
                 },
             },
         };
@@ -238,44 +256,63 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
     opened
 }
 
-/// The default gateways of the namespace `nl` is in (the first default route of each
-/// family in the main table, as `doctor` reads them); `None` when a dump fails.
+/// The default gateways of the namespace `nl` is in, as far as they can be told apart from
+/// the records' kind of default route (one per family, via a gateway): `None` when a
+/// family has a default route without a gateway or more than one, or its IPv4 dump fails
+/// (then the routes are set the long way). A kernel without IPv6 has no IPv6 routes.
 fn current_gateways(nl: &mut lnet_kernel::Netlink) -> Option<Gateways> {
-    let mut gw = |family| {
-        nl.routes(family).map(|routes| {
-            routes
-                .into_iter()
-                .find(|r| r.is_default())
-                .and_then(|r| r.gateway)
-        })
+    let mut gw = |family| -> Option<Option<IpAddr>> {
+        let routes = match nl.routes(family) {
+            Ok(r) => r,
+            Err(_) if family == lnet_kernel::IpFamily::V6 => return Some(None),
+            Err(_) => return None,
+        };
+        let mut defaults = routes.into_iter().filter(|r| r.is_default());
+        match (defaults.next(), defaults.next()) {
+            (None, _) => Some(None),
+            (Some(r), None) => r.gateway.map(Some),
+            (Some(_), Some(_)) => None,
+        }
     };
     Some(Gateways {
-        v4: gw(lnet_kernel::IpFamily::V4).ok()?,
-        v6: gw(lnet_kernel::IpFamily::V6).ok()?,
+        v4: gw(lnet_kernel::IpFamily::V4)?,
+        v6: gw(lnet_kernel::IpFamily::V6)?,
     })
 }
 
-/// A ready sandbox's namespace, opened, when it is alive and has one of its own;
-/// otherwise whether it is alive.
-fn namespace_of(cx: &Cx, sb: &SandboxRecord) -> (Option<Netns>, Liveness) {
+/// What a start finds of a ready sandbox's namespace.
+enum Found {
+    /// Gone: no namespace where the record says (not mounted, no such file or process).
+    Dead,
+    /// A host-mode sandbox: it has no namespace of its own.
+    Host,
+    /// Opened.
+    Open(Netns),
+    /// There, but it could not be opened now (out of file descriptors, say). Removing the
+    /// sandbox would take a running container's network away; it is kept.
+    Unsure(lnet_kernel::KernelError),
+}
+
+fn namespace_of(cx: &Cx, sb: &SandboxRecord) -> Found {
     if let Some(active) = &cx.config.active_sandboxes
         && !active.contains(&sb.id)
         && !active.contains(&sb.container_id)
     {
-        return (None, Liveness::Dead);
+        return Found::Dead;
     }
     if sb.host_mode {
-        return (None, Liveness::Live(None));
+        return Found::Host;
     }
     if sb.owns_netns && !Netns::is_mounted_at(&sb.netns_path) {
-        return (None, Liveness::Dead);
+        return Found::Dead;
     }
     match Netns::open(&sb.netns_path) {
-        Ok(ns) => (Some(ns), Liveness::Dead),
-        Err(e) => {
+        Ok(ns) => Found::Open(ns),
+        Err(e) if e.is_gone() => {
             tracing::info!(sandbox = %sb.container_id, error = %e, "sandbox namespace is gone");
-            (None, Liveness::Dead)
+            Found::Dead
         }
+        Err(e) => Found::Unsure(e),
     }
 }
 
@@ -359,8 +396,12 @@ impl State {
     /// the dump did not say is looked up: only veths are lnet's.
     pub(crate) fn orphans_among(&mut self, cx: &Cx, links: &[Link]) -> Vec<(String, String)> {
         let mut orphans = self.orphan_candidates(cx, links);
+        let known: HashMap<&str, bool> = links
+            .iter()
+            .map(|l| (l.name.as_str(), l.kind.is_some()))
+            .collect();
         orphans.retain(|(name, _)| {
-            links.iter().any(|l| &l.name == name && l.kind.is_some())
+            known.get(name.as_str()).copied().unwrap_or(false)
                 || matches!(self.host.nl.link_by_name(name), Ok(Some(l)) if l.is_kind("veth"))
         });
         orphans
@@ -435,8 +476,10 @@ impl State {
         // networks below change (a bridge put back) then looks wrong to its join's check,
         // which goes the long way, and the orphan sweep dumps again: a dump taken early can
         // make a check slower, never wrong.
-        let ports =
-            std::thread::spawn(|| lnet_kernel::Netlink::new().and_then(|mut nl| nl.bridge_ports()));
+        // The socket is opened in the host namespace, whatever thread runs this (a
+        // `repair` may be asked from anywhere).
+        let host_nl = self.host.ns.run(lnet_kernel::Netlink::new).and_then(|r| r);
+        let ports = std::thread::spawn(move || host_nl.and_then(|mut nl| nl.bridge_ports()));
         // The sandboxes first, so that one trip into each (its handles, its links and
         // addresses) starts while the rest is read. Side by side with it: the records, the
         // networks (pools replayed, bridges checked), then one look at the host's bridges
@@ -448,7 +491,7 @@ impl State {
             ..Default::default()
         };
         let dns = self.dns.is_some();
-        let (endpoints, opened, host) = std::thread::scope(|s| -> Result<_> {
+        let (endpoints, opened, host, networks_changed) = std::thread::scope(|s| -> Result<_> {
             let opener = s.spawn(move || open_sandboxes(cx, dns, first.sandboxes));
             let loaded = cx
                 .store
@@ -507,14 +550,16 @@ impl State {
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             clock.lap(&mut report, "sandboxes (beside the above)");
-            Ok((loaded.endpoints, opened, host))
+            Ok((loaded.endpoints, opened, host, changed))
         })?;
         let Opened {
             mut sandboxes,
             mut reopened,
             views: sandbox_views,
             mut gateways,
+            errors,
         } = opened;
+        report.errors.extend(errors);
 
         // One dump of the host's links (and one per sandbox) to tell which joins are
         // already right, rather than several requests per join: at 10,000 joins that was
@@ -578,8 +623,8 @@ impl State {
             }
         }
 
-        // No join was repaired the long way: the dump still describes the host.
-        let links = (views.fast == views.joins && !views.host.is_empty())
+        // No network or join was repaired the long way: the dumps still describe the host.
+        let links = (views.fast == views.joins && !networks_changed && !views.host.is_empty())
             .then(|| views.host.into_values().collect());
         self.sweep_orphans(cx, &mut report, links);
         clock.lap(&mut report, "orphan sweep");

@@ -110,6 +110,25 @@ fn doctor_names_each_drift_and_repair_puts_it_back() {
             vec![format!("missing sandbox a: default route via {gateway}")],
         ),
         (
+            "the default route replaced by one without a gateway",
+            Box::new({
+                let (key, ctr_if) = (a_key.clone(), ctr_if.clone());
+                move || {
+                    let mut nl = ns_nl(&key);
+                    let eth = must_link(&mut nl, &ctr_if).index;
+                    nl.replace_route(&lnet_kernel::Route {
+                        gateway: None,
+                        oif: Some(eth),
+                        ..lnet_kernel::Route::default_via(gateway)
+                    })
+                    .unwrap();
+                }
+            }),
+            vec![format!(
+                "different sandbox a: default route without a gateway, not via {gateway}"
+            )],
+        ),
+        (
             "lnet's firewall table deleted",
             Box::new(|| {
                 let mut b = Batch::new();

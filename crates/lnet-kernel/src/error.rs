@@ -106,6 +106,17 @@ impl KernelError {
         }
     }
 
+    /// True when what was asked for is not there at all (`ENOENT`, `ESRCH`, `ENODEV`), or a
+    /// path that should hold a network namespace holds something else: unlike an error
+    /// of the moment (out of file descriptors or memory), asking again will not help.
+    pub fn is_gone(&self) -> bool {
+        matches!(self, KernelError::NotANetns { .. })
+            || matches!(
+                self.errno(),
+                Some(libc::ENOENT | libc::ESRCH | libc::ENODEV)
+            )
+    }
+
     /// True when the object already exists (`EEXIST`), or a namespace is
     /// already mounted at the path.
     pub fn is_exists(&self) -> bool {

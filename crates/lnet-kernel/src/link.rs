@@ -389,17 +389,24 @@ impl Netlink {
     /// link with that name already exists — including when another process
     /// creates it concurrently — it is returned unchanged if it is a bridge,
     /// and [`KernelError::WrongKind`] is returned otherwise.
+    ///
+    /// The MTU is set after creation, not in the create request: a bridge's MTU given at
+    /// creation follows its ports (back to 1500 when the last one leaves), while one set
+    /// afterwards stays as set.
     pub fn ensure_bridge(&mut self, name: &str, opts: BridgeOptions) -> Result<Link> {
         check_ifname(|| format!("create bridge {name}"), name)?;
         let mut builder = LinkMessageBuilder::<LinkBridge>::new(name);
-        if let Some(mtu) = opts.mtu {
-            builder = builder.mtu(mtu);
-        }
         if let Some(mac) = opts.mac {
             builder = builder.address(mac.to_vec());
         }
         match self.create_link(builder.build(), name, || format!("create bridge {name}")) {
-            Ok(link) => Ok(link),
+            Ok(mut link) => {
+                if let Some(mtu) = opts.mtu.filter(|m| *m != link.mtu) {
+                    self.set_mtu(link.index, mtu)?;
+                    link.mtu = mtu;
+                }
+                Ok(link)
+            }
             Err(e) if e.is_exists() => match self.link_by_name(name)? {
                 Some(link) if link.is_kind("bridge") => Ok(link),
                 Some(link) => Err(KernelError::WrongKind {

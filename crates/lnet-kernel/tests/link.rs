@@ -26,8 +26,8 @@ fn ensure_bridge_is_idempotent() {
         .unwrap();
     assert_eq!(
         nl.request_count() - before,
-        1,
-        "created and echoed in one request"
+        2,
+        "created and echoed in one request, its MTU set in a second"
     );
     assert_eq!(br.name, "br-t0");
     assert!(br.is_kind("bridge"));
@@ -405,4 +405,35 @@ fn bridge_ports_and_links_of_a_kind_match_the_full_dump() {
     }
     assert_eq!(nl.links_of_kind("veth").unwrap().len(), 6);
     assert!(nl.links_of_kind("vxlan").unwrap().is_empty());
+}
+
+#[test]
+fn a_bridge_keeps_the_mtu_it_was_made_with_when_its_ports_come_and_go() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let br = nl
+        .ensure_bridge(
+            "br-mtu",
+            BridgeOptions {
+                mtu: Some(9000),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(br.mtu, 9000);
+    for mtu in [9000, 1400] {
+        nl.create_veth(VethSpec {
+            host_name: "vmtu0",
+            host_master: Some(br.index),
+            host_mtu: Some(mtu),
+            host_up: true,
+            peer_name: "vmtu1",
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(nl.delete_link("vmtu0").unwrap());
+        // The kernel would take a bridge whose MTU came with its creation back to 1500
+        // (or down to its smallest port's); this one was set and stays set.
+        assert_eq!(nl.link_by_index(br.index).unwrap().unwrap().mtu, 9000);
+    }
 }

@@ -176,3 +176,23 @@ fn run_in_each_runs_every_call_inside_its_own_namespace() {
     assert_eq!(Netns::current().unwrap().inode().unwrap(), here);
     assert!(Netns::run_in_each(&[], 2, |i| i).is_empty());
 }
+
+#[test]
+fn opening_what_is_not_a_namespace_says_it_is_gone() {
+    skip_unless_root!();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = Netns::open(dir.path().join("none")).unwrap_err();
+    assert!(missing.is_gone(), "{missing}");
+    let file = dir.path().join("plain");
+    std::fs::write(&file, b"").unwrap();
+    let plain = Netns::open(&file).unwrap_err();
+    assert!(plain.is_gone(), "{plain}");
+    // An error of the moment is not.
+    let e = KernelError::Netlink {
+        op: "x".into(),
+        errno: libc::EMFILE,
+        message: String::new(),
+        kernel_message: None,
+    };
+    assert!(!e.is_gone());
+}

@@ -453,6 +453,13 @@ impl Driver for BridgeDriver {
                 },
             )
             .map_err(kernel(format!("create bridge {name}")))?;
+        // A bridge found with another MTU (the kernel moves an MTU set at creation with
+        // the ports; one set now stays).
+        if let Some(mtu) = cfg.mtu.filter(|m| *m != link.mtu) {
+            host.nl
+                .set_mtu(link.index, mtu)
+                .map_err(kernel(format!("set the MTU of bridge {name} to {mtu}")))?;
+        }
         self.remember_bridge(name, link.index);
         let want = expected_bridge_addrs(net, &cfg);
         let have = host
