@@ -220,10 +220,7 @@ impl State {
         let looks = Netns::run_in_each(&nss, threads, |_| {
             let mut nl = lnet_kernel::Netlink::new()?;
             Ok::<_, lnet_kernel::KernelError>(Look {
-                view: (
-                    crate::recovery::links_by_name(&mut nl),
-                    nl.addresses(None).unwrap_or_default(),
-                ),
+                view: crate::recovery::view_of(&mut nl),
                 routes: [IpFamily::V4, IpFamily::V6].map(|f| nl.routes(f)),
                 // Without embedded DNS there is no redirect to compare.
                 redirect: if dns {

@@ -92,9 +92,6 @@ struct Views {
     /// Endpoints with a join, and those found right in the dumps (nothing changed).
     joins: usize,
     fast: usize,
-    /// Sandboxes with a join that was not found right: what was read of them before may
-    /// no longer hold.
-    touched: std::collections::HashSet<String>,
 }
 
 /// A sandbox's links by name and its addresses, from one dump each.
@@ -135,10 +132,12 @@ fn merge_host_links(
 
 /// A sandbox's [`SandboxView`].
 pub(crate) fn sandbox_view(k: &mut SandboxKernel) -> SandboxView {
-    (
-        links_by_name(&mut k.nl),
-        k.nl.addresses(None).unwrap_or_default(),
-    )
+    view_of(&mut k.nl)
+}
+
+/// The [`SandboxView`] of the namespace `nl` is in.
+pub(crate) fn view_of(nl: &mut lnet_kernel::Netlink) -> SandboxView {
+    (links_by_name(nl), nl.addresses(None).unwrap_or_default())
 }
 
 impl Views {
@@ -201,10 +200,7 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         Netns::run_in_each(&nss, threads, |_| {
             let mut nl = lnet_kernel::Netlink::new()?;
-            let view = (
-                links_by_name(&mut nl),
-                nl.addresses(None).unwrap_or_default(),
-            );
+            let view = view_of(&mut nl);
             let gateways = current_gateways(&mut nl);
             // Sockets are reopened only where nothing else needs doing: lo is up.
             let lo_up = view.0.get("lo").is_some_and(|l| l.up);
@@ -569,7 +565,6 @@ impl State {
             sandboxes: sandbox_views,
             joins: 0,
             fast: 0,
-            touched: Default::default(),
         };
         // Network by network, so that each network's record is copied once, not once per
         // endpoint.
@@ -580,6 +575,9 @@ impl State {
                 .or_default()
                 .push(ep);
         }
+        // Sandboxes with a join that was not found right: what the trip read of them
+        // (their routes) may no longer hold.
+        let mut touched = std::collections::HashSet::new();
         for (net_id, eps) in by_network {
             let net = self
                 .networks
@@ -600,11 +598,10 @@ impl State {
                 if let Some(id) = sandbox
                     && views.fast == fast
                 {
-                    views.touched.insert(id);
+                    touched.insert(id);
                 }
             }
         }
-        let touched = std::mem::take(&mut views.touched);
         clock.lap(&mut report, "endpoints");
         // An endpoint that lives only while joined and is not: its connect died between
         // create and join, or its disconnect between leave and delete. Finish the story.
