@@ -78,7 +78,8 @@ const BATCH: usize = 64;
 /// The resolvers of every sandbox.
 #[derive(Debug)]
 pub struct Server {
-    rt: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (see the `Drop` impl).
+    rt: Option<tokio::runtime::Runtime>,
     shared: Arc<Shared>,
     tasks: Mutex<HashMap<String, Served>>,
 }
@@ -90,7 +91,26 @@ struct Served {
     port: u16,
 }
 
+impl Drop for Server {
+    fn drop(&mut self) {
+        let Some(rt) = self.rt.take() else { return };
+        // Dropped from async code (the daemon lets its controller go from its own
+        // runtime), waiting for the workers would panic: tell them to stop and let them
+        // end on their own. Anywhere else wait, so that the sockets are closed on return
+        // and a new server can take the same ports at once.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 impl Server {
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.rt
+            .as_ref()
+            .expect("the runtime is there until the server is dropped")
+    }
+
     /// A server with its own runtime (`threads` workers), created in the calling thread's
     /// network namespace.
     pub fn new(threads: usize) -> std::io::Result<Server> {
@@ -100,7 +120,7 @@ impl Server {
             .enable_all()
             .build()?;
         Ok(Server {
-            rt,
+            rt: Some(rt),
             shared: Arc::new(Shared {
                 names: RwLock::new(Arc::new(Names::new())),
                 sandboxes: RwLock::new(HashMap::new()),
@@ -173,14 +193,15 @@ impl Server {
         udp.set_nonblocking(true)?;
         tcp.set_nonblocking(true)?;
         let port = udp.local_addr()?.port();
-        let _g = self.rt.enter();
+        let rt = self.runtime();
+        let _g = rt.enter();
         let udp = Arc::new(UdpSocket::from_std(udp)?);
         let tcp = TcpListener::from_std(tcp)?;
         let (s1, s2) = (self.shared.clone(), self.shared.clone());
         let (id1, id2) = (id.to_string(), id.to_string());
         let handles = vec![
-            self.rt.spawn(serve_udp(s1, id1, udp)),
-            self.rt.spawn(serve_tcp(s2, id2, tcp)),
+            rt.spawn(serve_udp(s1, id1, udp)),
+            rt.spawn(serve_tcp(s2, id2, tcp)),
         ];
         if let Some(old) = self
             .tasks
@@ -474,6 +495,17 @@ mod tests {
     use super::*;
     use simple_dns::rdata::RData;
     use simple_dns::{CLASS, Name, Packet, Question, TYPE};
+
+    /// The daemon lets its controller, and so the server, go from inside its own runtime:
+    /// that must shut the server down, not panic (as waiting for its workers there does).
+    #[test]
+    fn a_server_dropped_from_async_code_shuts_down_without_panicking() {
+        let server = Server::new(1).unwrap();
+        let outer = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        outer.block_on(async move { drop(server) });
+    }
     use std::net::{IpAddr, Ipv4Addr};
 
     fn query(name: &str, id: u16) -> Vec<u8> {
