@@ -66,6 +66,29 @@ pub enum StoreError {
         /// Serializer message.
         message: String,
     },
+    /// The database file exists (or would be created) but cannot be opened for a reason
+    /// that says nothing about its contents: too few file descriptors, a read-only or full
+    /// file system, no permission, a failing disk. The file is left exactly as it was.
+    #[error("cannot open the store {path}: {os_error}; the file was left as it is. {fix}")]
+    Unopenable {
+        /// The database path.
+        path: String,
+        /// The operating system's error (in the message, so not also a `source`).
+        os_error: std::io::Error,
+        /// What the user can do about it.
+        fix: &'static str,
+    },
+    /// The database file was written in a file format this build does not read (a newer
+    /// lnet, or one so old it must be upgraded). The file is left exactly as it was.
+    #[error(
+        "cannot open the store {path}: {detail}; the file was left as it is. Run the lnet that wrote it, or move the file away to start with an empty store"
+    )]
+    Format {
+        /// The database path.
+        path: String,
+        /// What the backend said of the format.
+        detail: String,
+    },
     /// I/O around the database file.
     #[error("store file {path}: {source}")]
     Io {

@@ -76,9 +76,12 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the store at `path`, creating parent directories.
     ///
-    /// A file that redb cannot open as a database is renamed aside (`<path>.corrupt-<unix>`)
-    /// and a fresh store is created, so that a damaged file never stops the daemon; the
-    /// returned notice says where the old file went.
+    /// A file proven corrupt — cut short, not a redb file, or failing redb's checks — is
+    /// renamed aside (`<path>.corrupt-<unix>`) and a fresh store is created, so that a
+    /// damaged file never stops the daemon; the returned notice says where it went. Any
+    /// other failure ([`StoreError::Unopenable`], [`StoreError::Format`],
+    /// [`StoreError::Locked`]) leaves the file exactly as it was and is returned: a passing
+    /// error must never cost the user their records.
     pub fn open(path: &Path) -> Result<(Store, Option<String>), StoreError> {
         Store::open_inner(path, None)
     }
@@ -103,26 +106,34 @@ impl Store {
             })?;
         }
         let shown = path.display().to_string();
+        let existed = path.symlink_metadata().is_ok();
         let mut notice = None;
         let db = match Database::create(path) {
             Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen)
-            | Err(redb::DatabaseError::LockProtocolMismatch) => {
-                return Err(StoreError::Locked { path: shown });
-            }
-            Err(e) => {
-                let aside = format!("{shown}.corrupt-{}", unix_now());
-                std::fs::rename(path, &aside).map_err(|source| StoreError::Io {
-                    path: shown.clone(),
-                    source,
-                })?;
-                tracing::error!(path = %shown, moved_to = %aside, error = %e,
-                    "store file unreadable; moved aside and starting with an empty store");
-                notice = Some(format!(
-                    "store file {shown} could not be opened ({e}); it was moved to {aside} and an empty store was created"
-                ));
-                Database::create(path).map_err(backend(format!("create {shown}")))?
-            }
+            Err(e) => match OpenFailure::of(e) {
+                OpenFailure::Locked => return Err(StoreError::Locked { path: shown }),
+                OpenFailure::Corrupt(why) => {
+                    let aside = format!("{shown}.corrupt-{}", unix_now());
+                    std::fs::rename(path, &aside).map_err(|source| StoreError::Io {
+                        path: shown.clone(),
+                        source,
+                    })?;
+                    tracing::error!(path = %shown, moved_to = %aside, error = %why,
+                        "store file corrupt; moved aside and starting with an empty store");
+                    notice = Some(format!(
+                        "store file {shown} is corrupt ({why}); it was moved to {aside} and an empty store was created"
+                    ));
+                    Database::create(path).map_err(backend(format!("create {shown}")))?
+                }
+                failure => {
+                    // A file this open created (and could not finish, on a full disk, say)
+                    // holds nothing: leave the directory as it was found.
+                    if !existed {
+                        let _ = std::fs::remove_file(path);
+                    }
+                    return Err(failure.into_error(shown));
+                }
+            },
         };
         let runtime = runtime.map(RuntimeDir::open).transpose()?;
         let store = Store {
@@ -475,6 +486,96 @@ fn check_revision(
     })
 }
 
+/// Why redb would not open a database file, sorted by what lnet may do about it: only a
+/// file whose bytes are proven wrong may be moved aside. Anything else — descriptors, a
+/// read-only or full file system, permissions, a failing disk, a format from another
+/// version — says nothing about the records in it, and moving the file would lose them.
+#[derive(Debug)]
+enum OpenFailure {
+    Locked,
+    Corrupt(String),
+    Format(String),
+    Unopenable(std::io::Error),
+    Other(redb::DatabaseError),
+}
+
+impl OpenFailure {
+    fn of(e: redb::DatabaseError) -> OpenFailure {
+        use redb::{DatabaseError as D, StorageError as S};
+        use std::io::ErrorKind;
+        match e {
+            D::DatabaseAlreadyOpen | D::LockProtocolMismatch => OpenFailure::Locked,
+            D::UpgradeRequired(v) => OpenFailure::Format(format!(
+                "it is in redb file format {v}, which must be upgraded before this lnet can read it"
+            )),
+            // redb reports a format newer than its own as corruption; it is not.
+            D::Storage(S::Corrupted(m)) if m.starts_with("Expected file format version") => {
+                OpenFailure::Format(format!("it was written by a newer lnet ({m})"))
+            }
+            D::Storage(S::Corrupted(m)) => OpenFailure::Corrupt(m),
+            // Cut short, or not a redb file at all.
+            D::Storage(S::Io(io))
+                if matches!(io.kind(), ErrorKind::UnexpectedEof | ErrorKind::InvalidData) =>
+            {
+                OpenFailure::Corrupt(io.to_string())
+            }
+            D::Storage(S::Io(io)) => OpenFailure::Unopenable(io),
+            other => OpenFailure::Other(other),
+        }
+    }
+
+    fn into_error(self, path: String) -> StoreError {
+        match self {
+            OpenFailure::Locked => StoreError::Locked { path },
+            OpenFailure::Format(detail) | OpenFailure::Corrupt(detail) => {
+                StoreError::Format { path, detail }
+            }
+            OpenFailure::Unopenable(os_error) => {
+                let fix = fix_for(&os_error);
+                StoreError::Unopenable {
+                    path,
+                    os_error,
+                    fix,
+                }
+            }
+            OpenFailure::Other(e) => StoreError::Backend {
+                op: format!("open {path}"),
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What a user can do about an operating-system error opening the store.
+fn fix_for(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const EIO: i32 = 5;
+    match (e.kind(), e.raw_os_error()) {
+        (_, Some(EMFILE | ENFILE)) => {
+            "Too few file descriptors: raise the open-file limit (`ulimit -n`, or LimitNOFILE= in the service unit) and start again"
+        }
+        (K::PermissionDenied, _) => {
+            "lnet must read and write the file and its directory: run it as root, and check their owner and mode and any security module (SELinux, AppArmor) that denies it"
+        }
+        (K::ReadOnlyFilesystem, _) => {
+            "Its file system is read-only: remount it read-write, or give lnet a writable --data-root"
+        }
+        (K::StorageFull | K::QuotaExceeded, _) => {
+            "Its file system is full: free some space and start again"
+        }
+        (K::IsADirectory, _) => {
+            "The path is a directory, not a file: move it away, or give lnet another --data-root"
+        }
+        (K::OutOfMemory, _) => "The system is out of memory: free some and start again",
+        (_, Some(EIO)) => {
+            "The disk failed to read or write it: check the kernel log (dmesg) and the disk, then start again or restore the file from a backup"
+        }
+        _ => "Fix what the error names and start again",
+    }
+}
+
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -782,6 +883,120 @@ mod tests {
             s.put(&mut net("after")).unwrap();
             assert!(s.load().unwrap().networks.iter().any(|n| n.id == "after"));
         }
+    }
+
+    /// A store with records in it, and its bytes.
+    fn store_with_networks(path: &Path) -> Vec<u8> {
+        {
+            let (s, _) = Store::open(path).unwrap();
+            for i in 0..5 {
+                s.put(&mut net(&format!("n{i}"))).unwrap();
+            }
+        }
+        std::fs::read(path).unwrap()
+    }
+
+    fn siblings(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Both commit slots of a redb file claim a file format: offset 64 and 64 + 128 (redb
+    /// 4's header layout; if redb moves them this test fails, rather than passing blind).
+    fn set_format_version(bytes: &mut [u8], v: u8) {
+        bytes[64] = v;
+        bytes[64 + 128] = v;
+    }
+
+    #[test]
+    fn a_store_from_a_newer_or_older_format_is_refused_and_left_alone() {
+        for (version, says) in [(9u8, "newer lnet"), (2, "upgraded")] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("lnet.db");
+            let mut bytes = store_with_networks(&path);
+            set_format_version(&mut bytes, version);
+            std::fs::write(&path, &bytes).unwrap();
+            let err = Store::open(&path).unwrap_err();
+            assert!(matches!(err, StoreError::Format { .. }), "{err}");
+            let msg = err.to_string();
+            for part in [path.to_str().unwrap(), says, "left as it is"] {
+                assert!(msg.contains(part), "{part:?} missing from: {msg}");
+            }
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                bytes,
+                "the file is untouched"
+            );
+            assert_eq!(siblings(dir.path()), ["lnet.db"], "nothing moved aside");
+            // Put back as it was written, every record is there.
+            set_format_version(&mut bytes, 3);
+            std::fs::write(&path, &bytes).unwrap();
+            let (s, notice) = Store::open(&path).unwrap();
+            assert!(notice.is_none());
+            assert_eq!(s.load().unwrap().networks.len(), 5);
+        }
+    }
+
+    #[test]
+    fn an_os_error_at_open_is_returned_with_its_fix_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be: an OS error that is no corruption.
+        let path = dir.path().join("lnet.db");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), b"x").unwrap();
+        let err = Store::open(&path).unwrap_err();
+        assert!(matches!(err, StoreError::Unopenable { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.contains(path.to_str().unwrap()), "{msg}");
+        assert!(msg.contains("a directory, not a file"), "{msg}");
+        assert!(path.join("keep").is_file(), "left as it was");
+        assert_eq!(siblings(dir.path()), ["lnet.db"]);
+    }
+
+    #[test]
+    fn classification_moves_aside_only_what_is_proven_corrupt() {
+        use redb::{DatabaseError as D, StorageError as S};
+        use std::io::{Error, ErrorKind};
+        let corrupt = |e: D| matches!(OpenFailure::of(e), OpenFailure::Corrupt(_));
+        assert!(corrupt(D::Storage(S::Corrupted("bad page".into()))));
+        assert!(corrupt(D::Storage(S::Io(Error::from(
+            ErrorKind::UnexpectedEof
+        )))));
+        assert!(corrupt(D::Storage(S::Io(Error::new(
+            ErrorKind::InvalidData,
+            "Not a redb database: magic number mismatch"
+        )))));
+        for errno in [5, 13, 23, 24, 28, 30, 122, 12] {
+            let e = D::Storage(S::Io(Error::from_raw_os_error(errno)));
+            let f = OpenFailure::of(e);
+            assert!(
+                matches!(f, OpenFailure::Unopenable(_)),
+                "errno {errno}: {f:?}"
+            );
+            let err = f.into_error("/x/lnet.db".into()).to_string();
+            assert!(
+                !err.contains("Fix what the error names"),
+                "errno {errno} has a specific fix: {err}"
+            );
+        }
+        assert!(matches!(
+            OpenFailure::of(D::UpgradeRequired(2)),
+            OpenFailure::Format(_)
+        ));
+        assert!(matches!(
+            OpenFailure::of(D::Storage(S::Corrupted(
+                "Expected file format version <= 3, found 9".into()
+            ))),
+            OpenFailure::Format(_)
+        ));
+        assert!(matches!(
+            OpenFailure::of(D::DatabaseAlreadyOpen),
+            OpenFailure::Locked
+        ));
     }
 
     #[test]
