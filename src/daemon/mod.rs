@@ -8,7 +8,7 @@ pub mod routes;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use lnet_core::drivers::bridge;
@@ -287,6 +287,73 @@ pub fn predefined_networks(ctrl: &Controller, s: &Settings) -> Result<()> {
 
 /// Binds the API socket: refuses when another daemon answers there, replaces a stale one,
 /// and sets mode 0660. Non-blocking, ready for `tokio::net::UnixListener::from_std`.
+/// How long a starting daemon waits for the one before it to finish exiting (a restart
+/// overlaps the old daemon's last requests, which it gives up to 5 s).
+pub const INSTANCE_WAIT: Duration = Duration::from_secs(10);
+
+/// The file whose lock a daemon holds for its whole life.
+pub const PID_FILE: &str = "lnet.pid";
+
+/// Makes this process the one daemon of `exec_root`: an exclusive `flock` on
+/// `<exec-root>/lnet.pid`, which then holds this process's id (dockerd keeps a pidfile
+/// too). The kernel lets the lock go when the process ends, however it ends, so a held
+/// lock proves a live daemon — where a socket that accepts may belong to one that is
+/// already on its way out, and a socket that refuses may belong to one still starting.
+/// A held lock is waited for up to `wait` (the daemon before this one may be finishing),
+/// then refused with the holder's pid.
+pub fn lock_exec_root(
+    exec_root: &Path,
+    wait: Duration,
+) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(exec_root)
+        .with_context(|| format!("create the exec root {}", exec_root.display()))?;
+    let path = exec_root.join(PID_FILE);
+    let deadline = Instant::now() + wait;
+    let mut said = false;
+    let mut lock = loop {
+        // Never truncated before the lock is ours: it names the holder until then.
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((mut held, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut holder = String::new();
+                let _ = held.read_to_string(&mut holder);
+                let holder = holder.trim();
+                if Instant::now() >= deadline {
+                    bail!(
+                        "another lnet daemon (pid {holder}) is running on the exec root {} (it holds {}): stop it first, or give this one its own --exec-root and --data-root",
+                        exec_root.display(),
+                        path.display()
+                    );
+                }
+                if !said {
+                    tracing::info!(pid = %holder, file = %path.display(),
+                        "another lnet daemon holds the exec root; waiting for it to exit");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err((_, e)) => return Err(e).with_context(|| format!("lock {}", path.display())),
+        }
+    };
+    lock.set_len(0)
+        .and_then(|()| lock.rewind())
+        .and_then(|()| writeln!(lock, "{}", std::process::id()))
+        .with_context(|| format!("write {}", path.display()))?;
+    Ok(lock)
+}
+
+/// Listens on the API socket. Called with the exec root's lock held ([`lock_exec_root`]),
+/// so a socket file there is a dead daemon's; one that still accepts belongs to a daemon
+/// of another exec root, and is left to it.
 pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
@@ -294,7 +361,7 @@ pub fn bind_socket(path: &Path) -> Result<std::os::unix::net::UnixListener> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             bail!(
-                "another daemon is serving on {}: stop it first, or give this one another -H",
+                "another daemon (with another exec root) is serving on {}: stop it first, or give this one another -H",
                 path.display()
             );
         }
@@ -429,20 +496,50 @@ fn start_controller(settings: &Settings) -> Result<Controller> {
     Ok(ctrl)
 }
 
+/// A panic anywhere in the daemon ends it at once. A panic half way through an operation
+/// leaves memory half done (a held address, a join without its interface) behind locks
+/// that other requests would go on reading; the store and the kernel, though, are right at
+/// every journaled step, so the next start — by the service manager, as dockerd's unit
+/// restarts dockerd — finishes or undoes the operation and derives memory afresh.
+fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        tracing::error!(panic = %info,
+            "lnet daemon panicked: aborting; the next start finishes or undoes the interrupted operation");
+        std::process::abort();
+    }));
+}
+
+/// The fewest open files a daemon starts with: its sockets, runtimes and store take about
+/// 25, and each client and sandbox more. Below it a daemon could bind its socket and then
+/// never accept a client, so it refuses to start instead, saying how to fix it.
+pub const MIN_OPEN_FILES: u64 = 64;
+
 /// Raises the soft limit of open files to the hard one, as dockerd and Go programs do: the
 /// daemon keeps descriptors per sandbox (its namespace, its resolver's sockets and their
 /// TCP clients), and a shell's soft 1,024 would run out with a few hundred containers.
-fn raise_fd_limit() {
+/// Refuses a hard limit below [`MIN_OPEN_FILES`].
+fn raise_fd_limit() -> Result<()> {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
-    match getrlimit(Resource::RLIMIT_NOFILE) {
-        Ok((soft, hard)) if soft < hard => {
-            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
-                tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit");
-            }
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the open-file limit");
+            return Ok(());
         }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "could not read the open-file limit"),
+    };
+    if hard < MIN_OPEN_FILES {
+        bail!(
+            "the open-file limit is {hard}, and lnet daemon needs at least {MIN_OPEN_FILES}: raise it (`ulimit -n 1048576`, or LimitNOFILE= in the service unit) and start again; nothing was changed"
+        );
     }
+    if soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(soft, hard, error = %e, "could not raise the open-file limit");
+    }
+    Ok(())
 }
 
 /// Everything `lnet daemon` does: start, serve until a signal, stop.
@@ -452,9 +549,11 @@ pub fn run(settings: Settings) -> Result<()> {
             "lnet daemon must run as root: it creates network namespaces, links and nftables rules"
         );
     }
-    raise_fd_limit();
-    // The socket first: a second daemon must learn that one is running before it touches
+    abort_on_panic();
+    raise_fd_limit()?;
+    // The lock first: a second daemon must learn that one is running before it touches
     // anything (its start-up would reconcile the firewall of this network namespace).
+    let _instance = lock_exec_root(&settings.config.exec_root, INSTANCE_WAIT)?;
     let std_listener = bind_socket(&settings.socket)?;
     let started = start_controller(&settings);
     let ctrl = match started {
