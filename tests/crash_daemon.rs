@@ -283,14 +283,26 @@ fn assert_ports_follow_the_records(d: &Daemon, ports: &[u16], what: &str) {
 /// One failpoint: the world, the crash there, the restart and every check. Returns whether
 /// the interrupted operation was found completed.
 fn crash_at(fp: &str, op: Op) -> bool {
+    crash_or_panic_at(fp, op, false)
+}
+
+/// [`crash_at`], or with `panic` a panic at the failpoint instead of an abort: a bug half
+/// way through an operation. The daemon must end itself there (it aborts on any panic)
+/// rather than serve on with memory half done, and start again converged.
+fn crash_or_panic_at(fp: &str, op: Op, panic: bool) -> bool {
     let dir = tempfile::tempdir().unwrap();
     let mut d = Daemon::start(dir.path());
     let w = build_world(&d);
     let before = snapshot(&d);
     let ports = [7070, 8080, 9090];
 
+    let armed_as = if panic {
+        format!("{fp}=panic")
+    } else {
+        fp.to_string()
+    };
     let armed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        d.restart_with_env(&[("LNET_FAILPOINT", fp)])
+        d.restart_with_env(&[("LNET_FAILPOINT", &armed_as)])
     }));
     if let Err(p) = armed {
         assert!(
@@ -364,6 +376,24 @@ fn crash_at(fp: &str, op: Op) -> bool {
     }
     assert_doctor_clean(&d, &format!("{fp}: at the end"));
     done
+}
+
+#[test]
+fn the_daemon_ends_itself_on_a_panic_mid_operation_and_starts_again_converged() {
+    lnet_kernel::skip_unless_root!();
+    for fp in [
+        "join:interface-made",
+        "leave:ports-unpublished",
+        "network-delete:recorded",
+    ] {
+        let op = Op::of(fp).unwrap();
+        std::thread::spawn(move || {
+            lnet_kernel::testing::enter_new_netns().unwrap();
+            crash_or_panic_at(fp, op, true)
+        })
+        .join()
+        .unwrap_or_else(|p| panic!("{fp}, panicking: {}", panic_text(&*p)));
+    }
 }
 
 fn sigabrt() -> i32 {

@@ -39,7 +39,8 @@ fn a_second_daemon_and_bad_settings_are_refused_clearly() {
     let other_sock = format!("unix://{root}/other.sock");
     let sock = format!("unix://{}", d.socket.display());
 
-    // The same store, another socket: the store is taken.
+    // The same exec root, another socket: the exec root's lock is held, by a process
+    // named in the answer (after waiting a moment for it to exit).
     let e = refused(&[
         "--data-root",
         &data,
@@ -47,6 +48,22 @@ fn a_second_daemon_and_bad_settings_are_refused_clearly() {
         &run,
         "-H",
         &other_sock,
+        "--config-file",
+        &cfg,
+    ]);
+    let pid = d.pid().unwrap();
+    assert!(
+        e.contains(&format!("another lnet daemon (pid {pid})")) && e.contains(&run),
+        "{e}"
+    );
+    // The same store from another exec root: the store is taken.
+    let e = refused(&[
+        "--data-root",
+        &data,
+        "--exec-root",
+        &format!("{root}/run3"),
+        "-H",
+        &format!("unix://{root}/third.sock"),
         "--config-file",
         &cfg,
     ]);
@@ -65,7 +82,10 @@ fn a_second_daemon_and_bad_settings_are_refused_clearly() {
         "--config-file",
         &cfg,
     ]);
-    assert!(e.contains("another daemon is serving on"), "{e}");
+    assert!(
+        e.contains("another daemon (with another exec root) is serving on"),
+        "{e}"
+    );
     // Bad settings name what is wrong.
     for (args, needle) in [
         (vec!["-H", "tcp://0.0.0.0:2375"], "unix socket only"),
@@ -86,6 +106,40 @@ fn a_second_daemon_and_bad_settings_are_refused_clearly() {
     assert!(e.contains("unknown field `ip-masquerade`"), "{e}");
     // The first daemon is untouched by all that.
     assert_eq!(d.request("GET", "/_ping", None), (200, "OK".into()));
+}
+
+/// A restart that overlaps the old daemon's last moments (it gives requests in flight up to
+/// 5 s after SIGTERM, its socket still accepting): the new daemon waits for the old one's
+/// lock and starts, rather than taking the accepting socket for a live daemon and refusing.
+#[test]
+fn a_restart_waits_for_the_daemon_before_it_to_finish() {
+    if !can_run("a_restart_waits_for_the_daemon_before_it_to_finish", false) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut old = Daemon::start(dir.path());
+    let pid = nix::unistd::Pid::from_raw(old.pid().unwrap() as i32);
+    // A client half way through a request keeps the old daemon in its grace period.
+    let mut slow = UnixStream::connect(&old.socket).unwrap();
+    slow.write_all(b"GET /_ping HTTP/1.1\r\nHost: lnet\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        UnixStream::connect(&old.socket).is_ok(),
+        "the old daemon's socket still accepts during its grace period (the case under test)"
+    );
+    let new = Daemon::start(dir.path());
+    assert!(
+        old.wait_exit(Duration::from_secs(1)).is_some(),
+        "the new daemon answered only after the old one had exited"
+    );
+    assert_eq!(new.request("GET", "/_ping", None), (200, "OK".into()));
+    let pid_file = std::fs::read_to_string(dir.path().join("run/lnet.pid")).unwrap();
+    assert_eq!(pid_file.trim(), new.pid().unwrap().to_string());
+    drop(slow);
 }
 
 #[test]

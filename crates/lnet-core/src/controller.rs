@@ -358,39 +358,7 @@ impl Controller {
     /// removed, the firewall is reconciled. What is already right is left as it is; live
     /// resolvers keep their sockets.
     pub fn repair(&self) -> Result<RecoveryReport> {
-        self.with_mut(|st, cx| {
-            // The store must be readable before memory is let go: recovery refills it from
-            // there, and a failure half way must not leave a running daemon knowing nothing.
-            cx.store.load()?;
-            // A namespace whose mount someone removed still lives while lnet holds it open:
-            // mount it again before those handles are let go (a start, holding none, can
-            // only find it gone).
-            let mut remounted = Vec::new();
-            for entry in st.sandboxes.values() {
-                let (rec, Some(k)) = (&entry.rec, &entry.kernel) else {
-                    continue;
-                };
-                if rec.owns_netns && !Netns::is_mounted_at(&rec.netns_path) {
-                    match k.ns.bind_at(&rec.netns_path) {
-                        Ok(()) => remounted.push(format!(
-                            "sandbox {}: namespace mount {}",
-                            rec.container_id,
-                            rec.netns_path.display()
-                        )),
-                        Err(e) => tracing::warn!(sandbox = %rec.container_id, error = %e, "cannot mount the namespace again"),
-                    }
-                }
-            }
-            st.networks.clear();
-            st.endpoints = Default::default();
-            st.sandboxes.clear();
-            st.ipam = new_ipam(&cx.config)?;
-            st.ports = new_ports()?;
-            let mut report = st.recover(cx)?;
-            report.repaired.splice(0..0, remounted);
-            st.forget_gone_sandbox_dns();
-            Ok(report)
-        })
+        self.with_mut(repair_state)
     }
 
     /// Compares lnet's firewall — its tables, chains, rules, set elements, and its accept
@@ -406,10 +374,32 @@ impl Controller {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic in one operation must not wedge every other caller. What it leaves in
-        // memory may be half done (a held pool, a join with no interface); the store and the
-        // kernel are consistent at every step, so the next start sets memory right.
-        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+        // A panic in one operation must neither wedge every other caller nor let them read
+        // what it left half done in memory (a held address, a join with no interface). The
+        // store and the kernel are right at every journaled step, so memory is derived from
+        // them again — a start in place — before anyone reads it. (The daemon aborts on a
+        // panic instead and its next start does the same; a library cannot end its host.)
+        self.inner.state.lock().unwrap_or_else(|poisoned| {
+            let mut st = poisoned.into_inner();
+            self.inner.state.clear_poison();
+            tracing::error!(
+                "an lnet operation panicked half way: deriving state from the store and the kernel again"
+            );
+            match repair_state(&mut st, &self.inner.cx) {
+                Ok(report) => {
+                    *self
+                        .inner
+                        .published
+                        .write()
+                        .unwrap_or_else(|p| p.into_inner()) =
+                        Arc::new(st.records(&self.records()));
+                    tracing::info!(repaired = ?report.repaired, "state derived again after a panic");
+                }
+                Err(e) => tracing::error!(error = %e,
+                    "cannot derive state again after a panic: drop this controller and open a new one"),
+            }
+            st
+        })
     }
 
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
@@ -929,4 +919,42 @@ impl State {
             .filter_map(|e| e.join.as_ref().and_then(|j| j.container_ifname.clone()))
             .collect()
     }
+}
+
+/// Lets memory go and derives it again from the store and the kernel, as a start does
+/// ([`Controller::repair`]; also what the first caller after a panic runs).
+fn repair_state(st: &mut State, cx: &Cx) -> Result<RecoveryReport> {
+    // The store must be readable before memory is let go: recovery refills it from
+    // there, and a failure half way must not leave a running daemon knowing nothing.
+    cx.store.load()?;
+    // A namespace whose mount someone removed still lives while lnet holds it open:
+    // mount it again before those handles are let go (a start, holding none, can
+    // only find it gone).
+    let mut remounted = Vec::new();
+    for entry in st.sandboxes.values() {
+        let (rec, Some(k)) = (&entry.rec, &entry.kernel) else {
+            continue;
+        };
+        if rec.owns_netns && !Netns::is_mounted_at(&rec.netns_path) {
+            match k.ns.bind_at(&rec.netns_path) {
+                Ok(()) => remounted.push(format!(
+                    "sandbox {}: namespace mount {}",
+                    rec.container_id,
+                    rec.netns_path.display()
+                )),
+                Err(e) => {
+                    tracing::warn!(sandbox = %rec.container_id, error = %e, "cannot mount the namespace again")
+                }
+            }
+        }
+    }
+    st.networks.clear();
+    st.endpoints = Default::default();
+    st.sandboxes.clear();
+    st.ipam = new_ipam(&cx.config)?;
+    st.ports = new_ports()?;
+    let mut report = st.recover(cx)?;
+    report.repaired.splice(0..0, remounted);
+    st.forget_gone_sandbox_dns();
+    Ok(report)
 }

@@ -618,7 +618,7 @@ pub fn assert_converged(env: &mut Env) {
     check_live_state(env);
 }
 
-fn check_live_state(env: &Env) {
+pub fn check_live_state(env: &Env) {
     let ctrl = env.ctrl();
     // lnet's own comparison must agree with the one below.
     let doctor = ctrl.doctor();
