@@ -112,11 +112,28 @@ fn main() -> std::process::ExitCode {
     match run() {
         Ok(code) => std::process::ExitCode::from(code),
         Err(e) => {
-            // The whole chain on one line, without a backtrace: users read this.
-            eprintln!("lnet: {e:#}");
+            eprintln!("lnet: {}", one_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The whole chain of an error on one line, without a backtrace: users read this. The
+/// library errors already show their cause in their own message, so a cause whose text
+/// is there already is not said again.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 /// Runs the command; the exit code: 1 when it ran but found a difference or a failure to
@@ -532,4 +549,26 @@ fn store_ls(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = || std::io::Error::from_raw_os_error(24);
+        let repeated = anyhow::Error::new(io())
+            .context(format!("open /proc/thread-self/ns/net: {}", io()))
+            .context("start the controller");
+        assert_eq!(
+            one_line(&repeated),
+            "start the controller: open /proc/thread-self/ns/net: Too many open files (os error 24)"
+        );
+        let plain = anyhow::Error::new(io()).context("read config file /etc/lnet/daemon.json");
+        assert_eq!(
+            one_line(&plain),
+            "read config file /etc/lnet/daemon.json: Too many open files (os error 24)"
+        );
+    }
 }
