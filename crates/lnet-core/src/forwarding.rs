@@ -29,9 +29,9 @@ use crate::error::{CoreError, Result};
 /// The file, under the exec root.
 const FILE: &str = "forwarding.json";
 
-/// What `forwarding.json` holds.
+/// What `forwarding.json` holds. Fields a later lnet adds are ignored, not refused: an
+/// older one must not forget what was turned on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct Record {
     /// `/proc/sys/kernel/random/boot_id` when it was written.
     boot_id: String,
