@@ -261,8 +261,17 @@ fn firewall(args: &StoreArgs, host: &str, check: bool) -> Result<bool> {
     let (elements, drift): (Elements, Vec<(String, String)>) =
         match load_store(&args.data_root, &args.exec_root) {
             Ok((loaded, _)) => {
-                let want = lnet_core::firewall_expected(&loaded.networks, &loaded.endpoints);
-                let drift = lnet_core::firewall_check_records(&loaded.networks, &loaded.endpoints)
+                // What the daemon turned on, with its --ip-forward-no-drop, as it recorded.
+                let guarded = lnet_core::forwarding::Forwarding::load(&args.exec_root)
+                    .0
+                    .guarded();
+                let want =
+                    lnet_core::firewall_expected(&loaded.networks, &loaded.endpoints, &guarded);
+                let drift = lnet_core::firewall_check_records(
+                    &loaded.networks,
+                    &loaded.endpoints,
+                    &guarded,
+                )
                 .context(
                     "read the kernel's nftables ruleset (run as root, in lnet's network namespace)",
                 )?;

@@ -26,10 +26,24 @@ fn text(o: &Output) -> String {
     )
 }
 
+/// Deletes `key` from lnet's set `set` by hand; `lnet firewall check` must then exit 1.
+/// What it printed.
+fn check_without(root: &Path, set: &str, key: Vec<u8>) -> String {
+    let mut b = Batch::new();
+    b.delete_elements(Family::Inet, "lnet", set, &[Element::new(key)]);
+    NftSocket::new().unwrap().commit(&b).unwrap();
+    let check = lnet(root, &["firewall", "check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    text(&check)
+}
+
 #[test]
 fn firewall_show_and_check_compare_the_kernel_with_the_records() {
     lnet_kernel::skip_unless_root!();
     lnet_kernel::testing::enter_new_netns().unwrap();
+    // A host that does not route (a new namespace copies the host's setting): lnet turns
+    // forwarding on and guards it.
+    lnet_kernel::sysctl::set("net.ipv4.ip_forward", "0").unwrap();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     {
@@ -58,26 +72,36 @@ fn firewall_show_and_check_compare_the_kernel_with_the_records() {
     let out = text(&show);
     assert!(out.contains("tcp . 8080 : 10.44.0.2 . 80"), "{out}");
     assert!(out.contains("chain forward {"), "{out}");
+    assert!(
+        out.contains("set forward_guard { type nf_proto;\n\t\telements = {\n\t\t\tipv4,"),
+        "{out}"
+    );
+    assert!(
+        out.contains("meta nfproto @forward_guard iifname != @bridges oifname != @bridges drop"),
+        "{out}"
+    );
     assert!(out.contains("matches the records"), "{out}");
     let check = lnet(root, &["firewall", "check"]);
     assert!(check.status.success(), "{}", text(&check));
 
     // The published port's element removed by hand: check says what and exits 1.
     let key = Concat::new().inet_proto(6).inet_service(8080).build();
-    let mut b = Batch::new();
-    b.delete_elements(Family::Inet, "lnet", "ports4_any", &[Element::new(key)]);
-    NftSocket::new().unwrap().commit(&b).unwrap();
-    let check = lnet(root, &["firewall", "check"]);
-    assert_eq!(check.status.code(), Some(1), "{}", text(&check));
+    let check = check_without(root, "ports4_any", key);
     assert!(
-        text(&check).contains("missing    element ports4_any tcp . 8080 : 10.44.0.2 . 80"),
-        "{}",
-        text(&check)
+        check.contains("missing    element ports4_any tcp . 8080 : 10.44.0.2 . 80"),
+        "{check}"
     );
     let json = lnet(root, &["firewall", "check", "--format", "json"]);
     assert_eq!(json.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(v["drift"][0]["kind"], "missing", "{v}");
+
+    // So is the guard of the forwarding lnet turned on, which the exec root remembers.
+    let check = check_without(root, "forward_guard", vec![2]);
+    assert!(
+        check.contains("missing    element forward_guard ipv4"),
+        "{check}"
+    );
 
     // No store there: a clear error, exit 1.
     let none = lnet(&root.join("nowhere"), &["firewall", "show"]);
@@ -88,5 +112,10 @@ fn firewall_show_and_check_compare_the_kernel_with_the_records() {
     let ctrl = Controller::new(Config::rooted_at(root)).unwrap();
     ctrl.sandbox("c1").unwrap().delete().unwrap();
     ctrl.network("web").unwrap().delete().unwrap();
-    assert!(ctrl.firewall_want().is_empty());
+    // Forwarding stays on, and so does its guard.
+    let want = ctrl.firewall_want().render();
+    assert_eq!(
+        want.into_iter().collect::<Vec<_>>(),
+        [("forward_guard", vec!["ipv4".to_string()])]
+    );
 }

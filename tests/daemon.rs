@@ -143,6 +143,65 @@ fn a_restart_waits_for_the_daemon_before_it_to_finish() {
 }
 
 #[test]
+fn ip_forward_no_drop_is_a_flag_and_a_daemon_json_key() {
+    if !can_run("ip_forward_no_drop_is_a_flag_and_a_daemon_json_key", false) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    // A host that does not route (a new namespace copies the host's setting).
+    lnet_kernel::sysctl::set("net.ipv4.ip_forward", "0").unwrap();
+    let forwarding = || lnet_kernel::sysctl::get("net.ipv4.ip_forward").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+
+    // Wrong values are refused, naming the setting and what it takes, before anything is
+    // changed.
+    // A wrong flag value is a usage error (exit 2), as every flag's.
+    let out = Command::new(env!("CARGO_BIN_EXE_lnet"))
+        .args(["daemon", "--ip-forward-no-drop=maybe"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("--ip-forward-no-drop") && e.contains("maybe") && e.contains("true"),
+        "{e}"
+    );
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"ip-forward-no-drop": "yes"}"#).unwrap();
+    let e = refused(&["--config-file", bad.to_str().unwrap()]);
+    assert!(
+        e.contains("ip-forward-no-drop") && e.contains("expected a boolean"),
+        "{e}"
+    );
+    assert_eq!(forwarding().trim(), "0");
+
+    // The families whose forwarded traffic that is not lnet's is dropped, as the daemon
+    // programs them; its firewall agrees with them.
+    let guarded = |d: &Daemon| {
+        let (st, body) = d.request("GET", "/lnet/firewall", None);
+        assert_eq!(st, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["drift"], serde_json::json!([]), "{v}");
+        v["elements"]["forward_guard"].clone()
+    };
+    let ipv4 = serde_json::json!(["ipv4"]);
+    // The default bridge made lnet turn forwarding on: guarded by default.
+    let mut d = Daemon::start(dir.path());
+    assert_eq!(forwarding().trim(), "1");
+    assert_eq!(guarded(&d), ipv4);
+    d.restart_with_config(r#"{"ip-forward-no-drop": true}"#);
+    assert_eq!(guarded(&d), serde_json::Value::Null);
+    d.restart_with_config(r#"{"ip-forward-no-drop": false}"#);
+    assert_eq!(guarded(&d), ipv4);
+    drop(d);
+    // The bare flag, which wins over the file.
+    let mut d = Daemon::start_with_args(dir.path(), &["--ip-forward-no-drop"]);
+    assert_eq!(guarded(&d), serde_json::Value::Null);
+    d.restart_with_config(r#"{"ip-forward-no-drop": false}"#);
+    assert_eq!(guarded(&d), serde_json::Value::Null);
+}
+
+#[test]
 fn bad_requests_get_docker_errors_and_disturb_nothing() {
     if !can_run("bad_requests_get_docker_errors_and_disturb_nothing", false) {
         return;

@@ -57,6 +57,11 @@ pub struct DaemonArgs {
     /// Turn on IP forwarding [default: true].
     #[arg(long)]
     pub ip_forward: Option<bool>,
+    /// Where lnet turns forwarding on itself, let the host go on routing traffic that is not
+    /// lnet's instead of dropping it (`--ip-forward-no-drop` alone means true)
+    /// [default: false].
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub ip_forward_no_drop: Option<bool>,
     /// Put back what someone else deletes or changes of lnet's while it runs (lnet's own;
     /// `lnet doctor` still reports and `--repair` still repairs when off) [default: true].
     #[arg(long)]
@@ -82,6 +87,7 @@ struct FileConfig {
     icc: Option<bool>,
     ip_masq: Option<bool>,
     ip_forward: Option<bool>,
+    ip_forward_no_drop: Option<bool>,
     self_heal: Option<bool>,
     log_level: Option<String>,
 }
@@ -156,9 +162,20 @@ impl Settings {
     /// it was named explicitly.
     pub fn resolve(args: &DaemonArgs, file_must_exist: bool) -> Result<Settings> {
         let file: FileConfig = match std::fs::read(&args.config_file) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!("config file {}: not valid", args.config_file.display())
-            })?,
+            Ok(bytes) => {
+                let de = &mut serde_json::Deserializer::from_slice(&bytes);
+                serde_path_to_error::deserialize(de).map_err(|e| {
+                    let path = e.path().to_string();
+                    let shown = args.config_file.display();
+                    match e.into_inner() {
+                        // A wrong value names its key; unknown keys and syntax say theirs.
+                        inner if path != "." && !inner.is_syntax() && !inner.is_eof() => {
+                            anyhow::anyhow!("config file {shown}: not valid: {path}: {inner}")
+                        }
+                        inner => anyhow::anyhow!("config file {shown}: not valid: {inner}"),
+                    }
+                })?
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !file_must_exist => {
                 FileConfig::default()
             }
@@ -190,6 +207,10 @@ impl Settings {
             config.default_address_pools = Some(pools);
         }
         config.enable_ip_forward = args.ip_forward.or(file.ip_forward).unwrap_or(true);
+        config.ip_forward_no_drop = args
+            .ip_forward_no_drop
+            .or(file.ip_forward_no_drop)
+            .unwrap_or(false);
         // Clients get their answer before the kernel's 20-40 ms of link deletion.
         config.background_deletes = true;
         // Containers on user-defined networks find each other by name, as on Docker.

@@ -22,6 +22,8 @@ pub struct Daemon {
     env: Vec<(String, String)>,
     /// Extra flags of `lnet daemon` (see [`Daemon::start_with_args`]).
     args: Vec<String>,
+    /// The daemon's `daemon.json` (see [`Daemon::restart_with_config`]).
+    config: String,
 }
 
 impl Daemon {
@@ -39,13 +41,14 @@ impl Daemon {
             child: None,
             env: Vec::new(),
             args: args.iter().map(|a| a.to_string()).collect(),
+            config: "{}".into(),
         };
         d.spawn();
         d
     }
 
     fn spawn(&mut self) {
-        std::fs::write(self.dir.join("daemon.json"), "{}").unwrap();
+        std::fs::write(self.dir.join("daemon.json"), &self.config).unwrap();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -113,6 +116,14 @@ impl Daemon {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        self.spawn();
+    }
+
+    /// SIGKILL, then a new daemon on the same state reading `json` as its `daemon.json`,
+    /// which every restart keeps until the next call.
+    pub fn restart_with_config(&mut self, json: &str) {
+        self.kill();
+        self.config = json.into();
         self.spawn();
     }
 

@@ -25,9 +25,12 @@ pub struct Config {
     pub host_resolv_conf: PathBuf,
     /// The host hosts file that host-mode sandboxes copy.
     pub host_hosts: PathBuf,
-    /// Turn on `net.ipv4.ip_forward` when a bridge network is created (dockerd
-    /// `--ip-forward`, default true).
+    /// Turn on `net.ipv4.ip_forward` (and `net.ipv6.conf.all.forwarding` for IPv6
+    /// networks) when a bridge network is created (dockerd `--ip-forward`, default true).
     pub enable_ip_forward: bool,
+    /// Where lnet itself turned forwarding on, do not drop the forwarded traffic that is
+    /// not lnet's (dockerd `--ip-forward-no-drop`, default false: see [`crate::forwarding`]).
+    pub ip_forward_no_drop: bool,
     /// Let the kernel's slow part of deleting a veth or a bridge (20–40 ms of RCU waits)
     /// happen after a leave or a network delete returns: the link is made harmless and its
     /// names free first, then deleted on a background thread (see the `reaper` module).
@@ -54,6 +57,7 @@ impl Default for Config {
             host_resolv_conf: PathBuf::from("/etc/resolv.conf"),
             host_hosts: PathBuf::from("/etc/hosts"),
             enable_ip_forward: true,
+            ip_forward_no_drop: false,
             background_deletes: false,
             self_heal: false,
             embedded_dns: false,

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::driver::{Driver, HostKernel, SandboxKernel};
 use crate::error::{CoreError, Result};
 use crate::firewall::Firewall;
+use crate::forwarding::Forwarding;
 use crate::ipam::IpamState;
 use crate::recovery::RecoveryReport;
 
@@ -244,13 +245,27 @@ impl Controller {
         } else {
             None
         };
-        let mut state = State::empty(&config, HostKernel { ns, nl, fw, reaper }, dns)?;
+        let (mut forwarding, mut forwarding_notice) = Forwarding::load(&config.exec_root);
+        // Not worth refusing to start over: it is in memory, and only `lnet firewall check`
+        // without a daemon reads it back.
+        if let Err(e) = forwarding.set_no_drop(config.ip_forward_no_drop) {
+            forwarding_notice = Some(e.to_string());
+        }
+        let host = HostKernel {
+            ns,
+            nl,
+            fw,
+            reaper,
+            forwarding,
+        };
+        let mut state = State::empty(&config, host, dns)?;
         let cx = Cx {
             config,
             store,
             drivers: crate::drivers::builtin(),
         };
         let mut report = state.recover(&cx)?;
+        report.notices.extend(forwarding_notice);
         if let Some(n) = notice {
             report.notices.insert(0, n);
         }
@@ -317,6 +332,8 @@ impl Controller {
             nl: Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?,
             fw: Firewall::new()?,
             reaper: None,
+            // Read-only: what the daemon recorded, with its --ip-forward-no-drop.
+            forwarding: Forwarding::load(&config.exec_root).0,
         };
         let mut state = State::empty(&config, host, None)?;
         for net in loaded.networks {

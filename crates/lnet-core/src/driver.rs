@@ -27,6 +27,8 @@ pub struct HostKernel {
     pub fw: Firewall,
     /// Deletes links in the background when set ([`Config::background_deletes`]).
     pub reaper: Option<crate::reaper::Reaper>,
+    /// The forwarding sysctls lnet turned on in it.
+    pub forwarding: crate::forwarding::Forwarding,
 }
 
 impl HostKernel {

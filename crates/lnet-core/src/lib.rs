@@ -35,6 +35,7 @@ mod error;
 pub mod failpoint;
 mod files;
 pub mod firewall;
+pub mod forwarding;
 mod ids;
 mod index;
 mod ipam;

@@ -467,6 +467,17 @@ impl State {
 
     pub(crate) fn recover(&mut self, cx: &Cx) -> Result<RecoveryReport> {
         let mut clock = Clock(std::time::Instant::now());
+        // Before the networks, which turn forwarding on again (and record it) where it is
+        // off and they want it.
+        let forwarding = &mut self.host.forwarding;
+        match self.host.ns.run(|| forwarding.forget_off()) {
+            Ok(Ok(gone)) if !gone.is_empty() => {
+                tracing::info!(families = ?gone, "IP forwarding lnet turned on is off now: no longer guarded");
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot update lnet's IP forwarding record"),
+            Err(e) => tracing::warn!(error = %e, "cannot read the forwarding sysctls"),
+        }
         // The host's bridge ports, dumped while the records are read: the longest single
         // look a start takes (0.15 s at 10,000 ports), and it needs no record. A port the
         // networks below change (a bridge put back) then looks wrong to its join's check,

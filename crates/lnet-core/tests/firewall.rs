@@ -1,7 +1,8 @@
 //! The firewall with real packets: masquerade and SNAT out, published ports in (TCP, UDP,
 //! SCTP, IPv6), from the host itself and hairpin, isolation between networks, `enable_icc`,
 //! internal networks, the operators' `user` chain, living beside a drop-policy forward
-//! chain, and conntrack flushing.
+//! chain, conntrack flushing, and forwarding that lnet turned on carrying lnet's traffic
+//! only.
 //!
 //! Each test's own namespace is "the host" (lnet runs there). An "outside" namespace is
 //! joined to it by a veth: `uplink` (198.51.100.1, 2001:db8:ff::1) on the host, 198.51.100.2
@@ -23,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use lnet_core::firewall::Firewall;
+use lnet_core::firewall::ruleset::SetName;
 use lnet_core::{
     Controller, Endpoint, EndpointOptions, IpamPoolConfig, JoinOptions, Network, NetworkOptions,
     PortSpec, Sandbox,
@@ -50,27 +52,31 @@ const BLOCK: Duration = Duration::from_millis(300);
 /// Makes the "outside" namespace and joins it to the host (the calling thread's namespace)
 /// by a veth: `uplink` on the host side.
 fn outside() -> TempNetns {
+    plug("uplink", (HOST, HOST6), (OUTSIDE, OUTSIDE6))
+}
+
+/// A new namespace joined to the host by a veth, `host_if` on the host side with addresses
+/// `host` (/24, /64), `eth0` on the far side with `far`.
+fn plug(host_if: &str, host: (Ipv4Addr, Ipv6Addr), far: (Ipv4Addr, Ipv6Addr)) -> TempNetns {
     let out = TempNetns::new().expect("create the outside namespace");
+    let (host_addrs, far_addrs) = (host, far);
     let mut host = Netlink::new().expect("netlink");
     let uplink = host
         .create_veth(VethSpec {
-            host_name: "uplink",
+            host_name: host_if,
             host_up: true,
             peer_name: "eth0",
             peer_ns: Some(&out),
             ..Default::default()
         })
-        .expect("create the uplink veth");
+        .unwrap_or_else(|e| panic!("create the {host_if} veth: {e}"));
     let mut far = Netlink::in_netns(&out).expect("netlink outside");
     let eth0 = far
         .link_by_name("eth0")
         .unwrap()
         .expect("eth0 outside")
         .index;
-    for (nl, index, v4, v6) in [
-        (&mut host, uplink, HOST, HOST6),
-        (&mut far, eth0, OUTSIDE, OUTSIDE6),
-    ] {
+    for (nl, index, (v4, v6)) in [(&mut host, uplink, host_addrs), (&mut far, eth0, far_addrs)] {
         nl.add_address(index, net(IpAddr::V4(v4), 24), AddrFlags::default())
             .unwrap();
         nl.add_address(index, net(IpAddr::V6(v6), 64), AddrFlags { nodad: true })
@@ -307,13 +313,13 @@ fn teardown(ctrl: &Controller) {
     for sb in ctrl.sandboxes() {
         sb.delete().unwrap();
     }
-    assert!(
-        ctrl.firewall_want().is_empty(),
-        "{:?}",
-        ctrl.firewall_want()
-    );
+    // The forwarding lnet turned on stays on, and so does its guard.
+    let mut want = ctrl.firewall_want();
+    want.sets.remove(&SetName::ForwardGuard);
+    assert!(want.is_empty(), "{:?}", want.render());
     assert_firewall_agrees(ctrl);
-    let left = Firewall::new().unwrap().elements().unwrap();
+    let mut left = Firewall::new().unwrap().elements().unwrap();
+    left.sets.remove(&SetName::ForwardGuard);
     assert!(left.is_empty(), "elements left: {:?}", left.render());
 }
 
@@ -1037,6 +1043,9 @@ fn leaving_flushes_the_udp_conntrack_entries_of_its_published_ports() {
 /// (172.31.0.2) behind it, and the other engine's own NAT in its own table: masquerade out
 /// and a DNAT of host port 9090 to the container's port 80.
 fn other_engine() -> TempNetns {
+    // An engine routing its containers turns forwarding on itself, before lnet comes: the
+    // host is then a router by the operator's choice, not lnet's to guard.
+    lnet_kernel::sysctl::set("net.ipv4.ip_forward", "1").unwrap();
     let ctr = TempNetns::new().expect("the other engine's container");
     let mut host = Netlink::new().unwrap();
     let br = host
@@ -1154,4 +1163,334 @@ fn another_engines_bridge_and_nat_keep_working() {
     teardown(ctrl);
     // Nothing of lnet's is left to disturb the other engine.
     assert_eq!(tcp_reaches(&out, sa(HOST, 9090), &theirs).ip(), OUTSIDE);
+}
+
+// ---------------------------------------------------------------------------------------
+// Forwarding lnet turned on routes lnet's traffic only.
+//
+// "left" is the outside namespace above (behind `uplink`); "right" is a second one behind
+// `right0`. Each routes the other's subnets through the host, so whatever passes between
+// them is forwarded by the host and is none of lnet's business.
+
+/// The host's address towards the right.
+const RIGHT_HOST: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
+/// The right's address.
+const RIGHT: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
+/// The host's IPv6 address towards the right.
+const RIGHT_HOST6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+/// The right's IPv6 address.
+const RIGHT6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 2);
+
+/// The right namespace, with routes between it and `left` through the host.
+fn right_of(left: &Netns) -> TempNetns {
+    let right = plug("right0", (RIGHT_HOST, RIGHT_HOST6), (RIGHT, RIGHT6));
+    for (ns, dsts, gw4, gw6) in [
+        (left, ["203.0.113.0/24", "2001:db8:2::/64"], HOST, HOST6),
+        (
+            &*right,
+            ["198.51.100.0/24", "2001:db8:ff::/64"],
+            RIGHT_HOST,
+            RIGHT_HOST6,
+        ),
+    ] {
+        let mut nl = Netlink::in_netns(ns).unwrap();
+        for (dst, gw) in dsts.into_iter().zip([IpAddr::V4(gw4), IpAddr::V6(gw6)]) {
+            nl.add_route(&Route {
+                dst: cidr(dst),
+                gateway: Some(gw),
+                oif: None,
+                scope_link: false,
+            })
+            .unwrap_or_else(|e| panic!("route {dst} via {gw}: {e}"));
+        }
+    }
+    right
+}
+
+/// A test's host, its forwarding `on` or off to begin with, and its left and right.
+fn routed_host(test: &str, on: bool) -> Option<(common::Env, TempNetns, TempNetns)> {
+    let env = common::env(test)?;
+    set_forwarding(on);
+    let left = outside();
+    let right = right_of(&left);
+    Some((env, left, right))
+}
+
+/// The test namespace's forwarding sysctl of a family (`"0"` or `"1"`).
+fn forwarding(v6: bool) -> String {
+    let key = if v6 {
+        "net.ipv6.conf.all.forwarding"
+    } else {
+        "net.ipv4.ip_forward"
+    };
+    lnet_kernel::sysctl::get(key).unwrap().trim().to_string()
+}
+
+/// Sets the test namespace's forwarding of both families: off is a host that does not
+/// route (a new namespace copies the host's IPv4 setting, so it is set either way).
+fn set_forwarding(on: bool) {
+    let v = if on { "1" } else { "0" };
+    lnet_kernel::sysctl::set("net.ipv4.ip_forward", v).unwrap();
+    lnet_kernel::sysctl::set("net.ipv6.conf.all.forwarding", v).unwrap();
+}
+
+/// Whether an ICMP echo from `ns` to `dst` is answered within `wait`: a ping socket, so
+/// the kernel fills in the identifier and the checksum.
+fn pings(ns: &Netns, dst: IpAddr, wait: Duration) -> bool {
+    ns.run(move || {
+        // Ping sockets are for the groups in this range; the namespace is the test's.
+        lnet_kernel::sysctl::set("net.ipv4.ping_group_range", "0 0").unwrap();
+        let (domain, proto, echo) = match dst {
+            IpAddr::V4(_) => (libc::AF_INET, libc::IPPROTO_ICMP, 8u8),
+            IpAddr::V6(_) => (libc::AF_INET6, libc::IPPROTO_ICMPV6, 128u8),
+        };
+        // SAFETY: socket(2) with constant arguments; the fd is owned from here on.
+        let fd = unsafe { libc::socket(domain, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, proto) };
+        assert!(fd >= 0, "ping socket: {}", std::io::Error::last_os_error());
+        // SAFETY: fd was just returned by socket(2) and is not owned elsewhere; a ping
+        // socket is a datagram socket, which is all UdpSocket does with it.
+        let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+        sock.send_to(&[echo, 0, 0, 0, 0, 0, 0, 1], sa(dst, 0))
+            .unwrap();
+        sock.set_read_timeout(Some(wait)).unwrap();
+        let mut buf = [0u8; 64];
+        // The kernel hands a ping socket only the replies to its own echoes.
+        matches!(sock.recv_from(&mut buf), Ok((n, from)) if n >= 8 && from.ip() == dst)
+    })
+    .unwrap()
+}
+
+/// Servers on the right (TCP and UDP, at `RIGHT` or `RIGHT6`).
+fn right_servers(right: &Netns, v6: bool) -> (TcpListener, UdpSocket) {
+    let at: IpAddr = if v6 { RIGHT6.into() } else { RIGHT.into() };
+    (
+        tcp_server(right, sa(at, 7100)),
+        udp_socket(right, sa(at, 7101)),
+    )
+}
+
+/// Left to right — TCP, UDP and ICMP — and right to left by ICMP, over IPv4 or IPv6, all
+/// pass (`routed`) or none does.
+#[track_caller]
+fn assert_routed(left: &Netns, right: &Netns, v6: bool, routed: bool) {
+    let (tcp, udp) = right_servers(right, v6);
+    let (to, back): (IpAddr, IpAddr) = if v6 {
+        (RIGHT6.into(), OUTSIDE6.into())
+    } else {
+        (RIGHT.into(), OUTSIDE.into())
+    };
+    // The host answers either side itself (input, not forwarding), which also settles
+    // neighbour discovery on both links: what is blocked below is blocked by the firewall,
+    // not by a slow first packet.
+    let (host, right_host): (IpAddr, IpAddr) = if v6 {
+        (HOST6.into(), RIGHT_HOST6.into())
+    } else {
+        (HOST.into(), RIGHT_HOST.into())
+    };
+    assert!(pings(left, host, PASS), "left pings the host at {host}");
+    assert!(
+        pings(right, right_host, PASS),
+        "right pings the host at {right_host}"
+    );
+    if routed {
+        assert_eq!(tcp_reaches(left, sa(to, 7100), &tcp).ip(), back);
+        assert_eq!(
+            udp_probe(left, sa(to, 7101), &udp, PASS).map(|a| a.ip()),
+            Some(back)
+        );
+        assert!(pings(left, to, PASS), "left pings {to}");
+        assert!(pings(right, back, PASS), "right pings {back}");
+    } else {
+        tcp_blocked(left, sa(to, 7100), Some(&tcp));
+        assert_eq!(
+            udp_probe(left, sa(to, 7101), &udp, BLOCK),
+            None,
+            "UDP to {to}"
+        );
+        assert!(!pings(left, to, BLOCK), "left must not ping {to}");
+        assert!(!pings(right, back, BLOCK), "right must not ping {back}");
+    }
+}
+
+/// A network of lnet's with a container publishing port 8080; its traffic out to the left
+/// and in from there passes.
+#[track_caller]
+fn lnet_traffic_passes(ctrl: &Controller, left: &Netns, v6: bool) {
+    let net = if v6 {
+        dual_stack(ctrl, "web", "10.46.0.0/24", "fd00:46::/64")
+    } else {
+        bridge_on(ctrl, "web", "10.46.0.0/24")
+    };
+    let sb = sandbox(ctrl, "web1");
+    let ep = publish(&net, "web", &sb, &["8080:80/tcp"]);
+    let mut paths = vec![(IpAddr::V4(HOST), IpAddr::V4(OUTSIDE), ip4(&ep))];
+    if v6 {
+        paths.push((HOST6.into(), OUTSIDE6.into(), ip6(&ep)));
+    }
+    for (host, outside, ctr) in paths {
+        let out_server = tcp_server(left, sa(outside, 7000));
+        let seen = tcp_reaches(&ns(&sb), sa(outside, 7000), &out_server);
+        assert_eq!(
+            seen.ip(),
+            host,
+            "the container reaches the left, masqueraded"
+        );
+        assert!(
+            pings(&ns(&sb), outside, PASS),
+            "the container pings {outside}"
+        );
+        let server = tcp_server(&ns(&sb), sa(ctr, 80));
+        let seen = tcp_reaches(left, sa(host, 8080), &server);
+        assert_eq!(seen.ip(), outside, "the left reaches the published port");
+    }
+}
+
+#[test]
+fn forwarding_lnet_turned_on_carries_lnet_traffic_only() {
+    let Some((env, left, right)) =
+        routed_host("forwarding_lnet_turned_on_carries_lnet_traffic_only", false)
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    lnet_traffic_passes(ctrl, &left, false);
+    assert_eq!(forwarding(false), "1", "lnet turned IPv4 forwarding on");
+    assert_eq!(
+        forwarding(true),
+        "0",
+        "no IPv6 network: IPv6 forwarding stays off"
+    );
+    assert_routed(&left, &right, false, false);
+    assert_firewall_agrees(ctrl);
+
+    // The operators' chain comes first: what they accept there is routed.
+    nft(&[
+        "add", "rule", "inet", "lnet", "user", "iifname", "{", "uplink", ",", "right0", "}",
+        "oifname", "{", "uplink", ",", "right0", "}", "accept",
+    ]);
+    assert_routed(&left, &right, false, true);
+    teardown(ctrl);
+}
+
+#[test]
+fn ip_forward_no_drop_lets_the_host_route_what_is_not_lnets() {
+    let Some((mut env, left, right)) = routed_host(
+        "ip_forward_no_drop_lets_the_host_route_what_is_not_lnets",
+        false,
+    ) else {
+        return;
+    };
+    let mut config = env.config();
+    config.ip_forward_no_drop = true;
+    let ctrl = env.restart_with(config);
+    lnet_traffic_passes(ctrl, &left, false);
+    assert_eq!(forwarding(false), "1", "lnet turned IPv4 forwarding on");
+    assert_routed(&left, &right, false, true);
+    teardown(ctrl);
+}
+
+#[test]
+fn forwarding_that_was_on_before_lnet_is_left_to_route() {
+    let Some((env, left, right)) =
+        routed_host("forwarding_that_was_on_before_lnet_is_left_to_route", true)
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    lnet_traffic_passes(ctrl, &left, true);
+    assert_routed(&left, &right, false, true);
+    assert_routed(&left, &right, true, true);
+    teardown(ctrl);
+}
+
+#[test]
+fn the_guard_outlives_a_restart_but_not_a_reboot() {
+    let Some((mut env, left, right)) =
+        routed_host("the_guard_outlives_a_restart_but_not_a_reboot", false)
+    else {
+        return;
+    };
+    lnet_traffic_passes(env.ctrl(), &left, false);
+    assert_routed(&left, &right, false, false);
+
+    // A restart: lnet still knows it turned forwarding on.
+    env.restart();
+    assert_routed(&left, &right, false, false);
+    assert_firewall_agrees(env.ctrl());
+    let doctor = env.ctrl().doctor();
+    assert!(doctor.is_clean(), "{doctor:#?}");
+
+    // The guard deleted by hand is drift, and a start puts it back.
+    let mut b = lnet_kernel::nft::Batch::new();
+    b.delete_elements(
+        lnet_kernel::nft::Family::Inet,
+        "lnet",
+        "forward_guard",
+        &[lnet_kernel::nft::Element::new(vec![2])],
+    );
+    lnet_kernel::nft::NftSocket::new()
+        .unwrap()
+        .commit(&b)
+        .unwrap();
+    let drift = env.ctrl().firewall_check().unwrap();
+    assert!(
+        drift
+            .iter()
+            .any(|d| d.kind == "missing" && d.what == "element forward_guard ipv4"),
+        "{drift:?}"
+    );
+    assert_routed(&left, &right, false, true);
+    env.restart();
+    assert!(!env.ctrl().recovery_report().firewall.is_empty());
+    assert_routed(&left, &right, false, false);
+
+    // Restarted with --ip-forward-no-drop, then without: the guard goes and comes back.
+    let mut no_drop = env.config();
+    no_drop.ip_forward_no_drop = true;
+    env.restart_with(no_drop);
+    assert_routed(&left, &right, false, true);
+    assert_firewall_agrees(env.ctrl());
+    env.restart();
+    assert_routed(&left, &right, false, false);
+
+    // A reboot empties the exec root; forwarding on at boot is the operator's doing.
+    std::fs::remove_file(env.root().join("run/forwarding.json")).unwrap();
+    env.restart();
+    assert_routed(&left, &right, false, true);
+    assert_firewall_agrees(env.ctrl());
+    assert!(
+        !env.root().join("run/forwarding.json").exists(),
+        "lnet turned nothing on: nothing recorded"
+    );
+    // Off at boot: lnet turns it on again, and guards it again.
+    set_forwarding(false);
+    env.restart();
+    assert_eq!(forwarding(false), "1");
+    assert_routed(&left, &right, false, false);
+    // And the start after that has nothing to fix.
+    env.restart();
+    let report = env.ctrl().recovery_report();
+    assert!(report.is_clean(), "{report:?}");
+    assert_routed(&left, &right, false, false);
+    teardown(env.ctrl());
+}
+
+#[test]
+fn ipv6_forwarding_lnet_turned_on_carries_lnet_traffic_only() {
+    let Some((env, left, right)) = routed_host(
+        "ipv6_forwarding_lnet_turned_on_carries_lnet_traffic_only",
+        false,
+    ) else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    lnet_traffic_passes(ctrl, &left, true);
+    assert_eq!(
+        (forwarding(false), forwarding(true)),
+        ("1".into(), "1".into())
+    );
+    assert_routed(&left, &right, true, false);
+    assert_routed(&left, &right, false, false);
+    assert_firewall_agrees(ctrl);
+    teardown(ctrl);
 }

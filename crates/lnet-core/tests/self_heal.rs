@@ -1,6 +1,6 @@
 //! Self-healing while running: with [`lnet_core::Config::self_heal`] on, what someone else
 //! deletes or changes of lnet's — a bridge, a veth, a link's state, lnet's nftables table,
-//! one of its elements, everything in a ruleset flush, lnet's accept rule in another
+//! one of its elements (the guard of the forwarding lnet turned on too), everything in a ruleset flush, lnet's accept rule in another
 //! engine's drop-policy forward chain — is put back while lnet runs, with no call from
 //! anyone and no restart; traffic flows again. lnet's own connects and disconnects, and
 //! changes to what lnet does not own, trigger nothing.
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-use lnet_kernel::nft::{Batch, Chain, ChainType, Family, Hook, NftSocket, Policy};
+use lnet_kernel::nft::{Batch, Chain, ChainType, Element, Family, Hook, NftSocket, Policy};
 use lnet_kernel::{BridgeOptions, Netlink};
 
 /// Waits (up to a generous 5 s: the watcher acts within about 60 ms) until `doctor` finds
@@ -44,6 +44,8 @@ fn what_others_delete_is_put_back_while_running() {
     let Some(mut env) = common::env("what_others_delete_is_put_back_while_running") else {
         return;
     };
+    // A host that does not route: lnet turns forwarding on, and guards it.
+    lnet_kernel::sysctl::set("net.ipv4.ip_forward", "0").unwrap();
     let mut config = env.config();
     config.self_heal = true;
     env.restart_with(config);
@@ -84,6 +86,14 @@ fn what_others_delete_is_put_back_while_running() {
         b.delete_table(Family::Inet, "lnet");
     });
     check("lnet's table deleted", &mut took);
+    nft(|b| {
+        let ipv4 = Element::new(vec![Family::Ip.nfproto()]);
+        b.delete_elements(Family::Inet, "lnet", "forward_guard", &[ipv4]);
+    });
+    check(
+        "the guard of the forwarding lnet turned on deleted",
+        &mut took,
+    );
     // A flush of the whole ruleset, as `nft flush ruleset` or an nftables restart does,
     // then another engine's forward chain with policy drop (as Docker's and firewalld's).
     let tables = NftSocket::new().unwrap().tables(Family::Inet).unwrap();

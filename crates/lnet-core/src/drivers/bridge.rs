@@ -13,7 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Mutex;
 
 use ipnet::IpNet;
-use lnet_kernel::{AddrFlags, BridgeOptions, VethSpec, sysctl};
+use lnet_kernel::{AddrFlags, BridgeOptions, IpFamily, VethSpec, sysctl};
 use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord};
 use serde::{Deserialize, Serialize};
 
@@ -262,6 +262,7 @@ impl BridgeDriver {
     ) -> Result<()> {
         let name = &cfg.bridge;
         let (bridge, v6, forward) = (name.clone(), net.enable_ipv6, config.enable_ip_forward);
+        let forwarding = &mut host.forwarding;
         host.ns
             .run(move || -> Result<()> {
                 // The bridge must not autoconfigure from router advertisements (libnetwork's
@@ -280,16 +281,17 @@ impl BridgeDriver {
                         .map_err(kernel(format!("enable route_localnet on {bridge}")))?;
                 }
                 if forward {
-                    ensure_sysctl("net.ipv4.ip_forward")?;
+                    forwarding.ensure_on(IpFamily::V4)?;
                     if v6 {
-                        ensure_sysctl("net.ipv6.conf.all.forwarding")?;
+                        forwarding.ensure_on(IpFamily::V6)?;
                     }
                 }
                 Ok(())
             })
             .map_err(kernel("enter the host namespace for sysctls"))??;
         let mut want = Want::new();
-        want.network(&net_fw(net, cfg));
+        want.network(&net_fw(net, cfg))
+            .forward_guard(&host.forwarding.guarded());
         host.fw.apply(&want, &Want::new())?;
         host.fw.add_foreign(name)?;
         Ok(())
@@ -1061,16 +1063,6 @@ pub(crate) fn is_host_ifname(name: &str) -> bool {
         && name[4..]
             .bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-}
-
-/// Sets a boolean sysctl to 1 unless it already is (writing it needlessly has side effects
-/// on some keys, such as `forwarding` resetting per-interface settings).
-fn ensure_sysctl(key: &str) -> Result<()> {
-    let cur = sysctl::get(key).map_err(kernel(format!("read {key}")))?;
-    if cur.trim() != "1" {
-        sysctl::set(key, "1").map_err(kernel(format!("enable {key}")))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

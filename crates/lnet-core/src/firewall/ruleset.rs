@@ -19,6 +19,14 @@
 //!
 //! The `user` chain is created once, jumped to first from `forward`, and never flushed or
 //! edited: operators put their own rules there (Docker's `DOCKER-USER`).
+//!
+//! Not a router by accident: when lnet itself turned a family's forwarding sysctl on (see
+//! [`crate::forwarding`]), that family is an element of `forward_guard`, and the last rule
+//! of `forward` drops that family's forwarded traffic that neither comes from nor goes to
+//! an lnet bridge — what Docker gets by setting the `FORWARD` policy to drop, without
+//! touching any chain's policy or anyone else's table. The opt-out is the daemon's
+//! `--ip-forward-no-drop`, which leaves the set empty; an operator who wants some of that
+//! traffic routed accepts it in the `user` chain, which comes first.
 
 use lnet_kernel::nft::{ChainType, DataType, Family, Field, Hook, Rule, ct_state, ct_status};
 
@@ -56,13 +64,16 @@ pub enum SetName {
     Subnets4,
     /// Like [`SetName::Subnets4`] for IPv6.
     Subnets6,
+    /// The families (`meta nfproto`) whose forwarding lnet turned on: their forwarded
+    /// traffic that is not lnet's is dropped.
+    ForwardGuard,
 }
 
-use DataType::{IfName, InetProto, InetService, Ipv4Addr as V4, Ipv6Addr as V6};
+use DataType::{IfName, InetProto, InetService, Ipv4Addr as V4, Ipv6Addr as V6, NfProto};
 
 impl SetName {
     /// Every set, in creation order.
-    pub const ALL: [SetName; 12] = [
+    pub const ALL: [SetName; 13] = [
         SetName::Bridges,
         SetName::BridgePairs,
         SetName::Internal,
@@ -75,6 +86,7 @@ impl SetName {
         SetName::Ports6Any,
         SetName::Subnets4,
         SetName::Subnets6,
+        SetName::ForwardGuard,
     ];
 
     /// The set's name in its table.
@@ -92,6 +104,7 @@ impl SetName {
             SetName::Ports6Any => "ports6_any",
             SetName::Subnets4 => "subnets4",
             SetName::Subnets6 => "subnets6",
+            SetName::ForwardGuard => "forward_guard",
         }
     }
 
@@ -114,6 +127,7 @@ impl SetName {
             SetName::Ports4Any | SetName::Ports6Any => &[InetProto, InetService],
             SetName::Subnets4 => &[V4],
             SetName::Subnets6 => &[V6],
+            SetName::ForwardGuard => &[NfProto],
         }
     }
 
@@ -168,6 +182,7 @@ fn type_name(d: DataType) -> &'static str {
         DataType::InetService => "inet_service",
         DataType::Mark => "mark",
         DataType::IfName => "ifname",
+        DataType::NfProto => "nf_proto",
     }
 }
 
@@ -236,6 +251,11 @@ fn render_fields(types: &[DataType], bytes: &[u8]) -> Vec<String> {
                 p => p.to_string(),
             },
             DataType::InetService => u16::from_be_bytes([b[0], b[1]]).to_string(),
+            DataType::NfProto => match Family::from_nfproto(b[0]) {
+                Some(Family::Ip) => "ipv4".into(),
+                Some(Family::Ip6) => "ipv6".into(),
+                _ => b[0].to_string(),
+            },
             DataType::IfName => {
                 let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
                 format!("\"{}\"", String::from_utf8_lossy(&b[..end]))
@@ -340,6 +360,13 @@ pub fn rules(chain: &ChainSpec) -> Vec<(Rule, &'static str)> {
             (
                 r().in_set(&[Field::OifName], n(Bridges)).drop(),
                 "oifname @bridges drop",
+            ),
+            (
+                r().in_set(&[Field::NfProto], n(ForwardGuard))
+                    .not_in_set(&[Field::IifName], n(Bridges))
+                    .not_in_set(&[Field::OifName], n(Bridges))
+                    .drop(),
+                "meta nfproto @forward_guard iifname != @bridges oifname != @bridges drop",
             ),
         ],
         (Family::Inet, "prerouting" | "output") => {
@@ -526,6 +553,12 @@ mod tests {
             "\"br-a\" . \"br-a\""
         );
         assert_eq!(render(&[DataType::InetService], &[0x1f]), "<short>");
+        assert_eq!(render(SetName::ForwardGuard.key(), &[2]), "ipv4");
+        assert_eq!(render(SetName::ForwardGuard.key(), &[10]), "ipv6");
+        assert_eq!(
+            SetName::ForwardGuard.declaration(),
+            "set forward_guard { type nf_proto }"
+        );
         let v4 = |a: &str| a.parse::<std::net::Ipv4Addr>().unwrap();
         let range = |a: &str, b: &str| {
             render_range(&[DataType::Ipv4Addr], &v4(a).octets(), &v4(b).octets())

@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 
-use lnet_kernel::nft::Concat;
+use lnet_kernel::IpFamily;
+use lnet_kernel::nft::{Concat, Family};
 use lnet_store::Proto;
 use serde::Serialize;
 
@@ -156,6 +157,20 @@ impl Want {
         self
     }
 
+    /// Adds the families whose forwarded traffic that is not lnet's is dropped (see
+    /// [`crate::forwarding`]).
+    pub fn forward_guard(&mut self, families: &[IpFamily]) -> &mut Want {
+        for f in families {
+            let nfproto = match f {
+                IpFamily::V4 => Family::Ip,
+                IpFamily::V6 => Family::Ip6,
+            }
+            .nfproto();
+            self.put(SetName::ForwardGuard, vec![nfproto], Vec::new());
+        }
+        self
+    }
+
     /// Every element as `nft` would print it, by set (for `lnet firewall show`).
     pub fn render(&self) -> BTreeMap<&'static str, Vec<String>> {
         self.sets
@@ -255,6 +270,15 @@ mod tests {
         let mut w = Want::new();
         w.network(&net(true, true, None));
         assert_eq!(sets_of(&w), ["bridges", "bridge_pairs", "internal"]);
+    }
+
+    #[test]
+    fn guarded_families_are_elements_of_forward_guard() {
+        let mut w = Want::new();
+        w.forward_guard(&[]);
+        assert!(w.is_empty());
+        w.forward_guard(&[IpFamily::V6, IpFamily::V4]);
+        assert_eq!(w.render()["forward_guard"], ["ipv4", "ipv6"]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use lnet_ipam::PortError;
+use lnet_kernel::IpFamily;
 use lnet_store::{EndpointRecord, Lifecycle, NetworkRecord, PortMapping};
 
 use crate::controller::{Cx, State};
@@ -198,11 +199,13 @@ impl State {
         Ok(())
     }
 
-    /// The firewall elements the records call for.
+    /// The firewall elements the records call for, and the forwarding lnet turned on.
     pub(crate) fn firewall_want(&self, cx: &Cx) -> Want {
-        firewall_expected_with(self.networks.values(), self.endpoints.all(), |d| {
+        let mut want = firewall_expected_with(self.networks.values(), self.endpoints.all(), |d| {
             cx.driver(d).ok()
-        })
+        });
+        want.forward_guard(&self.host.forwarding.guarded());
+        want
     }
 
     /// Compares the firewall with the records. Read-only.
@@ -254,21 +257,29 @@ fn bridges_of<'a>(networks: impl Iterator<Item = &'a NetworkRecord>) -> Vec<Stri
         .collect()
 }
 
-/// The firewall elements stored records call for (for `lnet firewall show` on a store that
-/// no controller has open).
-pub fn firewall_expected(networks: &[NetworkRecord], endpoints: &[EndpointRecord]) -> Want {
+/// The firewall elements stored records call for, with the families whose forwarding is
+/// `guarded` ([`crate::forwarding::Forwarding::guarded`]): for `lnet firewall show` on a
+/// store that no controller has open.
+pub fn firewall_expected(
+    networks: &[NetworkRecord],
+    endpoints: &[EndpointRecord],
+    guarded: &[IpFamily],
+) -> Want {
     let drivers = crate::drivers::builtin();
-    firewall_expected_with(networks.iter(), endpoints.iter(), |d| {
+    let mut want = firewall_expected_with(networks.iter(), endpoints.iter(), |d| {
         drivers.get(d).cloned()
-    })
+    });
+    want.forward_guard(guarded);
+    want
 }
 
-/// Compares the firewall of the calling thread's network namespace with stored records.
-/// Read-only.
+/// Compares the firewall of the calling thread's network namespace with stored records and
+/// the `guarded` forwarding. Read-only.
 pub fn firewall_check_records(
     networks: &[NetworkRecord],
     endpoints: &[EndpointRecord],
+    guarded: &[IpFamily],
 ) -> Result<Vec<Drift>> {
-    let want = firewall_expected(networks, endpoints);
+    let want = firewall_expected(networks, endpoints, guarded);
     crate::firewall::Firewall::new()?.check(&want, &bridges_of(networks.iter()))
 }

@@ -661,6 +661,8 @@ pub enum Field {
     BriIifName,
     /// `meta obrname` (bridge family): the bridge a frame goes out through.
     BriOifName,
+    /// `meta nfproto`: the packet's family in an `inet` table (1 byte).
+    NfProto,
 }
 
 impl Field {
@@ -687,6 +689,7 @@ impl Field {
             Field::Oif => meta(MetaKey::Oif),
             Field::BriIifName => meta(MetaKey::BriIifName),
             Field::BriOifName => meta(MetaKey::BriOifName),
+            Field::NfProto => meta(MetaKey::NfProto),
         }
     }
 
@@ -858,16 +861,8 @@ impl Rule {
 
     /// `meta nfproto ipv4|ipv6`: needed before `ip`/`ip6` matches in an
     /// `inet` table.
-    pub fn nfproto(mut self, family: Family) -> Rule {
-        self.exprs.push(Expr::Meta {
-            key: MetaKey::NfProto,
-            dreg: R0,
-        });
-        self.expr(Expr::Cmp {
-            sreg: R0,
-            op: CmpOp::Eq,
-            data: vec![family.nfproto()],
-        })
+    pub fn nfproto(self, family: Family) -> Rule {
+        self.cmp(Field::NfProto, CmpOp::Eq, &[family.nfproto()])
     }
 
     /// `th dport port`.
@@ -1237,6 +1232,55 @@ mod tests {
         let cut = r.clone().comment(&accented);
         assert_eq!(cut.comment_text().map(str::len), Some(COMMENT_MAX_LEN - 1));
         assert_eq!(r.comment("a\0b").comment_text(), Some("a"));
+    }
+
+    #[test]
+    fn a_family_set_and_negated_lookups_make_one_rule() {
+        // `meta nfproto @fams iifname != @bridges oifname != @bridges drop`
+        let r = Rule::new(Family::Inet, "t", "c")
+            .in_set(&[Field::NfProto], "fams")
+            .not_in_set(&[Field::IifName], "bridges")
+            .not_in_set(&[Field::OifName], "bridges")
+            .drop();
+        let lookup = |set: &str, invert| Expr::Lookup {
+            set: set.into(),
+            sreg: R0,
+            dreg: None,
+            invert,
+        };
+        assert_eq!(
+            r.exprs(),
+            [
+                Expr::Meta {
+                    key: MetaKey::NfProto,
+                    dreg: R0
+                },
+                lookup("fams", false),
+                Field::IifName.load(R0),
+                lookup("bridges", true),
+                Field::OifName.load(R0),
+                lookup("bridges", true),
+                Expr::Immediate {
+                    dreg: Reg::Verdict,
+                    data: Data::Verdict(Verdict::Drop)
+                },
+            ]
+        );
+        // `meta nfproto ipv6` compares the same one-byte load.
+        assert_eq!(
+            Rule::new(Family::Inet, "t", "c")
+                .nfproto(Family::Ip6)
+                .exprs(),
+            [
+                Field::NfProto.load(R0),
+                Expr::Cmp {
+                    sreg: R0,
+                    op: CmpOp::Eq,
+                    data: vec![10]
+                }
+            ]
+        );
+        assert_eq!(Field::NfProto.regs(), 1);
     }
 
     #[test]

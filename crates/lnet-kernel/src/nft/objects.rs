@@ -136,6 +136,9 @@ pub enum DataType {
     Mark,
     /// `ifname`, 16 bytes, NUL-padded.
     IfName,
+    /// `nf_proto`, 1 byte: the family of a packet in an `inet` table (`meta nfproto`,
+    /// 2 = IPv4, 10 = IPv6).
+    NfProto,
 }
 
 impl DataType {
@@ -149,6 +152,7 @@ impl DataType {
             DataType::InetService => 13,
             DataType::Mark => 19,
             DataType::IfName => 41,
+            DataType::NfProto => 2,
         }
     }
 
@@ -158,7 +162,7 @@ impl DataType {
             DataType::Ipv4Addr | DataType::Mark => 4,
             DataType::Ipv6Addr | DataType::IfName => 16,
             DataType::EtherAddr => 6,
-            DataType::InetProto => 1,
+            DataType::InetProto | DataType::NfProto => 1,
             DataType::InetService => 2,
         }
     }
@@ -679,6 +683,8 @@ mod tests {
             ((7 << 12) | (12 << 6) | 13, 12)
         );
         assert_eq!(DataType::compound(&[InetService]), (13, 2));
+        // A set of families (`type nf_proto`): one byte, nft's type 2.
+        assert_eq!(DataType::compound(&[NfProto]), (2, 1));
         assert_eq!(
             DataType::compound(&[Ipv6Addr, InetService]),
             ((8 << 6) | 13, 20)
