@@ -450,6 +450,7 @@ impl Driver for BridgeDriver {
                 BridgeOptions {
                     mtu: cfg.mtu,
                     mac: Some(mac),
+                    alias: None,
                 },
             )
             .map_err(kernel(format!("create bridge {name}")))?;
