@@ -911,3 +911,43 @@ fn the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked() {
         assert_doctor_clean(&d, what);
     }
 }
+
+#[test]
+fn the_daemon_refuses_to_start_on_an_lnet0_it_did_not_make() {
+    if !support::can_run(
+        "the_daemon_refuses_to_start_on_an_lnet0_it_did_not_make",
+        false,
+    ) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Someone else's bridge of the name the predefined network wants: no alias, then an
+    // alias that is not lnet's mark.
+    ip(&["link", "add", "lnet0", "type", "bridge"]);
+    for alias in [None, Some("lnet:network:not-an-id")] {
+        if let Some(a) = alias {
+            ip(&["link", "set", "dev", "lnet0", "alias", a]);
+        }
+        let started = std::panic::catch_unwind(|| Daemon::start(dir.path()));
+        let Err(p) = started else {
+            panic!("{alias:?}: the daemon started on a foreign lnet0");
+        };
+        let text = panic_text(&*p);
+        assert!(
+            text.contains("exited with exit status: 1")
+                && text.contains("create the predefined network bridge")
+                && text.contains("com.docker.network.bridge.name \"lnet0\"")
+                && text.contains("lnet did not make it"),
+            "{alias:?}: {text}"
+        );
+        assert!(
+            link_exists("lnet0"),
+            "{alias:?}: the foreign bridge is kept"
+        );
+    }
+    // Gone, the daemon starts and makes its own.
+    ip(&["link", "del", "lnet0"]);
+    let d = Daemon::start(dir.path());
+    assert_doctor_clean(&d, "after the foreign lnet0 went");
+}

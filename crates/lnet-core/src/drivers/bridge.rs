@@ -518,11 +518,13 @@ impl Driver for BridgeDriver {
             .map_err(kernel(format!("create bridge {name}")))?;
         // A bridge that was there already: a recorded network's from before lnet marked its
         // bridges, or one taken over by a new network (see `plan_network`).
-        if marked_network(link.alias.as_deref()) != Some(net.id.as_str()) {
+        let marked_for = marked_network(link.alias.as_deref());
+        if marked_for != Some(net.id.as_str()) {
             host.nl
                 .set_alias(link.index, &mark(&net.id))
                 .map_err(kernel(format!("mark bridge {name} as lnet's")))?;
-            if net.state == Lifecycle::Creating {
+            // Only what `plan_network` took over: lnet's own, and no network's but this one.
+            if net.state == Lifecycle::Creating && marked_for.is_some() {
                 remove_stale_ports(host, name, link.index)?;
                 // Set, not inherited: a bridge whose MAC was never set takes its ports'.
                 if link.mac != Some(mac) {
