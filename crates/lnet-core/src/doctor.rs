@@ -177,15 +177,20 @@ impl State {
             Err(e) => report.errors.push(format!("host interfaces: {e}")),
         }
         f.about("host");
-        for path in self.unnamed_sandbox_paths(cx) {
-            let what = if path.is_dir() {
-                "sandbox file directory"
-            } else if Netns::is_mounted_at(&path) {
-                "network namespace mount"
-            } else {
-                "file"
-            };
-            f.extra(format!("{what} {} (no sandbox names it)", path.display()));
+        match self.unnamed_sandbox_paths(cx) {
+            Ok(paths) => {
+                for path in paths {
+                    let what = if path.is_dir() {
+                        "sandbox file directory"
+                    } else if Netns::is_mounted_at(&path) {
+                        "network namespace mount"
+                    } else {
+                        "file"
+                    };
+                    f.extra(format!("{what} {} (no sandbox names it)", path.display()));
+                }
+            }
+            Err(e) => report.errors.push(format!("sandbox mounts and files: {e}")),
         }
 
         match self.firewall_check(cx) {

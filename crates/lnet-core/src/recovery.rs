@@ -168,18 +168,10 @@ pub(crate) struct Orphan {
     pub(crate) network: String,
     /// For a bridge carrying lnet's mark that no record names: the network id in the mark.
     pub(crate) marked_bridge: Option<String>,
+    /// Whether only a lost record explains it (a marked bridge no network names, or a port
+    /// of one), rather than a crash between making an interface and recording it.
+    pub(crate) unrecorded: bool,
 }
-
-impl Orphan {
-    /// Whether it is something only a lost record explains (a marked bridge no network
-    /// names, or a port of one), rather than a crash between making and recording it.
-    fn is_leftover(&self) -> bool {
-        self.marked_bridge.is_some() || self.network.starts_with(UNRECORDED)
-    }
-}
-
-/// How an orphan's network reads when no record names it at all.
-const UNRECORDED: &str = "(no record) ";
 
 enum Liveness {
     Live(Option<SandboxKernel>),
@@ -389,7 +381,7 @@ impl State {
         }
         for o in orphans {
             let (name, net) = (&o.name, &o.network);
-            if o.is_leftover() {
+            if o.unrecorded {
                 // In the background when the daemon deletes that way: a lost store with
                 // many containers leaves many ports, and a start must not wait on each.
                 let removed = match &o.marked_bridge {
@@ -423,11 +415,11 @@ impl State {
     /// directories under `<data-root>/sandboxes`, that no sandbox record names. Both
     /// folders are lnet's alone, so what is in them is lnet's; a quarantined sandbox still
     /// names its own (it may be a running container whose record an operator can mend).
-    pub(crate) fn unnamed_sandbox_paths(&self, cx: &Cx) -> Vec<std::path::PathBuf> {
+    /// Fails only when the quarantine cannot be read: nothing may be taken then.
+    pub(crate) fn unnamed_sandbox_paths(&self, cx: &Cx) -> Result<Vec<std::path::PathBuf>> {
         let quarantined: Vec<String> = cx
             .store
-            .quarantined()
-            .unwrap_or_default()
+            .quarantined()?
             .into_iter()
             .filter(|q| q.kind == RecordKind::Sandbox.as_str())
             .map(|q| q.id)
@@ -443,18 +435,27 @@ impl State {
             named.insert(netns_dir.join(id));
             named.insert(files_dir.join(id));
         }
-        [netns_dir, files_dir]
+        Ok([netns_dir, files_dir]
             .iter()
             .filter_map(|d| std::fs::read_dir(d).ok())
             .flat_map(|entries| entries.flatten().map(|e| e.path()))
             .filter(|p| !named.contains(p))
-            .collect()
+            .collect())
     }
 
     /// Removes what [`State::unnamed_sandbox_paths`] finds: namespaces are unmounted (their
     /// interfaces go with them unless a process still holds them), directories removed.
     fn sweep_sandbox_paths(&self, cx: &Cx, report: &mut RecoveryReport) {
-        for path in self.unnamed_sandbox_paths(cx) {
+        let paths = match self.unnamed_sandbox_paths(cx) {
+            Ok(p) => p,
+            Err(e) => {
+                report.errors.push(format!(
+                    "looking for namespace mounts and sandbox files no record names: {e}"
+                ));
+                return;
+            }
+        };
+        for path in paths {
             let removed = if path.is_dir() {
                 std::fs::remove_dir_all(&path)
                     .map_err(CoreError::io(format!("remove {}", path.display())))
@@ -507,6 +508,7 @@ impl State {
             name: name.to_string(),
             network,
             marked_bridge: None,
+            unrecorded: false,
         };
         let named: BTreeSet<String> = self
             .endpoints
@@ -543,16 +545,20 @@ impl State {
             if claimed.contains(&l.name) {
                 continue;
             }
-            let network = format!("{UNRECORDED}{}", crate::ids::short_id(id));
+            let network = format!("(no record) {}", crate::ids::short_id(id));
             for p in indexed.ports.get(&l.index).into_iter().flatten() {
                 if p.kind.as_deref().is_none_or(|k| k == "veth")
                     && crate::drivers::bridge::is_host_ifname(&p.name)
                 {
-                    orphans.push(orphan(&p.name, network.clone()));
+                    orphans.push(Orphan {
+                        unrecorded: true,
+                        ..orphan(&p.name, network.clone())
+                    });
                 }
             }
             orphans.push(Orphan {
                 marked_bridge: Some(id.to_string()),
+                unrecorded: true,
                 ..orphan(&l.name, network)
             });
         }

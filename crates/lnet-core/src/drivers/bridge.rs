@@ -1192,6 +1192,25 @@ mod tests {
     }
 
     #[test]
+    fn only_lnets_mark_names_a_network() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(marked_network(Some(&mark(&id))), Some(id.as_str()));
+        for other in [
+            None,
+            Some(""),
+            Some("lnet:network:"),
+            Some("lnet:network:0123"),
+            Some("lnet:network:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"),
+            Some("docker:network:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+            Some("lnet:network:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"),
+            Some("lnet:br-1:in"),
+        ] {
+            assert_eq!(marked_network(other), None, "{other:?}");
+        }
+        assert!(mark(&id).len() <= lnet_kernel::MAX_ALIAS_LEN);
+    }
+
+    #[test]
     fn defaults_match_docker() {
         let id = "0123456789abcdef".repeat(4);
         let c = BridgeConfig::parse(&id, &BTreeMap::new()).unwrap();
