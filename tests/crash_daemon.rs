@@ -823,11 +823,13 @@ fn the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked() {
     let default_subnet = subnet_of(&d, "bridge");
     assert!(nft(&["list", "table", "inet", "lnet"]).contains("8080"));
 
-    for lose_state in [false, true] {
-        let what = if lose_state {
-            "store and sandbox records deleted"
-        } else {
-            "store deleted"
+    // The store lost; then the sandbox records too; then both again, put right by an
+    // offline `lnet doctor --repair` before the daemon starts.
+    for (lose_state, repair) in [(false, false), (true, false), (true, true)] {
+        let what = match (lose_state, repair) {
+            (false, _) => "store deleted",
+            (true, false) => "store and sandbox records deleted",
+            (true, true) => "store and sandbox records deleted, doctor --repair",
         };
         let doomed = json(d.cli(&["network", "inspect", "doomed"]))[0]["Id"]
             .as_str()
@@ -852,6 +854,23 @@ fn the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked() {
                 "{what}: {shown}: {}",
                 show(&offline)
             );
+        }
+        if repair {
+            let fixed = d.doctor(&["--repair"]);
+            assert_eq!(fixed.status.code(), Some(0), "{what}: {}", show(&fixed));
+            for shown in [
+                "put right:",
+                "bridge lnet0 of network (no record) ",
+                &format!("bridge {doomed} of network (no record) "),
+                "(no sandbox names it)",
+                "the kernel matches the records",
+            ] {
+                assert!(
+                    out(&fixed).contains(shown),
+                    "{what}: {shown}: {}",
+                    show(&fixed)
+                );
+            }
         }
 
         d.restart();
