@@ -360,7 +360,10 @@ fn doctor(args: &DoctorArgs, host: &str) -> Result<bool> {
         exec_root: args.store.exec_root.clone(),
         ..Default::default()
     };
-    let offline = if !config.store_path().exists() {
+    // A data root without its store is one whose store was lost (or moved aside): what
+    // lnet left in the kernel is then what doctor must show. Without the directory the
+    // path is most likely mistyped, and no store is made there.
+    let offline = if !config.store_path().exists() && !config.data_root.is_dir() {
         Err(anyhow::anyhow!(
             "no store at {}: give the daemon's --data-root",
             config.store_path().display()
@@ -417,7 +420,7 @@ fn doctor(args: &DoctorArgs, host: &str) -> Result<bool> {
                 )
             })
             .collect();
-        for key in ["rolled_back", "finished", "removed_sandboxes"] {
+        for key in ["rolled_back", "finished", "removed_sandboxes", "leftovers"] {
             done.extend(r[key].as_array().into_iter().flatten().map(text));
         }
         if done.is_empty() {

@@ -813,3 +813,190 @@ fn random_kills_during_a_mixed_workload_always_restart_converged() {
         started.elapsed()
     );
 }
+
+/// The links of the test's namespace whose names lnet gives (`lnet0`, `br-…`, `veth…`,
+/// `lnetgone…`).
+fn lnet_shaped_links() -> Vec<String> {
+    ip(&["-o", "link", "show"])
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| ["lnet", "br-", "veth"].iter().any(|p| n.starts_with(p)))
+        .collect()
+}
+
+#[test]
+fn the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked() {
+    if !support::can_run(
+        "the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked",
+        false,
+    ) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Another engine's drop-policy forward chain, where lnet adds accept rules per bridge.
+    nft(&["add", "table", "ip", "otherfw"]);
+    nft(&[
+        "add",
+        "chain",
+        "ip",
+        "otherfw",
+        "forward",
+        "{ type filter hook forward priority 0; policy drop; }",
+    ]);
+    let mut d = Daemon::start(dir.path());
+    build_world(&d);
+    let subnet_of = |d: &Daemon, net: &str| {
+        json(d.cli(&["network", "inspect", net]))[0]["IPAM"]["Config"][0]["Subnet"].clone()
+    };
+    let default_subnet = subnet_of(&d, "bridge");
+    assert!(nft(&["list", "table", "inet", "lnet"]).contains("8080"));
+
+    // The store lost; then the sandbox records too; then both again, put right by an
+    // offline `lnet doctor --repair` before the daemon starts.
+    for (lose_state, repair) in [(false, false), (true, false), (true, true)] {
+        let what = match (lose_state, repair) {
+            (false, _) => "store deleted",
+            (true, false) => "store and sandbox records deleted",
+            (true, true) => "store and sandbox records deleted, doctor --repair",
+        };
+        let doomed = json(d.cli(&["network", "inspect", "doomed"]))[0]["Id"]
+            .as_str()
+            .map(|id| format!("br-{}", &id[..12]))
+            .unwrap();
+        d.kill();
+        std::fs::remove_file(d.data_root().join("lnet.db")).unwrap();
+        if lose_state {
+            std::fs::remove_dir_all(d.exec_root().join("state")).unwrap();
+        }
+        // With no daemon, `lnet doctor` reads the kernel against the (empty) store: lnet's
+        // bridges, their ports and rules are findings, and it says so in its exit code.
+        let offline = d.doctor(&[]);
+        assert_ne!(offline.status.code(), Some(0), "{what}: {}", show(&offline));
+        for shown in [
+            "bridge lnet0 (no record names it)",
+            &format!("bridge {doomed} (no record names it)"),
+            "lnet:lnet0:in",
+        ] {
+            assert!(
+                out(&offline).contains(shown),
+                "{what}: {shown}: {}",
+                show(&offline)
+            );
+        }
+        if repair {
+            let fixed = d.doctor(&["--repair"]);
+            assert_eq!(fixed.status.code(), Some(0), "{what}: {}", show(&fixed));
+            for shown in [
+                "put right:",
+                "bridge lnet0 of network (no record) ",
+                &format!("bridge {doomed} of network (no record) "),
+                "(no sandbox names it)",
+                "the kernel matches the records",
+            ] {
+                assert!(
+                    out(&fixed).contains(shown),
+                    "{what}: {shown}: {}",
+                    show(&fixed)
+                );
+            }
+        }
+
+        d.restart();
+        assert_doctor_clean(&d, what);
+        // Nothing lnet made before is left: the only lnet link is the predefined bridge
+        // made again, the only rules in the other engine's chain are for it, no published
+        // port is forwarded, no sandbox namespace is mounted without a record.
+        assert_eq!(lnet_shaped_links(), ["lnet0"], "{what}");
+        let rules = nft(&["list", "chain", "ip", "otherfw", "forward"]);
+        assert!(!rules.contains("lnet:br-"), "{what}: {rules}");
+        assert!(rules.contains("lnet:lnet0:in"), "{what}: {rules}");
+        let table = nft(&["list", "table", "inet", "lnet"]);
+        assert!(
+            !table.contains("8080") && !table.contains("7070"),
+            "{what}: {table}"
+        );
+        let sandboxes = json(d.cli(&["sandbox", "ls", "--format", "json"]));
+        let mounted: Vec<_> = std::fs::read_dir(d.exec_root().join("netns"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        if lose_state {
+            assert_eq!(sandboxes, serde_json::json!([]), "{what}");
+            assert!(mounted.is_empty(), "{what}: {mounted:?}");
+            for s in ["s1", "s2", "s3", "probe"] {
+                ok(d.cli(&["sandbox", "create", s]));
+            }
+        } else {
+            assert_eq!(
+                sandboxes.as_array().unwrap().len(),
+                4,
+                "{what}: {sandboxes}"
+            );
+            assert_eq!(mounted.len(), 4, "{what}: {mounted:?}");
+            assert!(published(&d).is_empty(), "{what}");
+        }
+        assert_eq!(subnet_of(&d, "bridge"), default_subnet, "{what}");
+
+        // The same networks, subnets and host ports work again, with traffic.
+        ok(d.cli(&["network", "create", "--subnet", "10.98.0.0/24", "base"]));
+        ok(d.cli(&["network", "create", "--subnet", "10.97.0.0/24", "doomed"]));
+        ok(d.cli(&["network", "connect", "-p", "8080:80", "base", "s1"]));
+        ok(d.cli(&["network", "connect", "-p", "7070:70", "base", "s3"]));
+        ok(d.cli(&["network", "connect", "bridge", "s2"]));
+        assert_eq!(published(&d), [7070, 8080], "{what}");
+        assert_traffic(
+            &d,
+            "s3",
+            &sandbox_ip(&d, "s3", "base"),
+            "s1",
+            &sandbox_ip(&d, "s1", "base"),
+            8080,
+            what,
+        );
+        assert_doctor_clean(&d, what);
+    }
+}
+
+#[test]
+fn the_daemon_refuses_to_start_on_an_lnet0_it_did_not_make() {
+    if !support::can_run(
+        "the_daemon_refuses_to_start_on_an_lnet0_it_did_not_make",
+        false,
+    ) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // Someone else's bridge of the name the predefined network wants: no alias, then an
+    // alias that is not lnet's mark.
+    ip(&["link", "add", "lnet0", "type", "bridge"]);
+    for alias in [None, Some("lnet:network:not-an-id")] {
+        if let Some(a) = alias {
+            ip(&["link", "set", "dev", "lnet0", "alias", a]);
+        }
+        let started = std::panic::catch_unwind(|| Daemon::start(dir.path()));
+        let Err(p) = started else {
+            panic!("{alias:?}: the daemon started on a foreign lnet0");
+        };
+        let text = panic_text(&*p);
+        assert!(
+            text.contains("exited with exit status: 1")
+                && text.contains("create the predefined network bridge")
+                && text.contains("com.docker.network.bridge.name \"lnet0\"")
+                && text.contains("lnet did not make it"),
+            "{alias:?}: {text}"
+        );
+        assert!(
+            link_exists("lnet0"),
+            "{alias:?}: the foreign bridge is kept"
+        );
+    }
+    // Gone, the daemon starts and makes its own.
+    ip(&["link", "del", "lnet0"]);
+    let d = Daemon::start(dir.path());
+    assert_doctor_clean(&d, "after the foreign lnet0 went");
+}

@@ -81,6 +81,11 @@ impl Config {
         self.data_root.join("lnet.db")
     }
 
+    /// Where each sandbox's `hosts` and `resolv.conf` live, a directory per sandbox id.
+    pub fn sandboxes_dir(&self) -> PathBuf {
+        self.data_root.join("sandboxes")
+    }
+
     /// Where sandbox and endpoint records live: on the exec root, because they describe
     /// kernel objects that live until the next reboot and no longer.
     pub fn state_dir(&self) -> PathBuf {

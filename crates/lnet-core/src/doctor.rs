@@ -9,7 +9,7 @@
 //! start fixes can never drift apart. Each check names the repair's object in the same
 //! words a user would look for (`network web`, `sandbox a`, `firewall`).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use lnet_kernel::{IpFamily, Netns};
@@ -164,31 +164,33 @@ impl State {
         };
         match orphans {
             Ok(orphans) => {
-                for (name, net) in orphans {
-                    f.about(format!("network {net}"));
-                    f.extra(format!("interface {name} (no record names it)"));
+                for o in orphans {
+                    f.about(format!("network {}", o.network));
+                    let what = if o.marked_bridge.is_some() {
+                        "bridge"
+                    } else {
+                        "interface"
+                    };
+                    f.extra(format!("{what} {} (no record names it)", o.name));
                 }
             }
             Err(e) => report.errors.push(format!("host interfaces: {e}")),
         }
-        let named: BTreeSet<_> = self
-            .sandboxes
-            .values()
-            .map(|s| s.rec.netns_path.clone())
-            .collect();
-        let dir = lnet_store::default_netns_path(&cx.config.exec_root, "x");
-        if let Some(dir) = dir.parent()
-            && let Ok(entries) = std::fs::read_dir(dir)
-        {
-            f.about("host");
-            for path in entries.flatten().map(|e| e.path()) {
-                if !named.contains(&path) && Netns::is_mounted_at(&path) {
-                    f.extra(format!(
-                        "network namespace mount {} (no sandbox names it)",
-                        path.display()
-                    ));
+        f.about("host");
+        match self.unnamed_sandbox_paths(cx) {
+            Ok(paths) => {
+                for path in paths {
+                    let what = if path.is_dir() {
+                        "sandbox file directory"
+                    } else if Netns::is_mounted_at(&path) {
+                        "network namespace mount"
+                    } else {
+                        "file"
+                    };
+                    f.extra(format!("{what} {} (no sandbox names it)", path.display()));
                 }
             }
+            Err(e) => report.errors.push(format!("sandbox mounts and files: {e}")),
         }
 
         match self.firewall_check(cx) {

@@ -135,6 +135,11 @@ pub struct PlanNetwork<'a> {
     pub others: Vec<&'a NetworkRecord>,
     /// The host kernel, to check that planned names are free.
     pub host: &'a mut HostKernel,
+    /// Set by the driver when the network takes over an existing link of lnet's that no
+    /// record names (a bridge it made before its store was lost): the link's index. Routes
+    /// through it do not count against automatically chosen pools, so the network can get
+    /// the subnet it had.
+    pub adopted: Option<u32>,
 }
 
 /// A network driver.

@@ -46,6 +46,10 @@ pub struct RecoveryReport {
     pub firewall: Vec<String>,
     /// Other kernel objects put back (beyond what the drivers' idempotent steps redo).
     pub repaired: Vec<String>,
+    /// What lnet made that no record names — its store lost, restored from an older copy or
+    /// moved aside — removed: bridges carrying lnet's mark with their ports, namespace
+    /// mounts under the exec root, sandbox file directories under the data root.
+    pub leftovers: Vec<String>,
     /// Kernel steps that failed; retried at the next start.
     pub errors: Vec<String>,
     /// Ready objects restored.
@@ -80,6 +84,7 @@ impl RecoveryReport {
             && self.removed_sandboxes.is_empty()
             && self.firewall.is_empty()
             && self.repaired.is_empty()
+            && self.leftovers.is_empty()
             && self.errors.is_empty()
     }
 }
@@ -152,6 +157,20 @@ impl Views {
         let (links, addrs) = &sandboxes[id];
         (links, addrs)
     }
+}
+
+/// A host interface lnet made that no record names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Orphan {
+    /// Its name.
+    pub(crate) name: String,
+    /// The network it hangs on, as a report names it.
+    pub(crate) network: String,
+    /// For a bridge carrying lnet's mark that no record names: the network id in the mark.
+    pub(crate) marked_bridge: Option<String>,
+    /// Whether only a lost record explains it (a marked bridge no network names, or a port
+    /// of one), rather than a crash between making an interface and recording it.
+    pub(crate) unrecorded: bool,
 }
 
 enum Liveness {
@@ -360,8 +379,27 @@ impl State {
                 .errors
                 .push(format!("removing links left waiting for deletion: {e}"));
         }
-        for (name, net) in orphans {
-            match self.host.nl.delete_link(&name) {
+        for o in orphans {
+            let (name, net) = (&o.name, &o.network);
+            if o.unrecorded {
+                // In the background when the daemon deletes that way: a lost store with
+                // many containers leaves many ports, and a start must not wait on each.
+                let removed = match &o.marked_bridge {
+                    Some(id) => crate::drivers::bridge::retire_bridge(&mut self.host, name, id),
+                    None => self.host.delete_link(name),
+                };
+                match removed {
+                    Ok(()) => report.leftovers.push(match &o.marked_bridge {
+                        Some(_) => format!("bridge {name} of network {net}"),
+                        None => format!("interface {name} on network {net}"),
+                    }),
+                    Err(e) => report
+                        .errors
+                        .push(format!("removing interface {name} no record names: {e}")),
+                }
+                continue;
+            }
+            match self.host.nl.delete_link(name) {
                 Ok(false) => {}
                 Ok(true) => report.rolled_back.push(format!(
                     "interface {name} on network {net} (no record names it)"
@@ -373,10 +411,72 @@ impl State {
         }
     }
 
+    /// Namespace mounts (and stray files) under `<exec-root>/netns`, and sandbox file
+    /// directories under `<data-root>/sandboxes`, that no sandbox record names. Both
+    /// folders are lnet's alone, so what is in them is lnet's; a quarantined sandbox still
+    /// names its own (it may be a running container whose record an operator can mend).
+    /// Fails only when the quarantine cannot be read: nothing may be taken then.
+    pub(crate) fn unnamed_sandbox_paths(&self, cx: &Cx) -> Result<Vec<std::path::PathBuf>> {
+        let quarantined: Vec<String> = cx
+            .store
+            .quarantined()?
+            .into_iter()
+            .filter(|q| q.kind == RecordKind::Sandbox.as_str())
+            .map(|q| q.id)
+            .collect();
+        let netns_dir = cx.config.exec_root.join("netns");
+        let files_dir = cx.config.sandboxes_dir();
+        let mut named: BTreeSet<std::path::PathBuf> = BTreeSet::new();
+        for rec in self.sandboxes.values().map(|s| &s.rec) {
+            named.insert(rec.netns_path.clone());
+            named.insert(rec.files_dir.clone());
+        }
+        for id in &quarantined {
+            named.insert(netns_dir.join(id));
+            named.insert(files_dir.join(id));
+        }
+        Ok([netns_dir, files_dir]
+            .iter()
+            .filter_map(|d| std::fs::read_dir(d).ok())
+            .flat_map(|entries| entries.flatten().map(|e| e.path()))
+            .filter(|p| !named.contains(p))
+            .collect())
+    }
+
+    /// Removes what [`State::unnamed_sandbox_paths`] finds: namespaces are unmounted (their
+    /// interfaces go with them unless a process still holds them), directories removed.
+    fn sweep_sandbox_paths(&self, cx: &Cx, report: &mut RecoveryReport) {
+        let paths = match self.unnamed_sandbox_paths(cx) {
+            Ok(p) => p,
+            Err(e) => {
+                report.errors.push(format!(
+                    "looking for namespace mounts and sandbox files no record names: {e}"
+                ));
+                return;
+            }
+        };
+        for path in paths {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+                    .map_err(CoreError::io(format!("remove {}", path.display())))
+            } else {
+                Netns::delete_at(&path)
+                    .map(drop)
+                    .map_err(CoreError::kernel(format!("remove {}", path.display())))
+            };
+            match removed {
+                Ok(()) => report
+                    .leftovers
+                    .push(format!("{} (no sandbox names it)", path.display())),
+                Err(e) => report.errors.push(e.to_string()),
+            }
+        }
+    }
+
     /// Host interfaces lnet made that no record names, with the network each hangs on: a
     /// crash between making an interface and recording it, or links a crash caught waiting
     /// for the background deleter (`(deleted)`).
-    pub(crate) fn orphan_links(&mut self, cx: &Cx) -> Result<Vec<(String, String)>> {
+    pub(crate) fn orphan_links(&mut self, cx: &Cx) -> Result<Vec<Orphan>> {
         let nl = &mut self.host.nl;
         let links: Vec<Link> = nl
             .bridge_ports()
@@ -390,20 +490,26 @@ impl State {
 
     /// [`State::orphan_links`] among `links` (see [`host_links`]). A candidate whose kind
     /// the dump did not say is looked up: only veths are lnet's.
-    pub(crate) fn orphans_among(&mut self, cx: &Cx, links: &[Link]) -> Vec<(String, String)> {
+    pub(crate) fn orphans_among(&mut self, cx: &Cx, links: &[Link]) -> Vec<Orphan> {
         let mut orphans = self.orphan_candidates(cx, links);
         let known: HashMap<&str, bool> = links
             .iter()
             .map(|l| (l.name.as_str(), l.kind.is_some()))
             .collect();
-        orphans.retain(|(name, _)| {
-            known.get(name.as_str()).copied().unwrap_or(false)
-                || matches!(self.host.nl.link_by_name(name), Ok(Some(l)) if l.is_kind("veth"))
+        orphans.retain(|o| {
+            known.get(o.name.as_str()).copied().unwrap_or(false)
+                || matches!(self.host.nl.link_by_name(&o.name), Ok(Some(l)) if l.is_kind("veth"))
         });
         orphans
     }
 
-    fn orphan_candidates(&self, cx: &Cx, links: &[Link]) -> Vec<(String, String)> {
+    fn orphan_candidates(&self, cx: &Cx, links: &[Link]) -> Vec<Orphan> {
+        let orphan = |name: &str, network: String| Orphan {
+            name: name.to_string(),
+            network,
+            marked_bridge: None,
+            unrecorded: false,
+        };
         let named: BTreeSet<String> = self
             .endpoints
             .all()
@@ -420,9 +526,41 @@ impl State {
                 orphans.extend(
                     d.orphans(net, &indexed, &named)
                         .into_iter()
-                        .map(|o| (o, net.name.clone())),
+                        .map(|o| orphan(&o, net.name.clone())),
                 );
             }
+        }
+        // Bridges carrying lnet's mark that no network names, with the lnet-shaped veths
+        // on them (ports first: deleting a bridge does not delete its ports).
+        let claimed: BTreeSet<String> = self
+            .networks
+            .values()
+            .filter_map(|n| crate::drivers::bridge::BridgeConfig::of(n).ok())
+            .map(|c| c.bridge)
+            .collect();
+        for l in links.iter().filter(|l| l.is_kind("bridge")) {
+            let Some(id) = crate::drivers::bridge::marked_network(l.alias.as_deref()) else {
+                continue;
+            };
+            if claimed.contains(&l.name) {
+                continue;
+            }
+            let network = format!("(no record) {}", crate::ids::short_id(id));
+            for p in indexed.ports.get(&l.index).into_iter().flatten() {
+                if p.kind.as_deref().is_none_or(|k| k == "veth")
+                    && crate::drivers::bridge::is_host_ifname(&p.name)
+                {
+                    orphans.push(Orphan {
+                        unrecorded: true,
+                        ..orphan(&p.name, network.clone())
+                    });
+                }
+            }
+            orphans.push(Orphan {
+                marked_bridge: Some(id.to_string()),
+                unrecorded: true,
+                ..orphan(&l.name, network)
+            });
         }
         // Every `lnetgone…` link, and lnet-shaped veths still enslaved to such a bridge
         // (deleting a bridge does not delete its ports).
@@ -436,11 +574,11 @@ impl State {
                 && l.kind.as_deref().is_none_or(|k| k == "veth")
                 && crate::drivers::bridge::is_host_ifname(&l.name);
             if on_gone {
-                orphans.push((l.name.clone(), "(deleted)".into()));
+                orphans.push(orphan(&l.name, "(deleted)".into()));
             }
         }
         for l in links.iter().filter(|l| gone.contains(&l.index)) {
-            orphans.push((l.name.clone(), "(deleted)".into()));
+            orphans.push(orphan(&l.name, "(deleted)".into()));
         }
         orphans
     }
@@ -679,6 +817,7 @@ impl State {
                 }
             }
         }
+        self.sweep_sandbox_paths(cx, &mut report);
         // The name tables once, for every resolver made below.
         self.refresh_dns_names();
         clock.lap(&mut report, "dead sandboxes, names");

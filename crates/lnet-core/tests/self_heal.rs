@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-use lnet_kernel::nft::{Batch, Chain, ChainType, Element, Family, Hook, NftSocket, Policy};
+use lnet_kernel::nft::{Batch, Element, Family, NftSocket};
 use lnet_kernel::{BridgeOptions, Netlink};
 
 /// Waits (up to a generous 5 s: the watcher acts within about 60 ms) until `doctor` finds
@@ -103,20 +103,7 @@ fn what_others_delete_is_put_back_while_running() {
         }
     });
     check("the ruleset flushed", &mut took);
-    nft(|b| {
-        b.add_table(Family::Ip, "otherfw");
-        b.add_chain(
-            &Chain::base(
-                Family::Ip,
-                "otherfw",
-                "forward",
-                ChainType::Filter,
-                Hook::Forward,
-                0,
-            )
-            .policy(Policy::Drop),
-        );
-    });
+    other_engine_drop_chain("otherfw");
     check("another engine's drop-policy forward chain", &mut took);
     nft(|b| {
         b.delete_table(Family::Ip, "otherfw");

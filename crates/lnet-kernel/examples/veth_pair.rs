@@ -43,6 +43,7 @@ fn run(ns_path: &std::path::Path) -> lnet_kernel::Result<()> {
         BridgeOptions {
             mtu: Some(1500),
             mac: None,
+            alias: None,
         },
     )?;
     host.add_address(

@@ -51,6 +51,10 @@ pub struct Link {
     /// that are not; see [`Netlink::set_isolated`]). `None` for links that are not
     /// bridge ports.
     pub isolated: Option<bool>,
+    /// `IFLA_IFALIAS`, the free-text alias (`ip link set dev X alias …`): lnet marks the
+    /// bridges it makes with it, so that it can tell them from anyone else's after its
+    /// records are lost. `None` when the link has none.
+    pub alias: Option<String>,
 }
 
 impl Link {
@@ -66,10 +70,12 @@ impl Link {
             master: None,
             hairpin: None,
             isolated: None,
+            alias: None,
         };
         for attr in msg.attributes {
             match attr {
                 LinkAttribute::IfName(name) => link.name = name,
+                LinkAttribute::IfAlias(alias) if !alias.is_empty() => link.alias = Some(alias),
                 LinkAttribute::Mtu(mtu) => link.mtu = mtu,
                 LinkAttribute::Address(addr) => link.mac = <[u8; 6]>::try_from(addr).ok(),
                 LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
@@ -110,6 +116,7 @@ impl Link {
         const IFLA_MASTER: u16 = 10;
         const IFLA_PROTINFO: u16 = 12;
         const IFLA_LINKINFO: u16 = 18;
+        const IFLA_IFALIAS: u16 = 20;
         const IFLA_INFO_KIND: u16 = 1;
         const IFLA_INFO_SLAVE_KIND: u16 = 4;
         const IFLA_INFO_SLAVE_DATA: u16 = 5;
@@ -136,6 +143,7 @@ impl Link {
             master: None,
             hairpin: None,
             isolated: None,
+            alias: None,
         };
         let port_flags = |link: &mut Link, nested: &[u8]| -> std::result::Result<(), String> {
             for a in nlas(nested) {
@@ -155,6 +163,13 @@ impl Link {
                 IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(v).ok(),
                 IFLA_MTU => link.mtu = u32_of(v).ok_or_else(|| bad("MTU"))?,
                 IFLA_MASTER => link.master = u32_of(v).filter(|m| *m != 0),
+                // Anyone may set an alias; one that is not UTF-8 is nobody's mark, but no
+                // reason to refuse the whole link.
+                IFLA_IFALIAS => {
+                    let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
+                    link.alias = Some(String::from_utf8_lossy(&v[..end]).into_owned())
+                        .filter(|a| !a.is_empty());
+                }
                 IFLA_PROTINFO if ifi[0] == AF_BRIDGE => port_flags(&mut link, v)?,
                 IFLA_LINKINFO => {
                     let mut port_of_bridge = false;
@@ -215,11 +230,26 @@ fn c_string(v: &[u8]) -> Option<String> {
 /// Options applied when [`Netlink::ensure_bridge`] creates a bridge. They
 /// are not applied to a bridge that already exists.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BridgeOptions {
+pub struct BridgeOptions<'a> {
     /// MTU of the bridge device.
     pub mtu: Option<u32>,
     /// MAC address; without it the kernel picks a random one.
     pub mac: Option<[u8; 6]>,
+    /// Alias (`IFLA_IFALIAS`, at most [`MAX_ALIAS_LEN`] bytes); see [`Link::alias`].
+    pub alias: Option<&'a str>,
+}
+
+/// The longest alias the kernel keeps (`IFALIASZ` - 1).
+pub const MAX_ALIAS_LEN: usize = 255;
+
+fn check_alias(op: impl FnOnce() -> String, alias: &str) -> Result<()> {
+    if alias.len() > MAX_ALIAS_LEN || alias.contains('\0') {
+        return Err(KernelError::invalid(
+            op(),
+            format!("an alias is at most {MAX_ALIAS_LEN} bytes, without NUL"),
+        ));
+    }
+    Ok(())
 }
 
 /// Everything about a veth pair, for [`Netlink::create_veth`]: the pair is
@@ -393,14 +423,29 @@ impl Netlink {
     /// The MTU is set after creation, not in the create request: a bridge's MTU given at
     /// creation follows its ports (back to 1500 when the last one leaves), while one set
     /// afterwards stays as set.
-    pub fn ensure_bridge(&mut self, name: &str, opts: BridgeOptions) -> Result<Link> {
+    ///
+    /// The alias goes in the create request too, but the kernel (6.18 at least) ignores
+    /// `IFLA_IFALIAS` there: when the echoed link lacks it, it is set with a second request.
+    pub fn ensure_bridge(&mut self, name: &str, opts: BridgeOptions<'_>) -> Result<Link> {
         check_ifname(|| format!("create bridge {name}"), name)?;
+        if let Some(alias) = opts.alias {
+            check_alias(|| format!("create bridge {name}"), alias)?;
+        }
         let mut builder = LinkMessageBuilder::<LinkBridge>::new(name);
         if let Some(mac) = opts.mac {
             builder = builder.address(mac.to_vec());
         }
-        match self.create_link(builder.build(), name, || format!("create bridge {name}")) {
+        let mut msg = builder.build();
+        if let Some(alias) = opts.alias {
+            msg.attributes
+                .push(LinkAttribute::IfAlias(alias.to_string()));
+        }
+        match self.create_link(msg, name, || format!("create bridge {name}")) {
             Ok(mut link) => {
+                if let Some(alias) = opts.alias.filter(|a| link.alias.as_deref() != Some(*a)) {
+                    self.set_alias(link.index, alias)?;
+                    link.alias = Some(alias.to_string());
+                }
                 if let Some(mtu) = opts.mtu.filter(|m| *m != link.mtu) {
                     self.set_mtu(link.index, mtu)?;
                     link.mtu = mtu;
@@ -602,6 +647,18 @@ impl Netlink {
         })
     }
 
+    /// Set the alias (`ip link set dev X alias A`; see [`Link::alias`]); an empty `alias`
+    /// removes it. Idempotent.
+    pub fn set_alias(&mut self, index: u32, alias: &str) -> Result<()> {
+        let op = || format!("set the alias of link index {index} to {alias:?}");
+        check_index(op, index)?;
+        check_alias(op, alias)?;
+        let mut msg = LinkUnspec::new_with_index(index).build();
+        msg.attributes
+            .push(LinkAttribute::IfAlias(alias.to_string()));
+        self.set_link(msg, op)
+    }
+
     /// Set the hardware address.
     pub fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> Result<()> {
         self.set_link(
@@ -708,8 +765,83 @@ mod tests {
         );
     }
 
+    fn bridge_with_alias(alias: &str) -> LinkMessage {
+        let mut msg = LinkMessage::default();
+        msg.header.index = 7;
+        msg.header.flags = LinkFlags::Up;
+        msg.attributes = vec![
+            LinkAttribute::IfName("br-0123456789ab".into()),
+            LinkAttribute::IfAlias(alias.into()),
+            LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]),
+        ];
+        msg
+    }
+
+    #[test]
+    fn the_alias_is_read_on_both_paths() {
+        let mark = format!("lnet:network:{}", "0123456789abcdef".repeat(4));
+        let msg = bridge_with_alias(&mark);
+        let want = Link::from_message(msg.clone());
+        assert_eq!(want.alias.as_deref(), Some(mark.as_str()));
+        assert!(want.is_kind("bridge"));
+        assert_eq!(Link::from_bytes(&bytes(msg)).unwrap(), Some(want));
+
+        // The longest the kernel keeps.
+        let long = "x".repeat(MAX_ALIAS_LEN);
+        let l = Link::from_bytes(&bytes(bridge_with_alias(&long)))
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.alias.as_deref(), Some(long.as_str()));
+
+        // No alias, and an empty one (what clearing it leaves), read as none.
+        assert_eq!(
+            Link::from_bytes(&bytes(port())).unwrap().unwrap().alias,
+            None
+        );
+        let empty = bridge_with_alias("");
+        assert_eq!(Link::from_message(empty.clone()).alias, None);
+        assert_eq!(
+            Link::from_bytes(&bytes(empty)).unwrap().unwrap().alias,
+            None
+        );
+    }
+
+    #[test]
+    fn an_alias_that_is_not_utf8_is_nobodys_mark_and_no_error() {
+        let mut raw = bytes(bridge_with_alias("lnet:network:abc"));
+        let at = raw
+            .windows(4)
+            .position(|w| w == b"lnet")
+            .expect("the alias in the bytes");
+        raw[at] = 0xff;
+        let l = Link::from_bytes(&raw).unwrap().unwrap();
+        assert_eq!(l.name, "br-0123456789ab");
+        let alias = l.alias.expect("an alias");
+        assert!(!alias.starts_with("lnet:"), "{alias}");
+    }
+
+    #[test]
+    fn aliases_too_long_or_with_nul_are_refused_before_any_request() {
+        check_alias(String::new, &"a".repeat(MAX_ALIAS_LEN)).unwrap();
+        for bad in ["a".repeat(MAX_ALIAS_LEN + 1), "a\0b".to_string()] {
+            let e = check_alias(|| "set alias".into(), &bad).unwrap_err();
+            assert!(e.to_string().contains("at most 255 bytes"), "{e}");
+        }
+    }
+
     #[test]
     fn damaged_bytes_are_an_error_never_a_panic() {
+        for msg in [bridge_with_alias("lnet:network:0a1b")] {
+            let good = bytes(msg);
+            for cut in 0..good.len() {
+                let _ = Link::from_bytes(&good[..cut]);
+            }
+            for at in 0..good.len() {
+                let mut bad = good.clone();
+                bad[at] = 0xff;
+                let _ = Link::from_bytes(&bad);
+            }
+        }
         let good = bytes(port());
         for cut in 0..good.len() {
             // The header's length still claims the whole message.

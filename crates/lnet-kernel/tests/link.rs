@@ -21,6 +21,7 @@ fn ensure_bridge_is_idempotent() {
             BridgeOptions {
                 mtu: Some(1450),
                 mac: Some(mac),
+                alias: None,
             },
         )
         .unwrap();
@@ -43,15 +44,73 @@ fn ensure_bridge_is_idempotent() {
             BridgeOptions {
                 mtu: Some(1300),
                 mac: None,
+                alias: Some("not applied either"),
             },
         )
         .unwrap();
     assert_eq!(again.index, br.index);
     assert_eq!(again.mtu, 1450);
+    assert_eq!(again.alias, None);
 
     let links = nl.links().unwrap();
     assert_eq!(links.iter().filter(|l| l.name == "br-t0").count(), 1);
     assert!(links.iter().any(|l| l.name == "lo" && l.up));
+}
+
+#[test]
+fn a_bridge_is_made_with_its_alias_and_the_alias_reads_back_everywhere() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let mark = format!("lnet:network:{}", "0a1b2c3d".repeat(8));
+    let br = nl
+        .ensure_bridge(
+            "br-mark",
+            BridgeOptions {
+                alias: Some(&mark),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(br.alias.as_deref(), Some(mark.as_str()));
+    // As the kernel holds it: by name (decoded), in a dump of bridges (read from the
+    // bytes), in a dump of every link.
+    let by_name = nl.link_by_name("br-mark").unwrap().unwrap();
+    assert_eq!(by_name.alias.as_deref(), Some(mark.as_str()));
+    let dumped = |nl: &mut Netlink| {
+        nl.links_of_kind("bridge")
+            .unwrap()
+            .into_iter()
+            .find(|l| l.name == "br-mark")
+            .unwrap()
+            .alias
+    };
+    assert_eq!(dumped(&mut nl).as_deref(), Some(mark.as_str()));
+    let all = nl.links().unwrap();
+    let l = all.iter().find(|l| l.name == "br-mark").unwrap();
+    assert_eq!(l.alias.as_deref(), Some(mark.as_str()));
+    assert_eq!(all.iter().find(|l| l.name == "lo").unwrap().alias, None);
+
+    // Changed, then removed.
+    nl.set_alias(br.index, "someone else's").unwrap();
+    assert_eq!(dumped(&mut nl).as_deref(), Some("someone else's"));
+    nl.set_alias(br.index, "").unwrap();
+    assert_eq!(dumped(&mut nl), None);
+    assert_eq!(nl.link_by_name("br-mark").unwrap().unwrap().alias, None);
+
+    // Too long: refused before anything is asked of the kernel or made.
+    let long = "x".repeat(lnet_kernel::MAX_ALIAS_LEN + 1);
+    let before = nl.request_count();
+    nl.set_alias(br.index, &long).unwrap_err();
+    nl.ensure_bridge(
+        "br-long",
+        BridgeOptions {
+            alias: Some(&long),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(nl.request_count(), before);
+    assert!(nl.link_by_name("br-long").unwrap().is_none());
 }
 
 #[test]

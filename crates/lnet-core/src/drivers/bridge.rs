@@ -14,7 +14,7 @@ use std::sync::Mutex;
 
 use ipnet::IpNet;
 use lnet_kernel::{AddrFlags, BridgeOptions, IpFamily, VethSpec, sysctl};
-use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord};
+use lnet_store::{EndpointRecord, JoinRecord, Lifecycle, NetworkRecord};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
@@ -63,6 +63,30 @@ const KNOWN: [&str; 11] = [
     OPT_INTERNAL,
     OPT_DEFAULT_BRIDGE,
 ];
+
+/// What lnet writes in the alias (`IFLA_IFALIAS`) of every bridge it makes, before the
+/// network's id: `lnet:network:<id>`. A store lost, restored from an older copy or moved
+/// aside leaves bridges no record names; the mark is how a start tells lnet's own from a
+/// bridge someone else made under a name lnet would use, which it must never take. A veth
+/// needs no mark of its own: an lnet-shaped name (`veth` + 7 hex) on a marked bridge is
+/// lnet's by construction, and the join's hot path pays nothing for it.
+pub const MARK_PREFIX: &str = "lnet:network:";
+
+/// The mark of network `id`'s bridge.
+pub fn mark(id: &str) -> String {
+    format!("{MARK_PREFIX}{id}")
+}
+
+/// The network id in `alias` when it is lnet's mark (a 64-hex id, as lnet makes them);
+/// `None` for any other alias or none.
+pub fn marked_network(alias: Option<&str>) -> Option<&str> {
+    let id = alias?.strip_prefix(MARK_PREFIX)?;
+    (id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(id)
+}
 
 /// The bridge driver's persisted configuration of one network.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,27 +329,7 @@ impl BridgeDriver {
         net: &NetworkRecord,
         cfg: &BridgeConfig,
     ) -> Result<()> {
-        let name = &cfg.bridge;
-        if host.deletes_later()
-            && let Ok(Some(link)) = host.nl.link_by_name(name)
-        {
-            let freed = host
-                .nl
-                .addresses(Some(link.index))
-                .and_then(|addrs| {
-                    addrs
-                        .iter()
-                        .try_for_each(|(_, a)| host.nl.del_address(link.index, *a).map(drop))
-                })
-                .and_then(|()| host.nl.rename(link.index, &reaper::gone_name(&net.id)));
-            if let Ok(()) = freed {
-                return host.delete_link(&reaper::gone_name(&net.id));
-            }
-        }
-        host.nl
-            .delete_link(name)
-            .map(drop)
-            .map_err(kernel(format!("delete bridge {name}")))
+        retire_bridge(host, &cfg.bridge, &net.id)
     }
 
     fn forget_bridge(&self, name: &str) {
@@ -334,6 +338,48 @@ impl BridgeDriver {
             .unwrap_or_else(|p| p.into_inner())
             .remove(name);
     }
+}
+
+/// Deletes bridge `name` of network `id`; in the background when allowed, after freeing its
+/// name and its addresses (a new network may want either at once).
+pub(crate) fn retire_bridge(host: &mut HostKernel, name: &str, id: &str) -> Result<()> {
+    if host.deletes_later()
+        && let Ok(Some(link)) = host.nl.link_by_name(name)
+    {
+        let freed = host
+            .nl
+            .addresses(Some(link.index))
+            .and_then(|addrs| {
+                addrs
+                    .iter()
+                    .try_for_each(|(_, a)| host.nl.del_address(link.index, *a).map(drop))
+            })
+            .and_then(|()| host.nl.rename(link.index, &reaper::gone_name(id)));
+        if let Ok(()) = freed {
+            return host.delete_link(&reaper::gone_name(id));
+        }
+    }
+    host.nl
+        .delete_link(name)
+        .map(drop)
+        .map_err(kernel(format!("delete bridge {name}")))
+}
+
+/// Removes the lnet-shaped veths on bridge `name` (index `index`), which a network taken
+/// over at its create cannot have made: a store lost with containers joined leaves them.
+fn remove_stale_ports(host: &mut HostKernel, name: &str, index: u32) -> Result<()> {
+    let ports = host
+        .nl
+        .bridge_ports()
+        .map_err(kernel(format!("list the ports of bridge {name}")))?;
+    for p in ports
+        .iter()
+        .filter(|p| p.master == Some(index) && is_host_ifname(&p.name))
+    {
+        tracing::info!(bridge = %name, interface = %p.name, "removing a port no record names");
+        host.delete_link(&p.name)?;
+    }
+    Ok(())
 }
 
 fn expected_bridge_addrs(net: &NetworkRecord, cfg: &BridgeConfig) -> Vec<IpNet> {
@@ -423,12 +469,28 @@ impl Driver for BridgeDriver {
             .nl
             .link_by_name(&cfg.bridge)
             .map_err(kernel(format!("look up interface {}", cfg.bridge)))?;
+        let mut cfg = cfg;
         if let Some(link) = existing {
+            // lnet's own bridge that no record names (a store lost or restored): taken over,
+            // keeping its MAC so that neighbours' caches stay right. Anything else is not
+            // lnet's to take.
+            let leftover = link.is_kind("bridge")
+                && marked_network(link.alias.as_deref())
+                    .is_some_and(|id| plan.others.iter().all(|o| o.id != id));
+            if leftover {
+                tracing::info!(bridge = %cfg.bridge, mark = ?link.alias, network = %plan.name,
+                    "taking over a bridge lnet made that no record names");
+                if let Some(mac) = link.mac.filter(|m| *m != [0; 6]) {
+                    cfg.mac = format_mac(&mac);
+                }
+                plan.adopted = Some(link.index);
+                return Ok(serde_json::to_value(cfg).expect("BridgeConfig serializes"));
+            }
             return Err(CoreError::invalid(
                 OPT_NAME,
                 &cfg.bridge,
                 format!(
-                    "an interface of that name ({}) already exists on the host; lnet only uses bridges it creates — choose another name",
+                    "an interface of that name ({}) already exists on the host and lnet did not make it (it lacks lnet's mark, alias {MARK_PREFIX}…); lnet only uses bridges it creates — choose another name",
                     link.kind.as_deref().unwrap_or("unknown kind")
                 ),
             ));
@@ -452,9 +514,28 @@ impl Driver for BridgeDriver {
                 BridgeOptions {
                     mtu: cfg.mtu,
                     mac: Some(mac),
+                    alias: Some(&mark(&net.id)),
                 },
             )
             .map_err(kernel(format!("create bridge {name}")))?;
+        // A bridge that was there already: a recorded network's from before lnet marked its
+        // bridges, or one taken over by a new network (see `plan_network`).
+        let marked_for = marked_network(link.alias.as_deref());
+        if marked_for != Some(net.id.as_str()) {
+            host.nl
+                .set_alias(link.index, &mark(&net.id))
+                .map_err(kernel(format!("mark bridge {name} as lnet's")))?;
+            // Only what `plan_network` took over: lnet's own, and no network's but this one.
+            if net.state == Lifecycle::Creating && marked_for.is_some() {
+                remove_stale_ports(host, name, link.index)?;
+                // Set, not inherited: a bridge whose MAC was never set takes its ports'.
+                if link.mac != Some(mac) {
+                    host.nl
+                        .set_mac(link.index, mac)
+                        .map_err(kernel(format!("set the MAC of bridge {name}")))?;
+                }
+            }
+        }
         // A bridge found with another MTU (the kernel moves an MTU set at creation with
         // the ports; one set now stays).
         if let Some(mtu) = cfg.mtu.filter(|m| *m != link.mtu) {
@@ -518,6 +599,12 @@ impl Driver for BridgeDriver {
         });
         match right {
             Some(l) => {
+                if marked_network(l.alias.as_deref()) != Some(net.id.as_str()) {
+                    tracing::info!(bridge = %cfg.bridge, network = %net.name, "marking the bridge as lnet's");
+                    host.nl
+                        .set_alias(l.index, &mark(&net.id))
+                        .map_err(kernel(format!("mark bridge {} as lnet's", cfg.bridge)))?;
+                }
                 self.remember_bridge(&cfg.bridge, l.index);
                 self.finish_network(host, net, &cfg, config)?;
                 Ok(false)
@@ -882,6 +969,13 @@ impl Driver for BridgeDriver {
         if !link.up {
             found.different(format!("bridge {name} is down"));
         }
+        if marked_network(link.alias.as_deref()) != Some(net.id.as_str()) {
+            found.different(format!(
+                "bridge {name} lacks lnet's mark (alias {}, not {:?})",
+                mark(&net.id),
+                link.alias.as_deref().unwrap_or("")
+            ));
+        }
         if let Some(mtu) = cfg.mtu.filter(|m| *m != link.mtu) {
             found.different(format!("bridge {name} has MTU {}, not {mtu}", link.mtu));
         }
@@ -1087,6 +1181,25 @@ mod tests {
         ] {
             assert!(!is_host_ifname(other), "{other}");
         }
+    }
+
+    #[test]
+    fn only_lnets_mark_names_a_network() {
+        let id = "0123456789abcdef".repeat(4);
+        assert_eq!(marked_network(Some(&mark(&id))), Some(id.as_str()));
+        for other in [
+            None,
+            Some(""),
+            Some("lnet:network:"),
+            Some("lnet:network:0123"),
+            Some("lnet:network:0123456789ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef"),
+            Some("docker:network:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"),
+            Some("lnet:network:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0"),
+            Some("lnet:br-1:in"),
+        ] {
+            assert_eq!(marked_network(other), None, "{other:?}");
+        }
+        assert!(mark(&id).len() <= lnet_kernel::MAX_ALIAS_LEN);
     }
 
     #[test]

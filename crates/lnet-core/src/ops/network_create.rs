@@ -73,7 +73,7 @@ impl State {
             validate_pool_config(c)?;
         }
         let id = ids::new_id();
-        let state = {
+        let (state, adopted) = {
             let others: Vec<&NetworkRecord> = self
                 .networks
                 .values()
@@ -87,10 +87,11 @@ impl State {
                 internal: opts.internal,
                 others,
                 host: &mut self.host,
+                adopted: None,
             };
-            driver.plan_network(&mut plan)?
+            (driver.plan_network(&mut plan)?, plan.adopted)
         };
-        let exclude = self.host_prefixes(cx);
+        let exclude = self.host_prefixes(cx, adopted);
         let pools =
             self.ipam
                 .allocate_network(&id, "local", &opts.ipam, opts.enable_ipv6, &exclude)?;
@@ -183,14 +184,16 @@ impl State {
     }
 
     /// Prefixes an automatically chosen pool must not overlap: the host's routes (except
-    /// default routes) and its nameservers, as libnetwork checks.
-    pub(crate) fn host_prefixes(&mut self, cx: &Cx) -> Vec<IpNet> {
+    /// default routes, and those through `adopted`, the link the network takes over) and
+    /// its nameservers, as libnetwork checks.
+    pub(crate) fn host_prefixes(&mut self, cx: &Cx, adopted: Option<u32>) -> Vec<IpNet> {
         let mut out = Vec::new();
         for fam in [lnet_kernel::IpFamily::V4, lnet_kernel::IpFamily::V6] {
             match self.host.nl.routes(fam) {
                 Ok(routes) => out.extend(
                     routes
                         .into_iter()
+                        .filter(|r| adopted.is_none() || r.oif != adopted)
                         .map(|r| r.dst)
                         .filter(|d| d.prefix_len() > 0),
                 ),

@@ -136,7 +136,7 @@ impl State {
             container_id: container_id.to_string(),
             netns_path,
             owns_netns,
-            files_dir: cx.config.data_root.join("sandboxes").join(&id),
+            files_dir: cx.config.sandboxes_dir().join(&id),
             hostname: o.hostname,
             domainname: o.domainname,
             dns: o.dns,

@@ -209,6 +209,26 @@ pub fn firewall_elements() -> BTreeSet<String> {
     out
 }
 
+/// Another engine's table `table` with a forward chain whose policy is drop (as Docker's
+/// and firewalld's), where lnet adds its accept rules per bridge.
+pub fn other_engine_drop_chain(table: &str) {
+    use lnet_kernel::nft::{Batch, Chain, ChainType, Family, Hook, NftSocket, Policy};
+    let mut b = Batch::new();
+    b.add_table(Family::Ip, table);
+    b.add_chain(
+        &Chain::base(
+            Family::Ip,
+            table,
+            "forward",
+            ChainType::Filter,
+            Hook::Forward,
+            0,
+        )
+        .policy(Policy::Drop),
+    );
+    NftSocket::new().unwrap().commit(&b).unwrap();
+}
+
 /// The addresses (as `where:interface:address`) and main-table routes (as
 /// `where:destination via gateway`) of a namespace. Link-local addresses the kernel derives
 /// from a random MAC are left out; lnet's own `fe80::1` is kept. So are the `fe80::/64`
