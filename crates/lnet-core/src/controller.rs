@@ -61,6 +61,8 @@ pub(crate) struct State {
     pub(crate) ipam: IpamState,
     /// Host ports of published ports, derived from endpoint records.
     pub(crate) ports: PortAllocator,
+    /// The sockets holding those ports on the host; they close with the controller.
+    pub(crate) reserved: crate::ops::Reserved,
     /// The sandboxes' resolvers ([`Config::embedded_dns`]).
     pub(crate) dns: Option<lnet_dns::Server>,
     pub(crate) host: HostKernel,
@@ -245,6 +247,7 @@ impl Controller {
             None
         };
         let mut state = State::empty(&config, HostKernel { ns, nl, fw, reaper }, dns)?;
+        state.reserved.live = true;
         let cx = Cx {
             config,
             store,
@@ -386,7 +389,15 @@ impl Controller {
             st.sandboxes.clear();
             st.ipam = new_ipam(&cx.config)?;
             st.ports = new_ports()?;
+            // The sockets are kept across the replay (a port let go even for a moment could
+            // be taken); those no record names any more are let go after it.
             let mut report = st.recover(cx)?;
+            let recorded: std::collections::HashSet<_> = st
+                .endpoints
+                .all()
+                .flat_map(|e| e.ports.iter().map(|p| (p.host_ip, p.proto, p.host_port)))
+                .collect();
+            st.reserved.retain(|b| recorded.contains(b));
             report.repaired.splice(0..0, remounted);
             st.forget_gone_sandbox_dns();
             Ok(report)
@@ -823,6 +834,7 @@ impl State {
             sandboxes: BTreeMap::new(),
             ipam: new_ipam(config)?,
             ports: new_ports()?,
+            reserved: Default::default(),
             dns,
             host,
         })

@@ -191,6 +191,7 @@ impl State {
             }
         }
 
+        self.doctor_ports(&mut f);
         match self.firewall_check(cx) {
             Ok(drift) => {
                 f.about("firewall");
