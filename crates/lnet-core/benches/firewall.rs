@@ -176,7 +176,8 @@ fn run(root: &Path) -> Res<()> {
         &[0, 1000, 10_000]
     };
     let (tx_iters, op_iters) = if quick { (40, 10) } else { (300, 60) };
-    lnet_kernel::testing::raise_open_files(4096)?;
+    // A socket holds each published host port: 10,000 ports are 10,000 descriptors.
+    lnet_kernel::testing::raise_open_files(if quick { 4096 } else { 16_384 })?;
     let settle = Duration::from_secs(
         std::env::var("LNET_BENCH_SETTLE_SECS")
             .ok()
@@ -382,18 +383,18 @@ fn hold_host_ports(iters: usize) -> Res<()> {
     for _ in 0..iters {
         let t = Instant::now();
         let held = (0..10)
-            .map(|i| reserve(addr(60_000 + i), Transport::Tcp))
+            .map(|i| reserve(addr(61_000 + i), Transport::Tcp))
             .collect::<Result<Vec<_>, _>>()?;
         bind.push(t.elapsed());
         let t = Instant::now();
         drop(held);
         close.push(t.elapsed());
     }
-    let squatter = std::net::TcpListener::bind(addr(60_100))?;
+    let squatter = std::net::TcpListener::bind(addr(61_100))?;
     let lookups: Vec<Duration> = (0..iters.min(50))
         .map(|_| {
             let t = Instant::now();
-            let found = holders(addr(60_100), Transport::Tcp);
+            let found = holders(addr(61_100), Transport::Tcp);
             assert!(!found.is_empty(), "the holder is found");
             t.elapsed()
         })
