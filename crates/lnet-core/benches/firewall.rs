@@ -18,6 +18,10 @@
 //! - **disconnect with 10 ports / without**: `leave` + `delete`.
 //! - **`nft` process, for scale**: the same 10 elements added by running `nft add element`
 //!   (what a firewall driver that execs `nft` or `iptables` pays per change), and removed.
+//! - **holding a host port**: the socket lnet binds for each published port so that host
+//!   programs cannot take it (part of "connect +10 ports" above), timed alone — 10 ports
+//!   bound, then closed — and the `/proc` look-up that names a port's holder when a publish
+//!   is refused (an error path).
 //!
 //! After each fill the bench waits 15 s (`LNET_BENCH_SETTLE_SECS`; none in quick mode) for
 //! the new interfaces' IPv6 and multicast chatter to stop. Percentiles are nearest-rank. Safety: private mount namespace, new network namespace,
@@ -172,7 +176,8 @@ fn run(root: &Path) -> Res<()> {
         &[0, 1000, 10_000]
     };
     let (tx_iters, op_iters) = if quick { (40, 10) } else { (300, 60) };
-    lnet_kernel::testing::raise_open_files(4096)?;
+    // A socket holds each published host port: 10,000 ports are 10,000 descriptors.
+    lnet_kernel::testing::raise_open_files(if quick { 4096 } else { 16_384 })?;
     let settle = Duration::from_secs(
         std::env::var("LNET_BENCH_SETTLE_SECS")
             .ok()
@@ -354,6 +359,7 @@ fn run(root: &Path) -> Res<()> {
             ratio(&r.disc_ports, &base.disc_ports),
         );
     }
+    hold_host_ports(op_iters * 10)?;
     for r in &rows {
         println!(
             "{} published: ports add {:.3} ms to a connect and {:.3} ms to a disconnect (p50 difference); the nft process takes {:.1}x lnet's transaction",
@@ -363,5 +369,43 @@ fn run(root: &Path) -> Res<()> {
             ms(pct(&r.nft_add, 0.5)) / ms(pct(&r.tx_add, 0.5)),
         );
     }
+    Ok(())
+}
+
+/// Times holding 10 host ports with bound sockets (bind, then close), and naming the
+/// holder of a port a host program holds.
+fn hold_host_ports(iters: usize) -> Res<()> {
+    use lnet_kernel::hostport::{Transport, holders, reserve};
+    use std::net::SocketAddr;
+    let addr = |p: u16| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), p);
+    let mut bind = Vec::with_capacity(iters);
+    let mut close = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        let t = Instant::now();
+        let held = (0..10)
+            .map(|i| reserve(addr(61_000 + i), Transport::Tcp))
+            .collect::<Result<Vec<_>, _>>()?;
+        bind.push(t.elapsed());
+        let t = Instant::now();
+        drop(held);
+        close.push(t.elapsed());
+    }
+    let squatter = std::net::TcpListener::bind(addr(61_100))?;
+    let lookups: Vec<Duration> = (0..iters.min(50))
+        .map(|_| {
+            let t = Instant::now();
+            let found = holders(addr(61_100), Transport::Tcp);
+            assert!(!found.is_empty(), "the holder is found");
+            t.elapsed()
+        })
+        .collect();
+    drop(squatter);
+    println!(
+        "holding 10 host ports: bind {:.3} ms, close {:.3} ms (p50; {:.1} us a port); naming a holder {:.3} ms (p50)",
+        ms(pct(&bind, 0.5)),
+        ms(pct(&close, 0.5)),
+        ms(pct(&bind, 0.5) + pct(&close, 0.5)) * 100.0,
+        ms(pct(&lookups, 0.5)),
+    );
     Ok(())
 }

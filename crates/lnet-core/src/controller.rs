@@ -62,6 +62,8 @@ pub(crate) struct State {
     pub(crate) ipam: IpamState,
     /// Host ports of published ports, derived from endpoint records.
     pub(crate) ports: PortAllocator,
+    /// The sockets holding those ports on the host; they close with the controller.
+    pub(crate) reserved: crate::ops::Reserved,
     /// The sandboxes' resolvers ([`Config::embedded_dns`]).
     pub(crate) dns: Option<lnet_dns::Server>,
     pub(crate) host: HostKernel,
@@ -259,6 +261,7 @@ impl Controller {
             forwarding,
         };
         let mut state = State::empty(&config, host, dns)?;
+        state.reserved.live = true;
         let cx = Cx {
             config,
             store,
@@ -830,6 +833,7 @@ impl State {
             sandboxes: BTreeMap::new(),
             ipam: new_ipam(config)?,
             ports: new_ports()?,
+            reserved: Default::default(),
             dns,
             host,
         })
@@ -970,7 +974,15 @@ fn repair_state(st: &mut State, cx: &Cx) -> Result<RecoveryReport> {
     st.sandboxes.clear();
     st.ipam = new_ipam(&cx.config)?;
     st.ports = new_ports()?;
+    // The sockets are kept across the replay (a port let go even for a moment could be
+    // taken); those no record names any more are let go after it.
     let mut report = st.recover(cx)?;
+    let recorded: std::collections::HashSet<_> = st
+        .endpoints
+        .all()
+        .flat_map(|e| e.ports.iter().map(|p| (p.host_ip, p.proto, p.host_port)))
+        .collect();
+    st.reserved.retain(|b| recorded.contains(b));
     report.repaired.splice(0..0, remounted);
     st.forget_gone_sandbox_dns();
     Ok(report)

@@ -193,6 +193,7 @@ impl State {
             Err(e) => report.errors.push(format!("sandbox mounts and files: {e}")),
         }
 
+        self.doctor_ports(&mut f);
         match self.firewall_check(cx) {
             Ok(drift) => {
                 f.about("firewall");

@@ -1130,7 +1130,11 @@ impl State {
     ) -> bool {
         let reason = match self.ipam.replay_endpoint(net, ep) {
             Ok(()) => match self.replay_ports(net, ep) {
-                Ok(()) => return true,
+                Ok(lost) => {
+                    // Held by another program since lnet was down: reported, not fatal.
+                    report.errors.extend(lost);
+                    return true;
+                }
                 Err(e) => {
                     self.ipam.release_endpoint(net, ep);
                     format!("its host ports cannot be reserved again: {e}")

@@ -31,6 +31,17 @@ fn bindings(ctrl: &Controller) -> BTreeSet<String> {
         .collect()
 }
 
+/// A bridge network with an IPv4 and an IPv6 subnet.
+fn dual_stack(ctrl: &Controller, name: &str, v4: &str, v6: &str) -> lnet_core::Network {
+    let mut o = subnet_opts(v4);
+    o.enable_ipv6 = true;
+    o.ipam.v6.push(lnet_core::IpamPoolConfig {
+        subnet: Some(v6.parse().unwrap()),
+        ..Default::default()
+    });
+    ctrl.new_network("bridge", name, o).unwrap()
+}
+
 fn set(v: &[&str]) -> BTreeSet<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
@@ -244,13 +255,7 @@ fn a_dual_stack_endpoint_publishes_the_same_port_on_both_families() {
         return;
     };
     let ctrl = env.ctrl();
-    let mut o = subnet_opts("10.64.0.0/24");
-    o.enable_ipv6 = true;
-    o.ipam.v6.push(lnet_core::IpamPoolConfig {
-        subnet: Some("fd00:64::/64".parse().unwrap()),
-        ..Default::default()
-    });
-    let n = ctrl.new_network("bridge", "dual", o).unwrap();
+    let n = dual_stack(ctrl, "dual", "10.64.0.0/24", "fd00:64::/64");
     let e = n
         .create_endpoint("e", publish(&["80", "8443:443"]))
         .unwrap();
@@ -522,4 +527,317 @@ fn sorted_elements(text: &str) -> String {
         out.push_str(&format!("{indent}}}\n"));
     }
     out
+}
+
+// ---------------------------------------------------------------------------------------
+// Published ports against the host's own services (issue 12 §3): lnet holds each published
+// host port with a bound socket, so a port a host program holds is refused, a host program
+// cannot take a published one, and ephemeral ports pass over ports in use.
+
+/// What a host program gets when it binds `addr` now: `Ok` (and the socket closed at once)
+/// or the error kind (`AddrInUse` when lnet, or anyone, holds the port).
+fn host_bind(addr: &str, udp: bool) -> Result<(), std::io::ErrorKind> {
+    let r = if udp {
+        std::net::UdpSocket::bind(addr).map(drop)
+    } else {
+        std::net::TcpListener::bind(addr).map(drop)
+    };
+    r.map_err(|e| e.kind())
+}
+
+/// Checks that `listener` (a host service) still gets a connection to `addr`.
+fn host_service_answers(listener: &std::net::TcpListener, addr: &str) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"ping").unwrap();
+    let (mut s, _) = listener.accept().unwrap();
+    let mut buf = [0u8; 4];
+    s.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping", "the host service on {addr} heard its client");
+    // The client closes first, as clients do, so that the TIME_WAIT that follows is on the
+    // client's port, not on the service's.
+    drop(c);
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+}
+
+#[test]
+fn a_port_a_host_program_holds_is_refused_and_changes_nothing() {
+    let Some(env) = common::env("a_port_a_host_program_holds_is_refused_and_changes_nothing")
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let n = bridge_on(ctrl, "n", "10.66.0.0/24");
+    let c1 = sandbox(ctrl, "c1");
+    let pid = format!("pid {}", std::process::id());
+    // Host services: TCP on all addresses (std sets SO_REUSEADDR, as most servers do), UDP
+    // on all addresses, TCP on loopback only, and TCP on [::] (dual-stack: it takes IPv4
+    // too).
+    let tcp = std::net::TcpListener::bind("0.0.0.0:2222").unwrap();
+    let _udp = std::net::UdpSocket::bind("0.0.0.0:5353").unwrap();
+    let lo = std::net::TcpListener::bind("127.0.0.1:2223").unwrap();
+    let _v6 = std::net::TcpListener::bind("[::]:2224").unwrap();
+    let try_publish = |port: &'static str| {
+        let (n, c1) = (n.clone(), c1.clone());
+        move |_: &Controller| -> lnet_core::Result<()> {
+            let ep = n.create_endpoint("web", publish(&[port]))?;
+            ep.join(&c1, JoinOptions::default())
+        }
+    };
+    for (req, held) in [
+        ("2222:80", "holds 0.0.0.0:2222/tcp"),
+        ("5353:53/udp", "holds 0.0.0.0:5353/udp"),
+        ("2223:80", "holds 127.0.0.1:2223/tcp"),
+        ("2224:80", "holds [::]:2224/tcp"),
+    ] {
+        let err = assert_refused(
+            &env,
+            Forbidden,
+            &["PortBindings", req.split(':').next().unwrap(), held, &pid],
+            try_publish(req),
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("not available") && msg.contains("choose another host port"),
+            "{msg}"
+        );
+        if !req.ends_with("udp") {
+            assert!(msg.contains("listening"), "{msg}");
+        }
+    }
+    // Among several requests, the first held one refuses them all, and the ports taken
+    // before it are given back (the snapshot above checked lnet's allocator; this checks the
+    // host: 7000 is free again).
+    assert_refused(
+        &env,
+        Forbidden,
+        &["PortBindings", "2222", &pid],
+        try_publish_many(&n, &["7000:70", "2222:80"]),
+    );
+    assert_eq!(host_bind("0.0.0.0:7000", false), Ok(()));
+    // The host services still have their traffic.
+    host_service_answers(&tcp, "127.0.0.1:2222");
+    host_service_answers(&lo, "127.0.0.1:2223");
+    // A port nobody holds is published as before.
+    let ep = n.create_endpoint("web", publish(&["2225:80"])).unwrap();
+    ep.join(&c1, JoinOptions::default()).unwrap();
+}
+
+fn try_publish_many(
+    n: &lnet_core::Network,
+    ports: &'static [&'static str],
+) -> impl FnOnce(&Controller) -> lnet_core::Result<lnet_core::Endpoint> {
+    let n = n.clone();
+    move |_| n.create_endpoint("web", publish(ports))
+}
+
+#[test]
+fn a_published_port_is_held_from_the_host_until_the_endpoint_goes() {
+    let Some(mut env) =
+        common::env("a_published_port_is_held_from_the_host_until_the_endpoint_goes")
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let dual = dual_stack(ctrl, "dual", "10.67.0.0/24", "fd00:67::/64");
+    let v4 = bridge_on(ctrl, "v4", "10.68.0.0/24");
+    let c1 = sandbox(ctrl, "c1");
+    let c2 = sandbox(ctrl, "c2");
+    dual.create_endpoint("web", publish(&["2222:80", "5353:53/udp"]))
+        .unwrap()
+        .join(&c1, JoinOptions::default())
+        .unwrap();
+    v4.create_endpoint("api", publish(&["127.0.0.1:3333:80"]))
+        .unwrap()
+        .join(&c2, JoinOptions::default())
+        .unwrap();
+    let held = || {
+        [
+            ("0.0.0.0:2222", false),
+            ("127.0.0.1:2222", false),
+            ("[::]:2222", false),
+            ("[::1]:2222", false),
+            ("0.0.0.0:5353", true),
+            ("[::]:5353", true),
+            ("127.0.0.1:3333", false),
+            ("0.0.0.0:3333", false),
+        ]
+        .map(|(a, udp)| (a, host_bind(a, udp)))
+        .into_iter()
+        .filter(|(_, r)| *r != Err(std::io::ErrorKind::AddrInUse))
+        .map(|(a, r)| format!("{a}: {r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    };
+    assert_eq!(held(), "", "every published port is held from the host");
+    // lnet's own endpoints publish beside its holds: another address of the host for 3333.
+    v4.create_endpoint("api2", publish(&["10.68.0.1:3333:80"]))
+        .unwrap()
+        .delete()
+        .unwrap();
+
+    // A dropped controller (a crash) lets go of them; the next start takes them again.
+    drop((dual, v4, c1, c2));
+    env.ctrl = None;
+    assert_eq!(host_bind("0.0.0.0:2222", false), Ok(()));
+    assert_eq!(host_bind("0.0.0.0:5353", true), Ok(()));
+    assert_eq!(host_bind("127.0.0.1:3333", false), Ok(()));
+    env.restart();
+    assert_eq!(held(), "", "a start holds the recorded ports again");
+    assert!(env.ctrl().recovery_report().errors.is_empty());
+    assert!(env.ctrl().doctor().is_clean(), "{:?}", env.ctrl().doctor());
+
+    // Leaving keeps them (the endpoint still has them); deleting the endpoint frees them.
+    let ctrl = env.ctrl();
+    let web = find_endpoint(ctrl, "dual", "web").unwrap();
+    web.leave(&ctrl.sandbox("c1").unwrap()).unwrap();
+    assert_eq!(
+        host_bind("0.0.0.0:2222", false),
+        Err(std::io::ErrorKind::AddrInUse)
+    );
+    web.delete().unwrap();
+    find_endpoint(ctrl, "v4", "api")
+        .unwrap()
+        .leave(&ctrl.sandbox("c2").unwrap())
+        .unwrap();
+    find_endpoint(ctrl, "v4", "api").unwrap().delete().unwrap();
+    for (a, udp) in [
+        ("0.0.0.0:2222", false),
+        ("[::]:2222", false),
+        ("0.0.0.0:5353", true),
+        ("[::]:5353", true),
+        ("0.0.0.0:3333", false),
+    ] {
+        assert_eq!(host_bind(a, udp), Ok(()), "{a} is free again");
+    }
+}
+
+#[test]
+fn a_port_taken_while_lnet_was_down_is_reported_and_never_stops_a_start() {
+    let Some(mut env) =
+        common::env("a_port_taken_while_lnet_was_down_is_reported_and_never_stops_a_start")
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let n = bridge_on(ctrl, "n", "10.69.0.0/24");
+    let c1 = sandbox(ctrl, "c1");
+    n.create_endpoint("web", publish(&["2222:80"]))
+        .unwrap()
+        .join(&c1, JoinOptions::default())
+        .unwrap();
+    // Created, not joined yet.
+    n.create_endpoint("later", publish(&["2233:80"])).unwrap();
+    let recorded = find_endpoint(ctrl, "n", "web")
+        .unwrap()
+        .info()
+        .unwrap()
+        .ports;
+    let firewall = env.snapshot().firewall;
+    drop((n, c1));
+
+    // lnet is down; host programs take both ports.
+    env.ctrl = None;
+    let squatter = std::net::TcpListener::bind("0.0.0.0:2222").unwrap();
+    let squatter2 = std::net::TcpListener::bind("127.0.0.1:2233").unwrap();
+    let pid = format!("pid {}", std::process::id());
+
+    // The start goes through, keeps the records and the published element, and says so.
+    env.restart();
+    let ctrl = env.ctrl();
+    let errors = ctrl.recovery_report().errors.join("\n");
+    for want in [
+        "endpoint web",
+        "0.0.0.0:2222/tcp",
+        "endpoint later",
+        "2233",
+        &pid,
+    ] {
+        assert!(errors.contains(want), "{want} in {errors}");
+    }
+    let web = find_endpoint(ctrl, "n", "web").unwrap();
+    assert_eq!(web.info().unwrap().ports, recorded);
+    assert_eq!(env.snapshot().firewall, firewall);
+    let doctor = ctrl.doctor();
+    let findings: Vec<String> = doctor
+        .findings
+        .iter()
+        .map(|f| format!("{} {} {}", f.kind, f.object, f.what))
+        .collect();
+    assert!(
+        findings.iter().any(|f| f
+            .starts_with("different endpoint web host port 0.0.0.0:2222/tcp is held by process")
+            && f.contains(&pid)),
+        "{findings:#?}"
+    );
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+
+    // Joining the endpoint whose port a host program holds would take that program's
+    // traffic: refused, nothing changes.
+    let c2 = sandbox(ctrl, "c2");
+    let later = find_endpoint(ctrl, "n", "later").unwrap();
+    assert_refused(
+        &env,
+        Forbidden,
+        &["PortBindings", "2233", "127.0.0.1:2233/tcp", &pid],
+        |_| later.join(&c2, JoinOptions::default()),
+    );
+    host_service_answers(&squatter2, "127.0.0.1:2233");
+
+    // The programs go; a repair holds the ports again and the doctor is content.
+    drop((squatter, squatter2));
+    let ctrl = env.ctrl();
+    let rep = ctrl.repair().unwrap();
+    assert_eq!(
+        host_bind("0.0.0.0:2222", false),
+        Err(std::io::ErrorKind::AddrInUse),
+        "{rep:?}"
+    );
+    assert_eq!(
+        host_bind("0.0.0.0:2233", false),
+        Err(std::io::ErrorKind::AddrInUse)
+    );
+    assert!(ctrl.doctor().is_clean(), "{:?}", ctrl.doctor());
+    later.join(&c2, JoinOptions::default()).unwrap();
+}
+
+#[test]
+fn ephemeral_and_ranged_host_ports_pass_over_ports_in_use_on_the_host() {
+    let Some(mut env) =
+        common::env("ephemeral_and_ranged_host_ports_pass_over_ports_in_use_on_the_host")
+    else {
+        return;
+    };
+    // A narrow ephemeral range, in the test's own namespace (the sysctl is per namespace);
+    // the controller reads it at start.
+    std::fs::write("/proc/sys/net/ipv4/ip_local_port_range", "40000 40003").unwrap();
+    let ctrl = env.restart();
+    let n = bridge_on(ctrl, "n", "10.70.0.0/24");
+    let _a = std::net::TcpListener::bind("0.0.0.0:40000").unwrap();
+    let _b = std::net::TcpListener::bind("127.0.0.1:40001").unwrap();
+    let _u = std::net::UdpSocket::bind("0.0.0.0:40000").unwrap();
+    let host_port = |ep: &lnet_core::Endpoint| ep.info().unwrap().ports[0].host_port;
+    let e = n.create_endpoint("e", publish(&["80"])).unwrap();
+    assert_eq!(host_port(&e), 40002);
+    let u = n.create_endpoint("u", publish(&["53/udp"])).unwrap();
+    assert_eq!(
+        host_port(&u),
+        40001,
+        "UDP 40000 is held, TCP ones are not in the way"
+    );
+    let r = n
+        .create_endpoint("r", publish(&["40000-40003:81"]))
+        .unwrap();
+    assert_eq!(host_port(&r), 40003);
+    // Every port of the range is held by someone now: a clear error, nothing changes.
+    assert_refused(
+        &env,
+        Forbidden,
+        &[
+            "PortBindings",
+            "40000-40003",
+            "every port of the range is in use",
+        ],
+        try_publish_many(&n, &["80"]),
+    );
 }

@@ -83,7 +83,9 @@ pub enum PortError {
     },
     /// The port, or one that covers it, is held by someone else.
     #[error(
-        "host port {host_ip}:{port}/{proto} is not available: {holder} holds {held_ip}:{port}/{proto}; choose another host port or host IP"
+        "host port {}/{proto} is not available: {holder} holds {}/{proto}; choose another host port or host IP",
+        std::net::SocketAddr::new(*.host_ip, *.port),
+        std::net::SocketAddr::new(*.held_ip, *.port)
     )]
     InUse {
         /// The address asked for.
@@ -161,8 +163,23 @@ impl PortAllocator {
         &mut self,
         host_ip: IpAddr,
         proto: Proto,
+        range: (u16, u16),
+        owner: &str,
+    ) -> Result<u16, PortError> {
+        self.request_where(host_ip, proto, range, owner, |_| true)
+    }
+
+    /// [`PortAllocator::request`] for a range or an ephemeral port that also skips every
+    /// port `usable` turns down (one some other program holds on the host, say); `usable`
+    /// is asked only about ports free here, in the order they would be handed out. An
+    /// exact port is not asked about: the caller checks it and names its holder.
+    pub fn request_where(
+        &mut self,
+        host_ip: IpAddr,
+        proto: Proto,
         (start, end): (u16, u16),
         owner: &str,
+        mut usable: impl FnMut(u16) -> bool,
     ) -> Result<u16, PortError> {
         let (start, end) = if (start, end) == (0, 0) {
             self.ephemeral
@@ -194,7 +211,7 @@ impl PortAllocator {
         let first = after.map_or(start, |p| p + 1);
         let candidates = (first..=end).chain(start..first);
         for port in candidates {
-            if self.holder(host_ip, proto, port).is_none() {
+            if self.holder(host_ip, proto, port).is_none() && usable(port) {
                 self.take(host_ip, proto, port, owner);
                 return Ok(port);
             }
@@ -300,6 +317,25 @@ mod tests {
             }
         );
         assert_eq!(a.request(any, Proto::Tcp, (8000, 8001), "f").unwrap(), 8000);
+    }
+
+    #[test]
+    fn ports_the_caller_turns_down_are_skipped() {
+        let mut a = PortAllocator::new((40000, 40003)).unwrap();
+        let any = ip("0.0.0.0");
+        let mut asked = Vec::new();
+        let got = a
+            .request_where(any, Proto::Udp, (0, 0), "a", |p| {
+                asked.push(p);
+                p != 40000 && p != 40001
+            })
+            .unwrap();
+        assert_eq!((got, asked), (40002, vec![40000, 40001, 40002]));
+        let e = a
+            .request_where(any, Proto::Udp, (40000, 40003), "b", |p| p == 40002)
+            .unwrap_err();
+        assert!(matches!(e, PortError::Exhausted { .. }), "{e}");
+        assert_eq!(a.bindings().count(), 1);
     }
 
     #[test]

@@ -129,6 +129,11 @@ impl KernelError {
         self.errno() == Some(libc::EXFULL)
     }
 
+    /// True when an address and port are bound by someone else (`EADDRINUSE`).
+    pub fn is_in_use(&self) -> bool {
+        self.errno() == Some(libc::EADDRINUSE)
+    }
+
     /// True when the object does not exist: `ENODEV` (link), `ENOENT` (file,
     /// route table), `ESRCH` (route), `EADDRNOTAVAIL` (address).
     pub fn is_not_found(&self) -> bool {

@@ -5,7 +5,8 @@
 //! synchronous `NETLINK_ROUTE` client), sysctls ([`sysctl`]) and nftables
 //! ([`nft`]: tables, chains, sets and maps, rules, committed as atomic
 //! `NETLINK_NETFILTER` transactions) and conntrack entries ([`Conntrack`]:
-//! list, delete over ctnetlink). It knows
+//! list, delete over ctnetlink) and host ports held by bound sockets
+//! ([`hostport`]). It knows
 //! nothing of networks, endpoints or the API above it. Every operation is
 //! idempotent in the "ensure present / ensure absent" sense: adding an
 //! existing address or route succeeds (and says it was already there),
@@ -61,6 +62,7 @@
 pub mod addr;
 pub mod conntrack;
 pub mod error;
+pub mod hostport;
 pub mod link;
 pub mod monitor;
 pub mod netlink;

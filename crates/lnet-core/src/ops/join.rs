@@ -61,6 +61,7 @@ impl State {
         let driver = cx.driver(&net.driver)?;
         driver.check_sandbox(&sb.rec)?;
         let (net, mut ep) = (net.clone(), ep.clone());
+        self.hold_before_join(&ep)?;
         let container_ifname = driver.container_iface_prefix(&net).map(|prefix| {
             let used = self.used_ifnames(sb_id);
             (0..)

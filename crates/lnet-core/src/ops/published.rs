@@ -2,15 +2,28 @@
 //! an endpoint when it is created (and recorded with it), given back when it is deleted,
 //! and replayed from the records at start; the firewall's elements are derived from the
 //! records and compared with (or made to match) the kernel's.
+//!
+//! Each host port lnet hands out is also held on the host by a bound socket
+//! ([`Reserved`], `lnet_kernel::hostport`) from the endpoint's create to its delete — the
+//! same span the allocator holds it, so a host service cannot slip in between a create
+//! and a join. A port some other program holds is refused, naming the holder, and a range
+//! or ephemeral request skips it. The sockets live in the controller's memory: they close
+//! when the controller is dropped or its process dies, and a start takes them again from
+//! the records. A recorded port some other program took while lnet was down is kept in the
+//! record and its DNAT element stays (the element outlived lnet in the kernel, so that
+//! program never had the port's traffic); the start reports it and logs an error, never
+//! refuses to start, `lnet doctor` names the holder, and a join of an endpoint whose port
+//! is held elsewhere is refused rather than taking the port's traffic.
 
-use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
 use lnet_ipam::PortError;
-use lnet_kernel::IpFamily;
-use lnet_store::{EndpointRecord, Lifecycle, NetworkRecord, PortMapping};
+use lnet_kernel::hostport::{self, Reservation, Transport};
+use lnet_kernel::{IpFamily, KernelError, Netns};
+use lnet_store::{EndpointRecord, Lifecycle, NetworkRecord, PortMapping, Proto};
 
 use crate::controller::{Cx, State};
 use crate::driver::Driver;
@@ -32,6 +45,109 @@ fn port_err(source: PortError) -> CoreError {
 /// Who holds a binding, as the allocator's errors name it.
 pub(crate) fn port_owner(ep_name: &str, net_name: &str) -> String {
     format!("endpoint {ep_name} on network {net_name}")
+}
+
+fn transport(p: Proto) -> Transport {
+    match p {
+        Proto::Tcp => Transport::Tcp,
+        Proto::Udp => Transport::Udp,
+        Proto::Sctp => Transport::Sctp,
+    }
+}
+
+type Binding = (IpAddr, Proto, u16);
+
+/// The sockets that hold lnet's published host ports on the host, by binding.
+#[derive(Debug, Default)]
+pub(crate) struct Reserved {
+    held: HashMap<Binding, Reservation>,
+    /// Whether this controller holds its ports (false for an offline `doctor`, which
+    /// holds none and so only reports ports some other program holds).
+    pub(crate) live: bool,
+    /// Whether the missing SCTP sockets were logged already.
+    noted_no_sctp: bool,
+}
+
+impl Reserved {
+    /// Holds `ip:port/proto` in `ns` (already held: nothing to do).
+    fn take(
+        &mut self,
+        ns: &Netns,
+        (ip, proto, port): Binding,
+    ) -> std::result::Result<(), KernelError> {
+        if self.held.contains_key(&(ip, proto, port)) {
+            return Ok(());
+        }
+        let r = ns.run(|| hostport::reserve(SocketAddr::new(ip, port), transport(proto)))??;
+        if !r.is_held() && !self.noted_no_sctp {
+            // No SCTP sockets in this kernel (the module is not loaded): there is nothing
+            // to hold, and no host program can bind an SCTP port either.
+            tracing::info!(
+                "this kernel has no SCTP sockets: published SCTP host ports are not reserved"
+            );
+            self.noted_no_sctp = true;
+        }
+        self.held.insert((ip, proto, port), r);
+        Ok(())
+    }
+
+    fn give_back(&mut self, b: Binding) {
+        self.held.remove(&b);
+    }
+
+    /// Lets go of every socket whose binding `keep` does not name.
+    pub(crate) fn retain(&mut self, keep: impl Fn(&Binding) -> bool) {
+        self.held.retain(|b, _| keep(b));
+    }
+}
+
+/// Who holds `ip:port/proto` on the host (in `ns`), for an error: the first colliding
+/// socket of the namespace's tables, or a plain word when none is listed (SCTP).
+fn host_holder(ns: &Netns, (ip, proto, port): Binding) -> (IpAddr, String) {
+    let found = ns
+        .run(|| hostport::holders(SocketAddr::new(ip, port), transport(proto)))
+        .unwrap_or_default();
+    match found.first() {
+        Some(h) => (h.local.ip(), h.to_string()),
+        None => (ip, "another program on the host".into()),
+    }
+}
+
+/// What `lnet doctor` and a start say about a recorded host port of `ep` that another
+/// program holds: who, and what to do.
+fn held_elsewhere(ns: &Netns, ep: &EndpointRecord, b: Binding) -> String {
+    let (held_ip, holder) = host_holder(ns, b);
+    format!(
+        "host port {}/{} is held by {holder} on {}, not by lnet ({}): stop that program, then run `lnet doctor --repair` to hold the port again",
+        SocketAddr::new(b.0, b.2),
+        b.1,
+        SocketAddr::new(held_ip, b.2),
+        if ep.join.is_some() {
+            "the port's traffic still goes to the container"
+        } else {
+            "a join of the endpoint is refused until then"
+        }
+    )
+}
+
+/// The error for a host port lnet could not hold: who holds it when someone does, else
+/// what the kernel said.
+fn refused(ns: &Netns, b: Binding, e: KernelError) -> CoreError {
+    if !e.is_in_use() {
+        return CoreError::kernel(format!(
+            "hold host port {}/{}",
+            SocketAddr::new(b.0, b.2),
+            b.1
+        ))(e);
+    }
+    let (held_ip, holder) = host_holder(ns, b);
+    port_err(PortError::InUse {
+        host_ip: b.0,
+        port: b.2,
+        proto: b.1,
+        held_ip,
+        holder,
+    })
 }
 
 impl State {
@@ -137,7 +253,9 @@ impl State {
     }
 
     /// Takes one host port on every address of `ips` — the same port number on each, as
-    /// Docker publishes `0.0.0.0:p` and `[::]:p` together.
+    /// Docker publishes `0.0.0.0:p` and `[::]:p` together — and holds each on the host. A
+    /// port the user chose that another program holds is refused, naming the holder; a
+    /// range or an ephemeral request passes over such ports.
     fn take_same_port(
         &mut self,
         spec: &PortSpec,
@@ -145,24 +263,34 @@ impl State {
         ips: &[IpAddr],
         owner: &str,
     ) -> Result<Vec<u16>> {
+        let proto = spec.proto;
         let range = spec.host_request(i);
-        let attempts = if spec.exact_host() || ips.len() == 1 {
+        let exact = range.0 == range.1 && range.0 != 0;
+        let attempts = if exact || ips.len() == 1 {
             1
         } else {
             DUAL_STACK_ATTEMPTS
         };
         let mut last_err = None;
         for _ in 0..attempts {
-            let port = self
-                .ports
-                .request(ips[0], spec.proto, range, owner)
-                .map_err(port_err)?;
+            let port = self.take_first(ips[0], proto, range, owner)?;
             let mut got = vec![port];
+            // Whether the kernel failed for a reason other than a holder: no retry helps.
+            let mut fatal = false;
             for ip in &ips[1..] {
-                match self.ports.request(*ip, spec.proto, (port, port), owner) {
-                    Ok(p) => got.push(p),
+                let b = (*ip, proto, port);
+                match self.ports.request(*ip, proto, (port, port), owner) {
+                    Ok(_) => match self.reserved.take(&self.host.ns, b) {
+                        Ok(()) => got.push(port),
+                        Err(e) => {
+                            self.ports.release(*ip, proto, port);
+                            fatal = !e.is_in_use();
+                            last_err = Some(refused(&self.host.ns, b, e));
+                            break;
+                        }
+                    },
                     Err(e) => {
-                        last_err = Some(e);
+                        last_err = Some(port_err(e));
                         break;
                     }
                 }
@@ -171,21 +299,80 @@ impl State {
                 return Ok(got);
             }
             for (ip, p) in ips.iter().zip(&got) {
-                self.ports.release(*ip, spec.proto, *p);
+                self.give_back((*ip, proto, *p));
+            }
+            if fatal {
+                break;
             }
         }
-        Err(port_err(last_err.expect("an attempt failed")))
+        Err(last_err.expect("an attempt failed"))
+    }
+
+    /// Takes and holds the port for the first address: exactly the one asked for, or the
+    /// next of the range no one holds, here or on the host.
+    fn take_first(
+        &mut self,
+        ip: IpAddr,
+        proto: Proto,
+        range: (u16, u16),
+        owner: &str,
+    ) -> Result<u16> {
+        if range.0 == range.1 && range.0 != 0 {
+            let port = self
+                .ports
+                .request(ip, proto, range, owner)
+                .map_err(port_err)?;
+            if let Err(e) = self.reserved.take(&self.host.ns, (ip, proto, port)) {
+                self.ports.release(ip, proto, port);
+                return Err(refused(&self.host.ns, (ip, proto, port), e));
+            }
+            return Ok(port);
+        }
+        let (reserved, ns) = (&mut self.reserved, &self.host.ns);
+        let mut failed = None;
+        let port = self
+            .ports
+            .request_where(ip, proto, range, owner, |p| {
+                match reserved.take(ns, (ip, proto, p)) {
+                    Ok(()) => true,
+                    Err(e) if e.is_in_use() => false,
+                    // Not a port someone holds: stop at this one and report it.
+                    Err(e) => {
+                        failed = Some(e);
+                        true
+                    }
+                }
+            })
+            .map_err(port_err)?;
+        if let Some(e) = failed {
+            self.ports.release(ip, proto, port);
+            return Err(refused(&self.host.ns, (ip, proto, port), e));
+        }
+        Ok(port)
+    }
+
+    /// Gives one host port back: to the allocator, and its socket closed.
+    fn give_back(&mut self, (ip, proto, port): Binding) {
+        self.ports.release(ip, proto, port);
+        self.reserved.give_back((ip, proto, port));
     }
 
     /// Gives host ports back.
     pub(crate) fn release_ports(&mut self, ports: &[PortMapping]) {
         for p in ports {
-            self.ports.release(p.host_ip, p.proto, p.host_port);
+            self.give_back((p.host_ip, p.proto, p.host_port));
         }
     }
 
-    /// Takes an endpoint's recorded host ports again (start-up).
-    pub(crate) fn replay_ports(&mut self, net: &NetworkRecord, ep: &EndpointRecord) -> Result<()> {
+    /// Takes an endpoint's recorded host ports again (start-up). A port another record
+    /// holds is an error (the endpoint cannot be re-derived); a port another program took
+    /// while lnet was down is not: the record keeps it, and what happened comes back as a
+    /// message for the recovery report (see the module's notes).
+    pub(crate) fn replay_ports(
+        &mut self,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+    ) -> Result<Vec<String>> {
         let owner = port_owner(&ep.name, &net.name);
         for (n, p) in ep.ports.iter().enumerate() {
             if let Err(e) =
@@ -196,7 +383,69 @@ impl State {
                 return Err(port_err(e));
             }
         }
+        Ok(self.hold_recorded(ep))
+    }
+
+    /// Holds every recorded host port of `ep` that no socket of lnet holds yet; what it
+    /// could not hold, each as a message naming the endpoint and the holder.
+    fn hold_recorded(&mut self, ep: &EndpointRecord) -> Vec<String> {
+        let mut lost = Vec::new();
+        for p in &ep.ports {
+            let b = (p.host_ip, p.proto, p.host_port);
+            if let Err(e) = self.reserved.take(&self.host.ns, b) {
+                let what = if e.is_in_use() {
+                    held_elsewhere(&self.host.ns, ep, b)
+                } else {
+                    refused(&self.host.ns, b, e).to_string()
+                };
+                tracing::error!(endpoint = %ep.name, "{what}; the record keeps the port");
+                lost.push(format!("endpoint {}: {what}", ep.name));
+            }
+        }
+        lost
+    }
+
+    /// Before a join publishes `ep`'s ports: holds those no socket of lnet holds (another
+    /// program had one at start). One some other program still holds refuses the join —
+    /// publishing it would take that program's traffic.
+    pub(crate) fn hold_before_join(&mut self, ep: &EndpointRecord) -> Result<()> {
+        for p in &ep.ports {
+            let b = (p.host_ip, p.proto, p.host_port);
+            if let Err(e) = self.reserved.take(&self.host.ns, b) {
+                return Err(refused(&self.host.ns, b, e));
+            }
+        }
         Ok(())
+    }
+
+    /// `lnet doctor`: each recorded host port that no socket of this controller holds.
+    /// Read only: a port is tried with a socket closed at once, and named only when another
+    /// program holds it, or — on a running controller, which should hold it — when it is
+    /// free and not held.
+    pub(crate) fn doctor_ports(&self, f: &mut crate::doctor::Findings) {
+        for ep in self.endpoints.all() {
+            for p in &ep.ports {
+                let b = (p.host_ip, p.proto, p.host_port);
+                if self.reserved.held.contains_key(&b) {
+                    continue;
+                }
+                let probe = self
+                    .host
+                    .ns
+                    .run(|| hostport::reserve(SocketAddr::new(b.0, b.2), transport(b.1)))
+                    .and_then(|r| r);
+                f.about(format!("endpoint {}", ep.name));
+                match probe {
+                    Err(e) if e.is_in_use() => f.different(held_elsewhere(&self.host.ns, ep, b)),
+                    Ok(_) if self.reserved.live => f.missing(format!(
+                        "hold on host port {}/{} (free; `lnet doctor --repair` takes it)",
+                        SocketAddr::new(b.0, b.2),
+                        b.1
+                    )),
+                    _ => {}
+                }
+            }
+        }
     }
 
     /// The firewall elements the records call for, and the forwarding lnet turned on.
