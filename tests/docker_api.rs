@@ -240,10 +240,12 @@ fn the_docker_python_sdk_drives_lnet_networks() {
     let sdk = Command::new("python3")
         .args(["-c", "import docker"])
         .output();
-    if !sdk.is_ok_and(|o| o.status.success()) {
-        eprintln!(
-            "skipped the_docker_python_sdk_drives_lnet_networks: needs the Docker SDK for Python (pip install docker)"
-        );
+    if !lnet_kernel::testing::require_installed(
+        "the_docker_python_sdk_drives_lnet_networks",
+        "the Docker SDK for Python (python3 -c 'import docker')",
+        "PyPI: pip install docker, or the Debian package python3-docker",
+        sdk.is_ok_and(|o| o.status.success()),
+    ) {
         return;
     }
     lnet_kernel::testing::enter_new_netns().unwrap();
