@@ -46,6 +46,9 @@ if [ "$what" = all ]; then
   want dig bind9-dnsutils    # the DNS tests ask a sandbox's resolver with dig
   want dnsperf dnsperf       # the DNS benchmark
   want nsenter util-linux    # the DNS benchmark runs dnsperf inside a sandbox
+  # nft names protocols (tcp, udp) from /etc/protocols, and prints numbers without it; the
+  # tests read the names. Every Debian install has it, a minimal image may not.
+  [ -e /etc/protocols ] || packages+=(netbase)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   if $root; then
