@@ -83,6 +83,7 @@ fn required(var: &str) -> bool {
 /// Whether `test` may go on: true as root. Otherwise the test is skipped ([`skip`], the
 /// reason naming `what` needs root) and the caller returns, or, under `LNET_REQUIRE_ROOT=1`,
 /// this panics with the reason.
+#[track_caller]
 pub fn require_root(test: &str, what: &str) -> bool {
     require(
         test,
@@ -95,6 +96,7 @@ pub fn require_root(test: &str, what: &str) -> bool {
 /// Whether `test` may go on: true when the program `tool` is on the `PATH`. Otherwise the
 /// test is skipped, or fails under `LNET_REQUIRE_TOOLS=1`, naming what provides the tool
 /// (see [`require_installed`]).
+#[track_caller]
 pub fn require_tool(test: &str, tool: &str) -> bool {
     require_installed(test, tool, provider(tool), on_path(tool))
 }
@@ -104,6 +106,7 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
 /// ([`skip`]) and the caller returns, or, under `LNET_REQUIRE_TOOLS=1`, this panics naming
 /// `what` and `from`, what provides it (`scripts/deps.sh` installs every program and package
 /// the tests use).
+#[track_caller]
 pub fn require_installed(test: &str, what: &str, from: &str, present: bool) -> bool {
     let reason = || format!("needs {what}, from {from}");
     require(test, present, reason, REQUIRE_TOOLS)
@@ -111,6 +114,7 @@ pub fn require_installed(test: &str, what: &str, from: &str, present: bool) -> b
 
 /// The decision behind every `require_*`: go on when `present`; otherwise fail the test
 /// under `var=1`, or record the skip.
+#[track_caller]
 fn require(test: &str, present: bool, reason: impl FnOnce() -> String, var: &str) -> bool {
     if present {
         return true;
