@@ -3,7 +3,8 @@
 //! controller in the same run, with 1 and 1,000 networks present.
 //!
 //! Run as root with `cargo bench --bench api`; `LNET_BENCH_QUICK=1` uses 1 and 100
-//! networks and fewer iterations. Not root: prints `skipped` and exits 0.
+//! networks and fewer iterations. Not root: a recorded skip
+//! (`lnet_kernel::testing::require_root`), exit 0.
 //!
 //! The server is lnet's own (`lnet_app::daemon`), in this process, on a socket in a
 //! temporary directory; each request opens a new connection, as the `docker` CLI does.

@@ -25,7 +25,7 @@ use lnet_kernel::Netns;
 fn main() -> Result<()> {
     if !lnet_kernel::testing::is_root() {
         bail!(
-            "the quickstart changes network namespaces, links and addresses: run it as root (sudo -E cargo run --example quickstart)"
+            "the quickstart changes network namespaces, links and addresses: run it as root: cargo run --example quickstart"
         );
     }
     // Our own namespace first, before any socket or thread exists: everything below happens

@@ -5,12 +5,15 @@
 #
 # It runs in a throwaway network and mount namespace, with its state in a temporary
 # directory, so it never touches this machine's interfaces, routes, firewall or /run/lnet.
-# Run as root from anywhere: `sudo scripts/quickstart.sh`.
+# Run as root from anywhere: `scripts/quickstart.sh`. It first installs what it uses and is
+# missing (scripts/deps.sh quickstart: iproute2, util-linux, python3, a C linker for cargo);
+# Rust itself, from rustup, is the one thing it expects.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${1:-}" != "--inside" ]; then
-  [ "$(id -u)" = 0 ] || { echo "quickstart: run as root (it creates namespaces, links and nftables rules): sudo $0" >&2; exit 1; }
+  [ "$(id -u)" = 0 ] || { echo "quickstart: run it as root (it creates namespaces, links and nftables rules), e.g. in a root shell: $0" >&2; exit 1; }
+  scripts/deps.sh quickstart
   cargo build --locked --quiet --bin lnet
   exec unshare --net --mount --propagation private "$0" --inside
 fi

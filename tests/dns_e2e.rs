@@ -404,13 +404,24 @@ const OUTSIDE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 99);
 // ---------------------------------------------------------------------------------------
 // The tests.
 
+/// Root, and `dig` on the host (the sandboxes see the host's file system), or the test is a
+/// recorded skip.
+macro_rules! root_and_dig {
+    ($test:literal) => {
+        lnet_kernel::skip_unless_root!();
+        if !lnet_kernel::testing::require_tool($test, "dig") {
+            return;
+        }
+    };
+}
+
 /// (a) Two sandboxes on one user-defined network find each other by sandbox (container)
 /// name — which is also their endpoint name — by alias and by `name.network`, any case,
 /// through `@127.0.0.11` and through the resolv.conf the sandbox sees; (b) a sandbox on
 /// another network does not: the name goes to the upstream, whose NXDOMAIN comes back.
 #[test]
 fn peers_resolve_by_name_alias_and_name_network_and_others_do_not() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("peers_resolve_by_name_alias_and_name_network_and_others_do_not");
     let w = World::new("nameserver 127.0.0.1\nsearch example.com\n");
     let up = Upstream::start(
         Ipv4Addr::new(127, 0, 0, 1),
@@ -505,7 +516,7 @@ fn peers_resolve_by_name_alias_and_name_network_and_others_do_not() {
 /// peer; an address no container has is forwarded (NXDOMAIN from the upstream).
 #[test]
 fn ptr_of_a_container_address_is_its_name_dot_network() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("ptr_of_a_container_address_is_its_name_dot_network");
     let w = World::new("nameserver 127.0.0.1\n");
     let up = Upstream::start(Ipv4Addr::new(127, 0, 0, 1), Mode::Answer, &[]);
     w.network("front", "10.73.0.0/24", &[]);
@@ -552,7 +563,7 @@ fn ptr_of_a_container_address_is_its_name_dot_network() {
 /// a sandbox replaces the host's list for that sandbox.
 #[test]
 fn forwarded_names_fail_over_to_the_next_upstream() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("forwarded_names_fail_over_to_the_next_upstream");
     let w = World::new("nameserver 127.0.0.2\nnameserver 127.0.0.3\n");
     let servfail = Upstream::start(Ipv4Addr::new(127, 0, 0, 2), Mode::ServFail, &[]);
     let good = Upstream::start(
@@ -642,7 +653,7 @@ fn forwarded_names_fail_over_to_the_next_upstream() {
 /// and one's disconnect leaves the other's.
 #[test]
 fn disconnect_removes_names_and_a_shared_alias_has_both_addresses() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("disconnect_removes_names_and_a_shared_alias_has_both_addresses");
     let w = World::new("nameserver 127.0.0.1\n");
     let up = Upstream::start(Ipv4Addr::new(127, 0, 0, 1), Mode::Answer, &[]);
     w.network("front", "10.75.0.0/24", &[]);
@@ -695,7 +706,7 @@ fn disconnect_removes_names_and_a_shared_alias_has_both_addresses() {
 /// sandbox connected afterwards is found too.
 #[test]
 fn resolution_survives_sigkill_and_restart_of_the_daemon() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("resolution_survives_sigkill_and_restart_of_the_daemon");
     let mut w = World::new("nameserver 127.0.0.1\n");
     let _up = Upstream::start(
         Ipv4Addr::new(127, 0, 0, 1),
@@ -752,7 +763,7 @@ fn resolution_survives_sigkill_and_restart_of_the_daemon() {
 /// names are forwarded again.
 #[test]
 fn internal_network_resolves_peers_and_refuses_outside_names() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("internal_network_resolves_peers_and_refuses_outside_names");
     let w = World::new("nameserver 127.0.0.1\n");
     let up = Upstream::start(
         Ipv4Addr::new(127, 0, 0, 1),
@@ -795,7 +806,7 @@ fn internal_network_resolves_peers_and_refuses_outside_names() {
 /// forward goes over TCP too), and a TCP failover.
 #[test]
 fn dig_over_tcp_answers_local_and_forwarded_names() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("dig_over_tcp_answers_local_and_forwarded_names");
     let w = World::new("nameserver 127.0.0.2\nnameserver 127.0.0.1\n");
     let _servfail = Upstream::start(Ipv4Addr::new(127, 0, 0, 2), Mode::ServFail, &[]);
     let up = Upstream::start(
@@ -923,7 +934,7 @@ fn dig_over_tcp_answers_local_and_forwarded_names() {
 /// redirect leaked to the host's side.
 #[test]
 fn the_resolver_is_only_inside_the_sandbox() {
-    lnet_kernel::skip_unless_root!();
+    root_and_dig!("the_resolver_is_only_inside_the_sandbox");
     let w = World::new("nameserver 127.0.0.1\n");
     w.network("front", "10.80.0.0/24", &[]);
     w.sandbox("alpha", &[]);

@@ -267,15 +267,10 @@ impl Drop for Daemon {
     }
 }
 
-/// Whether the test can run: root and the `docker` CLI; else prints why not.
+/// Whether the test can run: root and, when asked, the `docker` CLI; else the skip is
+/// recorded (see `lnet_kernel::testing::require_root`).
 pub fn can_run(test: &str, need_docker: bool) -> bool {
-    if !lnet_kernel::testing::is_root() {
-        eprintln!("skipped {test}: needs root (network namespaces, links, nftables)");
-        return false;
-    }
-    if need_docker && Command::new("docker").arg("--version").output().is_err() {
-        eprintln!("skipped {test}: needs the docker CLI");
-        return false;
-    }
-    true
+    use lnet_kernel::testing::{require_root, require_tool};
+    require_root(test, "network namespaces, links, nftables")
+        && (!need_docker || require_tool(test, "docker"))
 }

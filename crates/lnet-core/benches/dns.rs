@@ -3,13 +3,13 @@
 //! next to the same upstream asked directly — the baseline of a bare UDP responder, in the
 //! same run. During the local-name run another sandbox connects and disconnects 100 times;
 //! dnsperf counts lost queries. Then podman's resolver, aardvark-dns, with the same names,
-//! asked from the same sandbox at the network's gateway as podman deploys it (skipped with
-//! a note when it is not installed). For each: the server's CPU per answered query, which
+//! asked from the same sandbox at the network's gateway as podman deploys it (a recorded
+//! skip when it is not installed). For each: the server's CPU per answered query, which
 //! the client's own CPU cannot cap (on a small machine dnsperf's threads take more CPU
 //! than the server). Also: the memory a 10,000-name table takes.
 //!
 //! Run as root with `cargo bench -p lnet-core --bench dns` (needs `dnsperf` and `nsenter`;
-//! prints why it skips otherwise). `LNET_BENCH_QUICK=1` runs each for 1 s instead of 10.
+//! a recorded skip otherwise). `LNET_BENCH_QUICK=1` runs each for 1 s instead of 10.
 //! Safety: private mount namespace, new network namespace, state in a temporary directory;
 //! aardvark-dns is ended by its pid.
 
@@ -231,18 +231,24 @@ fn rss_kib() -> u64 {
 }
 
 fn main() {
+    use lnet_kernel::testing::{provider, require_installed, require_root, require_tool};
+    // Root first: not root, that is the one reason to give.
+    if !require_root("bench dns", "network namespaces, mounts") {
+        return;
+    }
     for tool in ["dnsperf", "nsenter"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            println!(
-                "skipped: the dns benchmark needs {tool} (apt-get install dnsperf util-linux)"
-            );
+        if !require_tool("bench dns", tool) {
             return;
         }
     }
+    // Checked before the bench starts, so that LNET_REQUIRE_TOOLS=1 fails it before it has
+    // made anything. Without it only the comparison is skipped.
+    require_installed(
+        "bench dns: the comparison with aardvark-dns",
+        "aardvark-dns (on the PATH, in podman's libexec, or named by LNET_AARDVARK)",
+        provider("aardvark-dns"),
+        Aardvark::find().is_some(),
+    );
     lnet_kernel::testing::run_isolated_bench("dns", run);
 }
 
@@ -329,13 +335,9 @@ fn run(root: &Path) -> Res<()> {
     let fwd = dnsperf(Some(&asker), "127.0.0.11", &remote, secs, me, &lnet_dns)?;
 
     // aardvark-dns in the same run, asked from the same sandbox at the gateway.
+    // Without it (a skip recorded in `main`) the rest of the bench still runs.
     let aardvark = match Aardvark::find() {
-        None => {
-            println!(
-                "dns: no aardvark-dns to compare with (cargo install aardvark-dns --version 2.1.0 --locked, or set LNET_AARDVARK)"
-            );
-            None
-        }
+        None => None,
         Some(bin) => {
             let a = Aardvark::start(
                 &bin,

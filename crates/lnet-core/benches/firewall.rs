@@ -3,7 +3,8 @@
 //! measured in the same run.
 //!
 //! Run as root with `cargo bench -p lnet-core --bench firewall`; `LNET_BENCH_QUICK=1` uses
-//! 0 and 1,000 ports and fewer iterations. Not root: prints `skipped` and exits 0.
+//! 0 and 1,000 ports and fewer iterations. Not root: a recorded skip
+//! (`lnet_kernel::testing::require_root`), exit 0.
 //!
 //! The ports already published are real: containers (sandboxes) joined to 10 bridge
 //! networks, each endpoint publishing 10 TCP ports, so the DNAT map holds one element per
@@ -69,8 +70,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn main() {
-    if !lnet_kernel::testing::is_root() {
-        println!("skipped: the firewall benchmark needs root");
+    if !lnet_kernel::testing::require_root("bench firewall", "network namespaces, mounts") {
         return;
     }
     if let Err(e) = lnet_kernel::testing::enter_private_mounts()

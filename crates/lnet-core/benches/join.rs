@@ -2,7 +2,8 @@
 //! joined to their own sandboxes, each next to a kernel floor measured in the same run.
 //!
 //! Run as root with `cargo bench -p lnet-core --bench join`; `LNET_BENCH_QUICK=1` uses
-//! sizes 1 and 20 and 5 iterations instead of 30. Not root: prints `skipped` and exits 0.
+//! sizes 1 and 20 and 5 iterations instead of 30. Not root: a recorded skip
+//! (`lnet_kernel::testing::require_root`), exit 0.
 //!
 //! - **lnet create+join**: `Network::create_endpoint` + `Endpoint::join` into a sandbox
 //!   created beforehand (sandbox creation is not timed).
@@ -295,8 +296,7 @@ fn reference_writes(
 }
 
 fn main() {
-    if !lnet_kernel::testing::is_root() {
-        println!("skipped: the join benchmark needs root");
+    if !lnet_kernel::testing::require_root("bench join", "network namespaces, mounts") {
         return;
     }
     // Before any controller, socket or thread: everything below happens in this network

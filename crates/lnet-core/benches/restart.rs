@@ -8,7 +8,7 @@
 //!
 //! Run as root with `cargo bench -p lnet-core --bench restart`; `LNET_BENCH_QUICK=1` uses
 //! 50 networks and 100 sandboxes (500 endpoints); `LNET_BENCH_ROUNDS=N` restarts N times
-//! (3). Not root: prints `skipped`.
+//! (3). Not root: a recorded skip.
 //! Safety: private mount and network namespaces, state in a temporary directory (the exec
 //! root on a tmpfs, as `/run` is), every namespace mount removed at the end.
 

@@ -650,8 +650,12 @@ fn a_container_reaches_its_own_published_port_where_bridged_traffic_is_filtered(
     };
     // As on a Docker host: br_netfilter passes bridged frames through the ip hooks (in a
     // new namespace, the default wherever the kernel has br_netfilter).
-    if !set_bridge_netfilter(true) {
-        eprintln!("skipped: the kernel has no br_netfilter");
+    if !lnet_kernel::testing::require_installed(
+        "a_container_reaches_its_own_published_port_where_bridged_traffic_is_filtered",
+        "br_netfilter (the net.bridge.bridge-nf-call-* sysctls)",
+        "the kernel module br_netfilter, loaded on the host (modprobe br_netfilter)",
+        set_bridge_netfilter(true),
+    ) {
         return;
     }
     hairpin(&env);

@@ -422,8 +422,7 @@ fn the_ruleset_matches_the_golden_file() {
     let Some(env) = common::env("the_ruleset_matches_the_golden_file") else {
         return;
     };
-    if Command::new("nft").arg("--version").output().is_err() {
-        eprintln!("skipped the_ruleset_matches_the_golden_file: needs the nft tool");
+    if !lnet_kernel::testing::require_tool("the_ruleset_matches_the_golden_file", "nft") {
         return;
     }
     // Off, as on a host that does not route: lnet turns it on and guards it. (A new

@@ -5,7 +5,7 @@
 //! itself first, so the machine's own network is never touched. Needs root:
 //!
 //! ```sh
-//! sudo cargo run -p lnet-kernel --example veth_pair
+//! cargo run -p lnet-kernel --example veth_pair   # as root
 //! ```
 
 use lnet_kernel::{
@@ -13,8 +13,7 @@ use lnet_kernel::{
 };
 
 fn main() -> Result<(), String> {
-    if !testing::is_root() {
-        eprintln!("skipped: needs root (creates network namespaces and links)");
+    if !testing::require_root("example veth_pair", "creates network namespaces and links") {
         return Ok(());
     }
     // Our own sandbox: the main thread is ours, so it may change namespace.

@@ -34,6 +34,129 @@ pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
+/// Names the file to which every skip appends its line.
+pub const SKIP_LOG: &str = "LNET_SKIP_LOG";
+/// Set to `1`, a test that would skip for want of root fails instead (CI sets it).
+pub const REQUIRE_ROOT: &str = "LNET_REQUIRE_ROOT";
+/// Set to `1`, a test that would skip for want of a tool fails instead (CI sets it).
+pub const REQUIRE_TOOLS: &str = "LNET_REQUIRE_TOOLS";
+
+/// How a skip shows: `SKIPPED <test>: <reason>`, on stderr and in `$LNET_SKIP_LOG`.
+pub const SKIP_MARKER: &str = "SKIPPED";
+
+/// Records that `test` (a test, benchmark or example, by the name a reader would look for)
+/// did not run, and why: prints the marker line and appends it to the file named by
+/// `LNET_SKIP_LOG`, which `scripts/test.sh` counts, since cargo shows a test that returned
+/// early as `ok`. The caller then returns without checking anything.
+///
+/// This only records; [`require_root`], [`require_tool`] and [`require_installed`] decide
+/// first whether the skip is allowed, and are what tests call.
+pub fn skip(test: &str, reason: &str) {
+    use std::io::Write;
+    let line = format!("{SKIP_MARKER} {test}: {reason}\n");
+    // Straight to the descriptor: libtest captures `eprintln!` of a passing test and would
+    // hide the line.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    let Some(log) = std::env::var_os(SKIP_LOG) else {
+        return;
+    };
+    // One write of one short line to a file opened for appending: parallel tests and
+    // processes cannot interleave within it.
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        // A skip that cannot be counted would pass for a pass: fail instead.
+        panic!(
+            "{test} is skipped ({reason}) but {SKIP_LOG}={} cannot record it: {e}",
+            std::path::Path::new(&log).display()
+        );
+    }
+}
+
+fn required(var: &str) -> bool {
+    std::env::var_os(var).is_some_and(|v| v == "1")
+}
+
+/// Whether `test` may go on: true as root. Otherwise the test is skipped ([`skip`], the
+/// reason naming `what` needs root) and the caller returns, or, under `LNET_REQUIRE_ROOT=1`,
+/// this panics with the reason.
+#[track_caller]
+pub fn require_root(test: &str, what: &str) -> bool {
+    require(
+        test,
+        is_root(),
+        || format!("needs root ({what})"),
+        REQUIRE_ROOT,
+    )
+}
+
+/// Whether `test` may go on: true when the program `tool` is on the `PATH`. Otherwise the
+/// test is skipped, or fails under `LNET_REQUIRE_TOOLS=1`, naming what provides the tool
+/// (see [`require_installed`]).
+#[track_caller]
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    require_installed(test, tool, provider(tool), on_path(tool))
+}
+
+/// Whether `test` may go on, given whether `what` (a program, a Python module, a kernel
+/// module the host must have loaded) is `present`. When it is not, the test is skipped
+/// ([`skip`]) and the caller returns, or, under `LNET_REQUIRE_TOOLS=1`, this panics naming
+/// `what` and `from`, what provides it (`scripts/deps.sh` installs every program and package
+/// the tests use).
+#[track_caller]
+pub fn require_installed(test: &str, what: &str, from: &str, present: bool) -> bool {
+    let reason = || format!("needs {what}, from {from}");
+    require(test, present, reason, REQUIRE_TOOLS)
+}
+
+/// The decision behind every `require_*`: go on when `present`; otherwise fail the test
+/// under `var=1`, or record the skip.
+#[track_caller]
+fn require(test: &str, present: bool, reason: impl FnOnce() -> String, var: &str) -> bool {
+    if present {
+        return true;
+    }
+    let reason = reason();
+    if required(var) {
+        panic!("{test} {reason}, and {var}=1 forbids skipping it");
+    }
+    skip(test, &reason);
+    false
+}
+
+/// Where the tools the tests use come from, as `scripts/deps.sh` installs them.
+pub fn provider(tool: &str) -> &'static str {
+    match tool {
+        "nft" => "the Debian package nftables",
+        "dig" => "the Debian package bind9-dnsutils",
+        "dnsperf" => "the Debian package dnsperf",
+        "ip" => "the Debian package iproute2",
+        "nsenter" | "unshare" => "the Debian package util-linux",
+        "python3" => "the Debian package python3",
+        "docker" => {
+            "the docker CLI of the Debian package docker.io (scripts/deps.sh takes only the client)"
+        }
+        "aardvark-dns" => "crates.io: cargo install --locked aardvark-dns --version 2.1.0",
+        _ => "its package",
+    }
+}
+
+/// Whether an executable file named `tool` is in a directory of the `PATH`, as a shell
+/// would find it (without running it: some tools have no harmless flag).
+fn on_path(tool: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
+    std::env::split_paths(&path).any(|dir| {
+        std::fs::metadata(dir.join(tool))
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
+}
+
 /// Move the **calling thread** into a new, empty network namespace
 /// (`unshare(CLONE_NEWNET)`) and bring its loopback up.
 ///
@@ -175,8 +298,8 @@ pub fn __enclosing_fn_name<T>(_: T) -> &'static str {
 }
 
 /// Return early from the enclosing function (a test) when not running as
-/// root, printing `skipped <test path>: needs root`. An optional argument is
-/// the value to return.
+/// root, after [`require_root`] has recorded the skip (or failed the test under
+/// `LNET_REQUIRE_ROOT=1`). An optional argument is the value to return.
 #[macro_export]
 macro_rules! skip_unless_root {
     () => {
@@ -185,9 +308,10 @@ macro_rules! skip_unless_root {
     ($ret:expr) => {
         if !$crate::testing::is_root() {
             fn __here() {}
-            eprintln!(
-                "skipped {}: needs root",
-                $crate::testing::__enclosing_fn_name(__here)
+            // Not root: this records the skip, or panics under LNET_REQUIRE_ROOT=1.
+            $crate::testing::require_root(
+                $crate::testing::__enclosing_fn_name(__here),
+                "network namespaces, links, nftables",
             );
             return $ret;
         }
@@ -196,14 +320,13 @@ macro_rules! skip_unless_root {
 
 /// For benchmark binaries: runs `run` with a fresh state directory inside a private mount
 /// namespace and a new network namespace, then unmounts every namespace file left under
-/// `<dir>/run/netns` — also when `run` fails. Not root: prints `skipped` and returns.
+/// `<dir>/run/netns` — also when `run` fails. Not root: a skip ([`require_root`]).
 /// Exits the process with status 1, after printing the error, when anything fails.
 pub fn run_isolated_bench<E: std::fmt::Display>(
     name: &str,
     run: impl FnOnce(&std::path::Path) -> std::result::Result<(), E>,
 ) {
-    if !is_root() {
-        println!("skipped: the {name} benchmark needs root");
+    if !require_root(&format!("bench {name}"), "network namespaces, mounts") {
         return;
     }
     if let Err(e) = enter_private_mounts().and_then(|()| enter_new_netns()) {

@@ -19,18 +19,10 @@ const KEY: [DataType; 3] = [
 ];
 const VAL: [DataType; 2] = [DataType::Ipv4Addr, DataType::InetService];
 
-fn has_nft() -> bool {
-    Command::new("nft")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 macro_rules! setup {
     ($name:literal) => {
         skip_unless_root!();
-        if !has_nft() {
-            eprintln!("skipped {}: needs the nft tool", $name);
+        if !lnet_kernel::testing::require_tool($name, "nft") {
             return;
         }
         enter_new_netns().unwrap();

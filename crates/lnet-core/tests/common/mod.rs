@@ -34,10 +34,9 @@ pub struct Env {
     pub base_links: BTreeSet<String>,
 }
 
-/// Sets up a test, or prints why it is skipped and returns `None`.
+/// Sets up a test, or records why it is skipped and returns `None`.
 pub fn env(test: &str) -> Option<Env> {
-    if !lnet_kernel::testing::is_root() {
-        eprintln!("skipped {test}: needs root (network namespaces, links, mounts)");
+    if !lnet_kernel::testing::require_root(test, "network namespaces, links, mounts") {
         return None;
     }
     lnet_kernel::testing::enter_new_netns().expect("enter a new network namespace");
