@@ -236,6 +236,19 @@ fn stop_at(env: &Env, fp: &str) -> (Op, Snapshot, Box<dyn std::any::Any + Send>)
     (op, before, payload)
 }
 
+/// A finished operation is there as a user checks it; an undone one left no trace.
+fn finished_or_no_trace(env: &Env, op: Op, fp: &str, done: bool, before: Snapshot) {
+    if done {
+        op.check_done(env);
+    } else {
+        assert_eq!(
+            env.snapshot().without_revisions(),
+            before.without_revisions(),
+            "{fp}: an undone operation leaves no trace"
+        );
+    }
+}
+
 /// Runs the operation of `fp` with `fp` armed, restarts, and checks the outcome.
 fn crash_at(fp: &str, test: &str) {
     let Some(mut env) = common::env(test) else {
@@ -273,15 +286,7 @@ fn crash_at(fp: &str, test: &str) {
         ),
         None => assert!(report.is_clean(), "{fp}: nothing to recover: {report:?}"),
     }
-    if done {
-        op.check_done(&env);
-    } else {
-        assert_eq!(
-            env.snapshot().without_revisions(),
-            before.without_revisions(),
-            "{fp}: an undone operation leaves no trace"
-        );
-    }
+    finished_or_no_trace(&env, op, fp, done, before);
     assert_converged(&mut env);
 
     if !done {
@@ -304,15 +309,7 @@ fn panic_at(fp: &str, test: &str) {
 
     let done = op.done(&env);
     assert_eq!(done, op.finished_at_start(fp), "{fp}: after the panic");
-    if done {
-        op.check_done(&env);
-    } else {
-        assert_eq!(
-            env.snapshot().without_revisions(),
-            before.without_revisions(),
-            "{fp}: an undone operation leaves no trace"
-        );
-    }
+    finished_or_no_trace(&env, op, fp, done, before);
     common::check_live_state(&env);
     if !done {
         op.run(&env)
