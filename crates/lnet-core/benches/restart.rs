@@ -162,7 +162,9 @@ fn run(root: &Path) -> Res<()> {
     } else {
         (1000, 1000, 10)
     };
-    lnet_kernel::testing::raise_open_files(4 * sandboxes as u64 + 1024)?;
+    // Per sandbox its namespace, netlink socket and resolver's sockets; per endpoint the
+    // sockets that hold its published port on the host (0.0.0.0 and [::]).
+    lnet_kernel::testing::raise_open_files((4 * sandboxes + 2 * sandboxes * per) as u64 + 1024)?;
     lnet_kernel::testing::mount_tmpfs(&root.join("run"))?;
     std::fs::write(root.join("resolv.conf"), "nameserver 127.0.0.1\n")?;
     let mut config = Config::rooted_at(root);
