@@ -34,8 +34,8 @@ use rtnetlink::sys::protocols::NETLINK_NETFILTER;
 
 use crate::error::Result;
 use crate::netns::Netns;
-use crate::nft::wire::{Attrs, Writer, msg_attrs};
 use crate::socket::{self, NlError, NlSocket, OpContext};
+use lnet_nla::{Attrs, Checked, NFGENMSG_LEN, Writer};
 
 const NFNL_SUBSYS_CTNETLINK: u16 = 1;
 const IPCTNL_MSG_CT_NEW: u16 = 0;
@@ -222,36 +222,34 @@ fn parse_entry(msg: &[u8], family: u8) -> Option<CtEntry> {
     if ty != (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW || *msg.get(16)? != family {
         return None;
     }
-    let attrs = msg_attrs(msg);
+    // An entry whose attributes are malformed is not readable either.
+    let attrs = Attrs::of_message(msg, NFGENMSG_LEN).ok()?.checked().ok()?;
     Some(CtEntry {
-        orig: parse_tuple(attrs.get(CTA_TUPLE_ORIG)?.nested())?,
-        reply: parse_tuple(attrs.get(CTA_TUPLE_REPLY)?.nested())?,
+        orig: parse_tuple(attrs.nested(CTA_TUPLE_ORIG).ok()??)?,
+        reply: parse_tuple(attrs.nested(CTA_TUPLE_REPLY).ok()??)?,
     })
 }
 
-fn parse_tuple(t: Attrs<'_>) -> Option<CtTuple> {
-    let ip = t.get(CTA_TUPLE_IP)?.nested();
+fn parse_tuple(t: Checked<'_>) -> Option<CtTuple> {
+    let ip = t.nested(CTA_TUPLE_IP).ok()??;
     let v4 = |ty| -> Option<IpAddr> {
-        let b: [u8; 4] = ip.get(ty)?.value.try_into().ok()?;
+        let b: [u8; 4] = ip.get(ty)?.value().try_into().ok()?;
         Some(Ipv4Addr::from(b).into())
     };
     let v6 = |ty| -> Option<IpAddr> {
-        let b: [u8; 16] = ip.get(ty)?.value.try_into().ok()?;
+        let b: [u8; 16] = ip.get(ty)?.value().try_into().ok()?;
         Some(Ipv6Addr::from(b).into())
     };
     let (src, dst) = match (v4(CTA_IP_V4_SRC), v4(CTA_IP_V4_DST)) {
         (Some(s), Some(d)) => (s, d),
         _ => (v6(CTA_IP_V6_SRC)?, v6(CTA_IP_V6_DST)?),
     };
-    let proto = t.get(CTA_TUPLE_PROTO)?.nested();
-    let port = |ty| -> Option<u16> {
-        let b: [u8; 2] = proto.get(ty)?.value.try_into().ok()?;
-        Some(u16::from_be_bytes(b))
-    };
+    let proto = t.nested(CTA_TUPLE_PROTO).ok()??;
+    let port = |ty| proto.get(ty)?.be16();
     Some(CtTuple {
         src,
         dst,
-        proto: *proto.get(CTA_PROTO_NUM)?.value.first()?,
+        proto: *proto.get(CTA_PROTO_NUM)?.value().first()?,
         sport: port(CTA_PROTO_SRC_PORT)?,
         dport: port(CTA_PROTO_DST_PORT)?,
     })

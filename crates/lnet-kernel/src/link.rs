@@ -11,6 +11,8 @@ use rtnetlink::packet_route::link::{
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{LinkBridge, LinkBridgePort, LinkMessageBuilder, LinkUnspec, LinkVeth};
 
+use lnet_nla::{Attrs, NLMSG_HDRLEN};
+
 use crate::error::{KernelError, Result};
 use crate::netlink::{Netlink, OpContext, check_ifname};
 use crate::netns::Netns;
@@ -120,17 +122,19 @@ impl Link {
         const IFLA_INFO_KIND: u16 = 1;
         const IFLA_INFO_SLAVE_KIND: u16 = 4;
         const IFLA_INFO_SLAVE_DATA: u16 = 5;
-        let bad = |what: &str| format!("malformed RTM_NEWLINK: {what}");
-        let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        const IFINFOMSG_LEN: usize = 16;
+        let bad = |what: &dyn std::fmt::Display| format!("malformed RTM_NEWLINK: {what}");
         let u32_of = |v: &[u8]| <[u8; 4]>::try_from(v).ok().map(u32::from_ne_bytes);
-        if m.len() < 16 || u16_at(m, 4) != RTM_NEWLINK {
+        if m.get(4..6) != Some(&RTM_NEWLINK.to_ne_bytes()[..]) || m.len() < NLMSG_HDRLEN {
             return Ok(None);
         }
         let len = u32_of(&m[0..4]).unwrap_or(0) as usize;
         let m = m
             .get(..len)
-            .ok_or_else(|| bad("length beyond the message"))?;
-        let ifi = m.get(16..32).ok_or_else(|| bad("no ifinfomsg"))?;
+            .ok_or_else(|| bad(&"length beyond the message"))?;
+        let ifi = m
+            .get(NLMSG_HDRLEN..NLMSG_HDRLEN + IFINFOMSG_LEN)
+            .ok_or_else(|| bad(&"no ifinfomsg"))?;
         let flags = u32_of(&ifi[8..12]).unwrap_or(0);
         let mut link = Link {
             index: u32_of(&ifi[4..8]).unwrap_or(0),
@@ -145,43 +149,41 @@ impl Link {
             isolated: None,
             alias: None,
         };
-        let port_flags = |link: &mut Link, nested: &[u8]| -> std::result::Result<(), String> {
-            for a in nlas(nested) {
-                let (ty, v) = a.map_err(&bad)?;
-                match (ty, v) {
-                    (IFLA_BRPORT_MODE, [on]) => link.hairpin = Some(*on != 0),
-                    (IFLA_BRPORT_ISOLATED, [on]) => link.isolated = Some(*on != 0),
+        let port_flags = |link: &mut Link, nested: Attrs<'_>| -> std::result::Result<(), String> {
+            for a in nested {
+                let a = a.map_err(|e| bad(&e))?;
+                match (a.kind(), a.u8()) {
+                    (IFLA_BRPORT_MODE, Some(on)) => link.hairpin = Some(on != 0),
+                    (IFLA_BRPORT_ISOLATED, Some(on)) => link.isolated = Some(on != 0),
                     _ => {}
                 }
             }
             Ok(())
         };
-        for a in nlas(&m[32..]) {
-            let (ty, v) = a.map_err(&bad)?;
-            match ty {
-                IFLA_IFNAME => link.name = c_string(v).ok_or_else(|| bad("interface name"))?,
+        let attrs = Attrs::of_message(m, IFINFOMSG_LEN).map_err(|e| bad(&e))?;
+        for a in attrs {
+            let a = a.map_err(|e| bad(&e))?;
+            let v = a.value();
+            match a.kind() {
+                IFLA_IFNAME => {
+                    link.name = a.c_str().ok_or_else(|| bad(&"interface name"))?.to_string()
+                }
                 IFLA_ADDRESS => link.mac = <[u8; 6]>::try_from(v).ok(),
-                IFLA_MTU => link.mtu = u32_of(v).ok_or_else(|| bad("MTU"))?,
-                IFLA_MASTER => link.master = u32_of(v).filter(|m| *m != 0),
+                IFLA_MTU => link.mtu = a.ne32().ok_or_else(|| bad(&"MTU"))?,
+                IFLA_MASTER => link.master = a.ne32().filter(|m| *m != 0),
                 // Anyone may set an alias; one that is not UTF-8 is nobody's mark, but no
                 // reason to refuse the whole link.
-                IFLA_IFALIAS => {
-                    let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
-                    link.alias = Some(String::from_utf8_lossy(&v[..end]).into_owned())
-                        .filter(|a| !a.is_empty());
-                }
-                IFLA_PROTINFO if ifi[0] == AF_BRIDGE => port_flags(&mut link, v)?,
+                IFLA_IFALIAS => link.alias = Some(a.string()).filter(|a| !a.is_empty()),
+                IFLA_PROTINFO if ifi[0] == AF_BRIDGE => port_flags(&mut link, a.nested())?,
                 IFLA_LINKINFO => {
                     let mut port_of_bridge = false;
                     let mut port_data = None;
-                    for a in nlas(v) {
-                        let (ty, v) = a.map_err(&bad)?;
-                        match ty {
-                            IFLA_INFO_KIND => link.kind = c_string(v),
-                            IFLA_INFO_SLAVE_KIND => {
-                                port_of_bridge = c_string(v).as_deref() == Some("bridge")
-                            }
-                            IFLA_INFO_SLAVE_DATA => port_data = Some(v),
+                    for a in a.nested() {
+                        let a = a.map_err(|e| bad(&e))?;
+                        match a.kind() {
+                            IFLA_INFO_KIND => link.kind = a.c_str().map(str::to_string),
+                            IFLA_INFO_SLAVE_KIND => port_of_bridge = a.c_str() == Some("bridge"),
+                            IFLA_INFO_SLAVE_DATA => port_data = Some(a.nested()),
                             _ => {}
                         }
                     }
@@ -199,32 +201,6 @@ impl Link {
     pub fn is_kind(&self, kind: &str) -> bool {
         self.kind.as_deref() == Some(kind)
     }
-}
-
-/// The attributes in `b`, in order, as `(type, value)` with the nested and byte-order
-/// flags masked off; an error for one whose length runs past `b` or is shorter than its
-/// header.
-fn nlas(mut b: &[u8]) -> impl Iterator<Item = std::result::Result<(u16, &[u8]), &'static str>> {
-    std::iter::from_fn(move || {
-        if b.len() < 4 {
-            return None;
-        }
-        let len = usize::from(u16::from_ne_bytes([b[0], b[1]]));
-        let ty = u16::from_ne_bytes([b[2], b[3]]) & 0x3fff;
-        if len < 4 || len > b.len() {
-            b = &[];
-            return Some(Err("attribute length"));
-        }
-        let value = &b[4..len];
-        b = b.get(len.next_multiple_of(4)..).unwrap_or(&[]);
-        Some(Ok((ty, value)))
-    })
-}
-
-/// A NUL-terminated (or unterminated) UTF-8 string attribute.
-fn c_string(v: &[u8]) -> Option<String> {
-    let end = v.iter().position(|b| *b == 0).unwrap_or(v.len());
-    std::str::from_utf8(&v[..end]).ok().map(str::to_string)
 }
 
 /// Options applied when [`Netlink::ensure_bridge`] creates a bridge. They

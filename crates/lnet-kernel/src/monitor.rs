@@ -16,9 +16,11 @@ use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::sys::{Socket, SocketAddr, protocols};
 
+use lnet_nla::{Attrs, NFGENMSG_LEN};
+
 use crate::error::{KernelError, Result};
 use crate::link::Link;
-use crate::socket::NLMSG_HDRLEN;
+use crate::socket::{Message, Messages};
 
 const RTNLGRP_LINK: u32 = 1;
 const RTNLGRP_IPV4_IFADDR: u32 = 5;
@@ -152,20 +154,13 @@ impl Monitor {
                     ));
                 }
             }
-            let mut rest: &[u8] = &self.buf;
-            while rest.len() >= NLMSG_HDRLEN {
-                let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-                if len < NLMSG_HDRLEN || len > rest.len() {
-                    break;
-                }
-                let msg = &rest[..len];
+            for m in Messages(&self.buf) {
                 let decoded = if route {
-                    route_event(msg)
+                    route_event(m.whole)
                 } else {
-                    nft_event(msg)
+                    nft_event(&m)
                 };
                 events.extend(decoded);
-                rest = rest.get(len.next_multiple_of(4)..).unwrap_or(&[]);
             }
         }
     }
@@ -188,13 +183,12 @@ fn route_event(msg: &[u8]) -> Option<Event> {
     }
 }
 
-fn nft_event(msg: &[u8]) -> Option<Event> {
-    let ty = u16::from_ne_bytes([msg[4], msg[5]]);
-    if ty >> 8 != NFNL_SUBSYS_NFTABLES {
+fn nft_event(m: &Message<'_>) -> Option<Event> {
+    if m.ty >> 8 != NFNL_SUBSYS_NFTABLES {
         return None;
     }
     // NFT_MSG_NEW*/DEL* of tables, chains, rules, sets and elements.
-    let (object, deleted) = match ty & 0xff {
+    let (object, deleted) = match m.ty & 0xff {
         0 => (NftObject::Table, false),
         2 => (NftObject::Table, true),
         3 => (NftObject::Chain, false),
@@ -207,11 +201,13 @@ fn nft_event(msg: &[u8]) -> Option<Event> {
         14 => (NftObject::Element, true),
         _ => return None,
     };
-    let portid = u32::from_ne_bytes([msg[12], msg[13], msg[14], msg[15]]);
-    let family = *msg.get(NLMSG_HDRLEN)?;
-    // The table's name is attribute 1 in every one of these messages.
-    let table = crate::nft::wire::msg_attrs(msg)
-        .get(1)
+    let family = *m.payload.first()?;
+    // The table's name is attribute 1 in every one of these messages; a
+    // notification too damaged to name it still says that something changed.
+    let table = Attrs::of_message(m.whole, NFGENMSG_LEN)
+        .and_then(|a| a.get(1))
+        .ok()
+        .flatten()
         .map(|a| a.string())
         .unwrap_or_default();
     Some(Event::Nft {
@@ -219,6 +215,6 @@ fn nft_event(msg: &[u8]) -> Option<Event> {
         deleted,
         family,
         table,
-        portid,
+        portid: m.portid,
     })
 }

@@ -20,13 +20,15 @@ use std::thread;
 use rtnetlink::packet_core::{NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_DUMP_INTR};
 use rtnetlink::sys::{Socket, SocketAddr};
 
+use lnet_nla::Attrs;
+
 use crate::error::{KernelError, Result};
 use crate::netns::Netns;
 
 /// Receive buffer size. The kernel caps dump skbs at 32 KiB
 /// (`netlink_dump`); single replies are far smaller.
 pub(crate) const RECV_BUF_SIZE: usize = 64 * 1024;
-pub(crate) const NLMSG_HDRLEN: usize = 16;
+pub(crate) use lnet_nla::{Message, Messages, NLMSG_HDRLEN};
 const NLMSG_NOOP: u16 = 1;
 pub(crate) const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
@@ -289,61 +291,6 @@ impl NlSocket {
     }
 }
 
-/// One netlink message in a buffer.
-pub(crate) struct Message<'a> {
-    pub(crate) ty: u16,
-    pub(crate) flags: u16,
-    pub(crate) seq: u32,
-    /// Everything after the header.
-    pub(crate) payload: &'a [u8],
-    /// Header and payload.
-    pub(crate) whole: &'a [u8],
-}
-
-impl<'a> Message<'a> {
-    /// Split the first message off `buf` (advancing past its padding);
-    /// `None` on a malformed header.
-    fn parse(buf: &mut &'a [u8]) -> Option<Message<'a>> {
-        let b = *buf;
-        if b.len() < NLMSG_HDRLEN {
-            return None;
-        }
-        let len = u32::from_ne_bytes(b[0..4].try_into().ok()?) as usize;
-        if len < NLMSG_HDRLEN || len > b.len() {
-            return None;
-        }
-        *buf = b.get((len + 3) & !3..).unwrap_or(&[]);
-        Some(Message {
-            ty: u16::from_ne_bytes([b[4], b[5]]),
-            flags: u16::from_ne_bytes([b[6], b[7]]),
-            seq: u32::from_ne_bytes(b[8..12].try_into().ok()?),
-            payload: &b[NLMSG_HDRLEN..len],
-            whole: &b[..len],
-        })
-    }
-
-    /// The error code of an `NLMSG_ERROR` / `NLMSG_DONE` message.
-    pub(crate) fn code(&self) -> i32 {
-        i32::from_ne_bytes(self.payload.get(..4).unwrap_or(&[0; 4]).try_into().unwrap())
-    }
-}
-
-/// Iterator over the netlink messages in a buffer; stops at the first
-/// malformed header.
-pub(crate) struct Messages<'a>(pub(crate) &'a [u8]);
-
-impl<'a> Iterator for Messages<'a> {
-    type Item = Message<'a>;
-
-    fn next(&mut self) -> Option<Message<'a>> {
-        let m = Message::parse(&mut self.0);
-        if m.is_none() {
-            self.0 = &[];
-        }
-        m
-    }
-}
-
 /// The TLVs of an `NLMSG_ERROR` payload (after the error code): they follow
 /// the original request header (capped) or whole request, and are present
 /// only when `NLM_F_ACK_TLVS` is set.
@@ -365,24 +312,11 @@ pub(crate) fn error_extack(flags: u16, payload: &[u8]) -> Option<String> {
     error_tlvs(flags, payload).and_then(extack_msg)
 }
 
-/// Find `NLMSGERR_ATTR_MSG` in a TLV stream.
-pub(crate) fn extack_msg(mut tlvs: &[u8]) -> Option<String> {
-    while tlvs.len() >= 4 {
-        let len = u16::from_ne_bytes([tlvs[0], tlvs[1]]) as usize;
-        let kind = u16::from_ne_bytes([tlvs[2], tlvs[3]]) & 0x3fff;
-        if len < 4 || len > tlvs.len() {
-            return None;
-        }
-        if kind == NLMSGERR_ATTR_MSG {
-            let value = &tlvs[4..len];
-            let end = value.iter().position(|&b| b == 0).unwrap_or(value.len());
-            let s = String::from_utf8_lossy(&value[..end]).into_owned();
-            return (!s.is_empty()).then_some(s);
-        }
-        let next = (len + 3) & !3;
-        tlvs = tlvs.get(next..)?;
-    }
-    None
+/// Find `NLMSGERR_ATTR_MSG` in a TLV stream. A malformed stream has no
+/// message to show (the errno is still reported).
+pub(crate) fn extack_msg(tlvs: &[u8]) -> Option<String> {
+    let s = Attrs::new(tlvs).get(NLMSGERR_ATTR_MSG).ok()??.string();
+    (!s.is_empty()).then_some(s)
 }
 
 #[cfg(test)]
@@ -402,21 +336,5 @@ mod tests {
         );
         assert_eq!(error_extack(NLM_F_CAPPED, &p), None);
         assert_eq!(extack_msg(&[1, 0]), None);
-    }
-
-    #[test]
-    fn message_iteration() {
-        let mut buf = Vec::new();
-        for (ty, seq) in [(16u16, 7u32), (NLMSG_DONE, 7)] {
-            buf.extend_from_slice(&20u32.to_ne_bytes());
-            buf.extend_from_slice(&ty.to_ne_bytes());
-            buf.extend_from_slice(&0u16.to_ne_bytes());
-            buf.extend_from_slice(&seq.to_ne_bytes());
-            buf.extend_from_slice(&0u32.to_ne_bytes());
-            buf.extend_from_slice(&0i32.to_ne_bytes());
-        }
-        buf.extend_from_slice(&[1, 2]); // trailing garbage stops iteration
-        let ms: Vec<_> = Messages(&buf).map(|m| (m.ty, m.seq, m.code())).collect();
-        assert_eq!(ms, [(16, 7, 0), (NLMSG_DONE, 7, 0)]);
     }
 }

@@ -10,6 +10,9 @@
 //!   (matched by sequence number) with errno, the kernel's extack text and,
 //!   since nf_tables mostly points at the attribute it rejected instead of
 //!   explaining, that attribute.
+//! * The messages themselves — [`Batch`], [`Rule`], [`Expr`], [`Set`],
+//!   [`Element`] and the decoders of what the kernel reports — are the
+//!   pure codec of the `lnet-nft` crate, re-exported here unchanged.
 //! * [`Rule`] is a typed builder for rule expressions ([`Expr`]);
 //!   [`NftSocket::rules`], [`NftSocket::set_elements`], [`NftSocket::tables`],
 //!   [`NftSocket::chains`] and [`NftSocket::sets`] read back what is
@@ -60,192 +63,14 @@
 //! # Ok(()) }
 //! ```
 
-mod batch;
-mod expr;
 mod list;
-mod objects;
 mod socket;
-pub(crate) mod wire;
 
-pub use batch::Batch;
-pub use expr::{
-    COMMENT_MAX_LEN, CmpOp, CtKey, Data, Expr, Field, MetaKey, NatKind, PayloadBase, Position, Reg,
-    Rule, Verdict, ct_state, ct_status,
-};
-pub use list::{ChainInfo, RuleInfo, SetInfo};
-pub use objects::{
-    Chain, ChainType, Concat, DataType, Element, ElementData, Hook, Policy, Set, SetData, set_flags,
+pub(crate) use lnet_nft::sys;
+pub use lnet_nft::{
+    Batch, COMMENT_MAX_LEN, Chain, ChainInfo, ChainType, CmpOp, Concat, CtKey, Data, DataType,
+    DecodeError, Element, ElementData, Expr, Family, Field, Hook, MetaKey, NatKind, PayloadBase,
+    Policy, Position, Reg, Rule, RuleInfo, Set, SetData, SetInfo, Verdict, ct_state, ct_status,
+    decode, set_flags,
 };
 pub use socket::NftSocket;
-
-/// An nftables address family (`nfgen_family`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Family {
-    /// `inet`: IPv4 and IPv6.
-    Inet,
-    /// `ip`: IPv4.
-    Ip,
-    /// `ip6`: IPv6.
-    Ip6,
-    /// `bridge`: frames crossing a Linux bridge. Its hooks have the same
-    /// numbers as the inet ones ([`Hook::Forward`] is a frame forwarded
-    /// from one bridge port to another).
-    Bridge,
-}
-
-impl Family {
-    /// The `NFPROTO_*` value.
-    pub fn nfproto(self) -> u8 {
-        match self {
-            Family::Inet => 1,
-            Family::Ip => 2,
-            Family::Ip6 => 10,
-            Family::Bridge => 7,
-        }
-    }
-
-    /// Inverse of [`Family::nfproto`].
-    pub fn from_nfproto(v: u8) -> Option<Family> {
-        match v {
-            1 => Some(Family::Inet),
-            2 => Some(Family::Ip),
-            10 => Some(Family::Ip6),
-            7 => Some(Family::Bridge),
-            _ => None,
-        }
-    }
-
-    /// The name `nft` uses.
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Inet => "inet",
-            Family::Ip => "ip",
-            Family::Ip6 => "ip6",
-            Family::Bridge => "bridge",
-        }
-    }
-}
-
-/// Protocol constants from `linux/netfilter/nfnetlink.h` and
-/// `linux/netfilter/nf_tables.h`.
-#[allow(dead_code)]
-pub(crate) mod sys {
-    pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
-    pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;
-    pub const NFNL_MSG_BATCH_END: u16 = 0x11;
-
-    pub const NFT_MSG_NEWTABLE: u16 = 0;
-    pub const NFT_MSG_GETTABLE: u16 = 1;
-    pub const NFT_MSG_DELTABLE: u16 = 2;
-    pub const NFT_MSG_NEWCHAIN: u16 = 3;
-    pub const NFT_MSG_GETCHAIN: u16 = 4;
-    pub const NFT_MSG_DELCHAIN: u16 = 5;
-    pub const NFT_MSG_NEWRULE: u16 = 6;
-    pub const NFT_MSG_GETRULE: u16 = 7;
-    pub const NFT_MSG_DELRULE: u16 = 8;
-    pub const NFT_MSG_NEWSET: u16 = 9;
-    pub const NFT_MSG_GETSET: u16 = 10;
-    pub const NFT_MSG_DELSET: u16 = 11;
-    pub const NFT_MSG_NEWSETELEM: u16 = 12;
-    pub const NFT_MSG_GETSETELEM: u16 = 13;
-    pub const NFT_MSG_DELSETELEM: u16 = 14;
-    // Linux 6.3+: like DEL*, but absence is not an error.
-    pub const NFT_MSG_DESTROYTABLE: u16 = 26;
-    pub const NFT_MSG_DESTROYCHAIN: u16 = 27;
-    pub const NFT_MSG_DESTROYRULE: u16 = 28;
-    pub const NFT_MSG_DESTROYSET: u16 = 29;
-    pub const NFT_MSG_DESTROYSETELEM: u16 = 30;
-
-    pub const NFTA_TABLE_NAME: u16 = 1;
-
-    pub const NFTA_HOOK_HOOKNUM: u16 = 1;
-    pub const NFTA_HOOK_PRIORITY: u16 = 2;
-
-    pub const NFTA_CHAIN_TABLE: u16 = 1;
-    pub const NFTA_CHAIN_NAME: u16 = 3;
-    pub const NFTA_CHAIN_HOOK: u16 = 4;
-    pub const NFTA_CHAIN_POLICY: u16 = 5;
-    pub const NFTA_CHAIN_TYPE: u16 = 7;
-
-    pub const NFTA_RULE_TABLE: u16 = 1;
-    pub const NFTA_RULE_CHAIN: u16 = 2;
-    pub const NFTA_RULE_HANDLE: u16 = 3;
-    pub const NFTA_RULE_EXPRESSIONS: u16 = 4;
-    pub const NFTA_RULE_POSITION: u16 = 6;
-    pub const NFTA_RULE_USERDATA: u16 = 7;
-    /// libnftnl's udata TLV type of a rule comment.
-    pub const NFTNL_UDATA_RULE_COMMENT: u8 = 0;
-
-    pub const NFTA_LIST_ELEM: u16 = 1;
-    pub const NFTA_EXPR_NAME: u16 = 1;
-    pub const NFTA_EXPR_DATA: u16 = 2;
-
-    pub const NFTA_SET_TABLE: u16 = 1;
-    pub const NFTA_SET_NAME: u16 = 2;
-    pub const NFTA_SET_FLAGS: u16 = 3;
-    pub const NFTA_SET_KEY_TYPE: u16 = 4;
-    pub const NFTA_SET_KEY_LEN: u16 = 5;
-    pub const NFTA_SET_DATA_TYPE: u16 = 6;
-    pub const NFTA_SET_DATA_LEN: u16 = 7;
-    pub const NFTA_SET_DESC: u16 = 9;
-    pub const NFTA_SET_ID: u16 = 10;
-    pub const NFTA_SET_USERDATA: u16 = 13;
-    pub const NFTA_SET_DESC_CONCAT: u16 = 2;
-    pub const NFTA_SET_FIELD_LEN: u16 = 1;
-
-    pub const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-    pub const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-    pub const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-    pub const NFTA_SET_ELEM_KEY: u16 = 1;
-    pub const NFTA_SET_ELEM_DATA: u16 = 2;
-    pub const NFTA_SET_ELEM_FLAGS: u16 = 3;
-    pub const NFTA_SET_ELEM_KEY_END: u16 = 10;
-    pub const NFT_SET_ELEM_INTERVAL_END: u32 = 1;
-
-    pub const NFTA_DATA_VALUE: u16 = 1;
-    pub const NFTA_DATA_VERDICT: u16 = 2;
-    pub const NFTA_VERDICT_CODE: u16 = 1;
-    pub const NFTA_VERDICT_CHAIN: u16 = 2;
-    /// `NFT_DATA_VERDICT`: the data type of verdict maps.
-    pub const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
-
-    pub const NFTA_META_DREG: u16 = 1;
-    pub const NFTA_META_KEY: u16 = 2;
-    pub const NFTA_PAYLOAD_DREG: u16 = 1;
-    pub const NFTA_PAYLOAD_BASE: u16 = 2;
-    pub const NFTA_PAYLOAD_OFFSET: u16 = 3;
-    pub const NFTA_PAYLOAD_LEN: u16 = 4;
-    pub const NFTA_PAYLOAD_SREG: u16 = 5;
-    pub const NFTA_PAYLOAD_CSUM_TYPE: u16 = 6;
-    pub const NFTA_PAYLOAD_CSUM_OFFSET: u16 = 7;
-    /// `NFT_PAYLOAD_CSUM_INET`: the Internet checksum at `NFTA_PAYLOAD_CSUM_OFFSET`.
-    pub const NFT_PAYLOAD_CSUM_INET: u32 = 1;
-    pub const NFTA_CMP_SREG: u16 = 1;
-    pub const NFTA_CMP_OP: u16 = 2;
-    pub const NFTA_CMP_DATA: u16 = 3;
-    pub const NFTA_BITWISE_SREG: u16 = 1;
-    pub const NFTA_BITWISE_DREG: u16 = 2;
-    pub const NFTA_BITWISE_LEN: u16 = 3;
-    pub const NFTA_BITWISE_MASK: u16 = 4;
-    pub const NFTA_BITWISE_XOR: u16 = 5;
-    pub const NFTA_LOOKUP_SET: u16 = 1;
-    pub const NFTA_LOOKUP_SREG: u16 = 2;
-    pub const NFTA_LOOKUP_DREG: u16 = 3;
-    pub const NFTA_LOOKUP_FLAGS: u16 = 5;
-    pub const NFT_LOOKUP_F_INV: u32 = 1;
-    pub const NFTA_IMMEDIATE_DREG: u16 = 1;
-    pub const NFTA_IMMEDIATE_DATA: u16 = 2;
-    pub const NFTA_CT_DREG: u16 = 1;
-    pub const NFTA_CT_KEY: u16 = 2;
-    pub const NFTA_NAT_TYPE: u16 = 1;
-    pub const NFTA_NAT_FAMILY: u16 = 2;
-    pub const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
-    pub const NFTA_NAT_REG_ADDR_MAX: u16 = 4;
-    pub const NFTA_NAT_REG_PROTO_MIN: u16 = 5;
-    pub const NFTA_NAT_REG_PROTO_MAX: u16 = 6;
-    pub const NFTA_FIB_DREG: u16 = 1;
-    pub const NFTA_FIB_RESULT: u16 = 2;
-    pub const NFTA_FIB_FLAGS: u16 = 3;
-    pub const NFT_FIB_RESULT_ADDRTYPE: u32 = 3;
-    pub const NFTA_FIB_F_DADDR: u32 = 2;
-}

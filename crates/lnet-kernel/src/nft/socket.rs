@@ -13,10 +13,13 @@ use nix::sys::socket::{setsockopt, sockopt};
 use rtnetlink::packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
 use rtnetlink::sys::{Socket, protocols::NETLINK_NETFILTER};
 
+use lnet_nft::decode::DecodeError;
+use lnet_nft::{describe, describe_attr, rejected_attr};
+use lnet_nla::{Attrs, NLMSG_HDRLEN, Writer};
+
+use super::Batch;
 use super::Family;
-use super::batch::{Batch, describe};
 use super::sys::*;
-use super::wire::{Attrs, NLMSG_HDRLEN, Writer, attr_at, describe_attr};
 use crate::error::{KernelError, Result};
 use crate::netns::Netns;
 use crate::socket::{
@@ -95,7 +98,7 @@ impl NftSocket {
         if batch.is_empty() {
             return Ok(());
         }
-        let n = batch.count as u32;
+        let n = batch.len() as u32;
         let first = self.sock.start_request(n + 2);
         let op_all = || format!("nft transaction of {n} message(s)");
 
@@ -103,7 +106,7 @@ impl NftSocket {
         let mut w = Writer::reuse(std::mem::take(&mut self.sock.send_buf));
         let b = w.begin_msg(NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
         w.end_msg(b);
-        w.buf.extend_from_slice(&batch.w.buf);
+        w.buf.extend_from_slice(batch.as_bytes());
         let e = w.begin_msg(NFNL_MSG_BATCH_END, NLM_F_REQUEST, 0, NFNL_SUBSYS_NFTABLES);
         w.end_msg(e);
         let buf = &mut w.buf;
@@ -177,12 +180,12 @@ impl NftSocket {
                 // malformed batch): the transaction as a whole failed.
                 "commit".to_string()
             } else {
-                let msg = nth_message(&batch.w.buf, idx - 1);
+                let msg = batch.messages().nth(idx - 1).unwrap_or_default();
                 // nf_tables rarely sends extack text but usually points at
                 // the attribute it rejected; name it (and show the value
                 // if it is a name, e.g. the set that does not exist).
                 let at = offset
-                    .and_then(|o| attr_at(msg, o))
+                    .and_then(|o| rejected_attr(msg, o))
                     .map(|(path, value)| format!(", at {}", describe_attr(&path, value)))
                     .unwrap_or_default();
                 format!("{} (message {idx}{at})", describe(msg))
@@ -226,13 +229,13 @@ impl NftSocket {
 
     /// One dump request; retried when the kernel flags it interrupted by a
     /// concurrent change. Calls `each` with every answer message of the
-    /// consistent attempt only.
+    /// consistent attempt only; a message `each` cannot read fails the dump.
     pub(crate) fn dump(
         &mut self,
         msg: u16,
         family: Family,
         attrs: impl Fn(&mut Writer),
-        mut each: impl FnMut(&[u8]),
+        mut each: impl FnMut(&[u8]) -> std::result::Result<(), DecodeError>,
     ) -> Result<()> {
         let mut w = Writer::reuse(std::mem::take(&mut self.sock.send_buf));
         let start = w.begin_msg(
@@ -245,10 +248,12 @@ impl NftSocket {
         w.end_msg(start);
         self.sock.send_buf = w.buf;
         match self.sock.dump(|m| Ok(Some(m.to_vec()))) {
-            Ok(collected) => {
-                collected.iter().for_each(|m| each(m));
-                Ok(())
-            }
+            Ok(collected) => collected.iter().try_for_each(|m| {
+                each(m).map_err(|e| KernelError::Protocol {
+                    op: describe(&self.sock.send_buf),
+                    detail: e.to_string(),
+                })
+            }),
             Err(e) => Err(e.into_kernel(describe(&self.sock.send_buf))),
         }
     }
@@ -279,11 +284,8 @@ fn get_sndbuf(socket: &Socket) -> Option<usize> {
 /// code): the offset of the rejected attribute in the request.
 fn error_offset(flags: u16, payload: &[u8]) -> Option<usize> {
     const NLMSGERR_ATTR_OFFS: u16 = 2;
-    let a = Attrs(error_tlvs(flags, payload)?).get(NLMSGERR_ATTR_OFFS)?;
-    Some(u32::from_ne_bytes(a.value.get(..4)?.try_into().ok()?) as usize)
-}
-
-/// The `idx`-th message in a buffer of messages.
-pub(crate) fn nth_message(buf: &[u8], idx: usize) -> &[u8] {
-    Messages(buf).nth(idx).map_or(&[][..], |m| m.whole)
+    let a = Attrs::new(error_tlvs(flags, payload)?)
+        .get(NLMSGERR_ATTR_OFFS)
+        .ok()??;
+    Some(a.ne32()? as usize)
 }

@@ -11,13 +11,13 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use rtnetlink::packet_core::{NLM_F_APPEND, NLM_F_CREATE};
+use lnet_nla::flags::{NLM_F_APPEND, NLM_F_CREATE};
 
-use super::Family;
-use super::batch::Batch;
-use super::objects::ifname_bytes;
-use super::sys::*;
-use super::wire::{Attrs, Writer};
+use crate::Family;
+use crate::batch::Batch;
+use crate::objects::ifname_bytes;
+use crate::sys::*;
+use crate::wire::{Checked, Nests, NlaError, Writer};
 
 /// A register: the verdict register, or one of the sixteen 32-bit data
 /// registers. Values wider than 4 bytes occupy consecutive registers
@@ -78,7 +78,7 @@ impl Verdict {
         }
     }
 
-    fn decode(a: Attrs<'_>) -> Option<Verdict> {
+    fn decode(a: &Checked<'_>) -> Option<Verdict> {
         let code = a.get(NFTA_VERDICT_CODE)?.be32()? as i32;
         let chain = || a.get(NFTA_VERDICT_CHAIN).map(|c| c.string());
         Some(match code {
@@ -376,12 +376,13 @@ pub(crate) fn put_verdict(w: &mut Writer, v: &Verdict) {
     w.end_nest();
 }
 
-/// Decode an `NFTA_DATA_*` nest.
-pub(crate) fn decode_data(a: Attrs<'_>) -> Option<Data> {
+/// Decode the `NFTA_DATA_*` nest `a`.
+pub(crate) fn decode_data(nests: &Nests, a: lnet_nla::Attr<'_>) -> Option<Data> {
+    let a = nests.open(a)?;
     if let Some(v) = a.get(NFTA_DATA_VALUE) {
-        return Some(Data::Value(v.value.to_vec()));
+        return Some(Data::Value(v.value().to_vec()));
     }
-    Verdict::decode(a.get(NFTA_DATA_VERDICT)?.nested()).map(Data::Verdict)
+    Verdict::decode(&nests.open(a.get(NFTA_DATA_VERDICT)?)?).map(Data::Verdict)
 }
 
 impl Expr {
@@ -536,21 +537,27 @@ impl Expr {
         w.end_nest();
     }
 
-    /// Decode one `NFTA_LIST_ELEM` of `NFTA_RULE_EXPRESSIONS`.
-    pub(crate) fn decode(elem: Attrs<'_>) -> Expr {
+    /// Decode one `NFTA_LIST_ELEM` of `NFTA_RULE_EXPRESSIONS`: an
+    /// expression this crate does not model, or one whose attributes it
+    /// does not understand, is [`Expr::Other`]; one whose attributes are
+    /// malformed is an error.
+    pub(crate) fn decode(elem: &Checked<'_>) -> Result<Expr, NlaError> {
         let name = elem
             .get(NFTA_EXPR_NAME)
             .map(|a| a.string())
             .unwrap_or_default();
-        let data = elem.get(NFTA_EXPR_DATA).map(|a| a.nested());
-        let decoded = data.and_then(|d| Expr::decode_data(&name, d));
-        decoded.unwrap_or(Expr::Other { name })
+        let nests = Nests::default();
+        let decoded = elem
+            .get(NFTA_EXPR_DATA)
+            .and_then(|d| nests.open(d))
+            .and_then(|d| Expr::decode_data(&nests, &name, &d));
+        nests.finish(decoded.unwrap_or(Expr::Other { name }))
     }
 
-    fn decode_data(name: &str, d: Attrs<'_>) -> Option<Expr> {
+    fn decode_data(nests: &Nests, name: &str, d: &Checked<'_>) -> Option<Expr> {
         let u = |t| d.get(t).and_then(|a| a.be32());
         let reg = |t| u(t).map(Reg::decode);
-        let value = |t| match decode_data(d.get(t)?.nested())? {
+        let value = |t| match decode_data(nests, d.get(t)?)? {
             Data::Value(v) => Some(v),
             Data::Verdict(_) => None,
         };
@@ -597,7 +604,7 @@ impl Expr {
             },
             "immediate" => Expr::Immediate {
                 dreg: reg(NFTA_IMMEDIATE_DREG)?,
-                data: decode_data(d.get(NFTA_IMMEDIATE_DATA)?.nested())?,
+                data: decode_data(nests, d.get(NFTA_IMMEDIATE_DATA)?)?,
             },
             "ct" => Expr::Ct {
                 key: match u(NFTA_CT_KEY)? {
@@ -726,7 +733,7 @@ pub enum Position {
 /// Matches come first, then statements and a verdict:
 ///
 /// ```
-/// use lnet_kernel::nft::{Family, Field, Rule};
+/// use lnet_nft::{Family, Field, Rule};
 /// let r = Rule::new(Family::Ip, "lnet", "pre")
 ///     .iifname("br-x")
 ///     .fib_daddr_local()
@@ -773,7 +780,7 @@ impl Rule {
     }
 
     /// Attach a comment (`nft` prints `comment "text"`; read back as
-    /// [`RuleInfo::comment`](super::RuleInfo::comment)), so a rule in a
+    /// [`RuleInfo::comment`](crate::RuleInfo::comment)), so a rule in a
     /// chain lnet does not own can be found again. `nft` refuses comments
     /// longer than [`COMMENT_MAX_LEN`] bytes; rather than fail, a longer
     /// text is cut to the longest prefix of at most that many bytes that
@@ -1183,7 +1190,7 @@ impl Batch {
         self
     }
 
-    /// Delete the rule with `handle` (see [`NftSocket::rules`](super::NftSocket::rules));
+    /// Delete the rule with `handle` (see [`decode::rule`](crate::decode::rule));
     /// a missing rule fails with `ENOENT`.
     pub fn delete_rule(
         &mut self,

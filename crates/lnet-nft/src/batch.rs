@@ -1,14 +1,15 @@
 //! [`Batch`]: the messages of one nf_tables transaction.
 
-use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST};
+use lnet_nla::Messages;
+use lnet_nla::flags::{NLM_F_ACK, NLM_F_REQUEST};
 
-use super::Family;
-use super::sys::*;
-use super::wire::{Writer, msg_attrs};
+use crate::Family;
+use crate::sys::*;
+use crate::wire::{Checked, Writer, msg_attrs};
 
 /// The messages of one nf_tables transaction, built with the `add_*`,
 /// `delete_*`, `destroy_*` and `flush_*` methods and sent by
-/// [`NftSocket::commit`](super::NftSocket::commit).
+/// lnet-kernel's `NftSocket::commit`.
 ///
 /// A batch is plain bytes: building one does not touch the kernel, it can be
 /// committed more than once (e.g. to several namespaces), and sequence
@@ -38,6 +39,17 @@ impl Batch {
         self.count == 0
     }
 
+    /// The messages, as the bytes that are sent (sequence numbers 0: the
+    /// sender numbers them).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.w.buf
+    }
+
+    /// The messages one by one, whole (`nlmsghdr` included).
+    pub fn messages(&self) -> impl Iterator<Item = &[u8]> {
+        Messages(&self.w.buf).map(|m| m.whole)
+    }
+
     /// Forget all messages, keeping the buffer for reuse.
     pub fn clear(&mut self) {
         self.w.buf.clear();
@@ -65,13 +77,14 @@ impl Batch {
 /// Describe one nf_tables message for an error: verb, object and names, read
 /// back from the bytes that were sent (so nothing is allocated for messages
 /// that succeed).
-pub(crate) fn describe(msg: &[u8]) -> String {
+pub fn describe(msg: &[u8]) -> String {
     if msg.len() < 20 {
         return "<short message>".into();
     }
     let ty = u16::from_ne_bytes([msg[4], msg[5]]);
     let family = Family::from_nfproto(msg[16]).map_or("?", Family::name);
-    let attrs = msg_attrs(msg);
+    // Names are read as far as the attributes are well formed.
+    let attrs = msg_attrs(msg).unwrap_or_else(|_| Checked::empty());
     let s = |t| attrs.get(t).map(|a| a.string()).unwrap_or_default();
     let (verb, what) = match ty & 0xff {
         NFT_MSG_NEWTABLE => ("add", "table"),
@@ -154,7 +167,7 @@ pub(crate) fn describe(msg: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nft::{DataType, Element, Rule, Set};
+    use crate::{DataType, Element, Rule, Set};
 
     #[test]
     fn messages_describe_themselves() {
@@ -171,9 +184,7 @@ mod tests {
             .add_rule(&Rule::new(Family::Ip, "t", "c").accept())
             .delete_rule(Family::Ip, "t", "c", 7);
         assert_eq!(b.len(), 6);
-        let descs: Vec<String> = (0..b.len())
-            .map(|i| describe(super::super::socket::nth_message(&b.w.buf, i)))
-            .collect();
+        let descs: Vec<String> = b.messages().map(describe).collect();
         assert_eq!(
             descs,
             [

@@ -2,12 +2,12 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use lnet_nla::flags::{NLM_F_CREATE, NLM_F_EXCL};
 
-use super::Family;
-use super::batch::Batch;
-use super::expr::{Verdict, put_data_value, put_verdict};
-use super::sys::*;
+use crate::Family;
+use crate::batch::Batch;
+use crate::expr::{Verdict, put_data_value, put_verdict};
+use crate::sys::*;
 
 /// The type of a base chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
