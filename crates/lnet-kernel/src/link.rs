@@ -839,4 +839,19 @@ mod tests {
         other[4] = 20;
         assert_eq!(Link::from_bytes(&other).unwrap(), None);
     }
+
+    #[test]
+    fn a_stub_after_the_last_attribute_is_an_error() {
+        // Two bytes after the last attribute, counted in the message's length: too short
+        // to be an attribute, so the message was cut or lies. Before, they were skipped.
+        let mut raw = bytes(port());
+        raw.extend_from_slice(&[8, 0]);
+        let len = raw.len() as u32;
+        raw[..4].copy_from_slice(&len.to_ne_bytes());
+        let e = Link::from_bytes(&raw).unwrap_err();
+        assert!(
+            e.contains("malformed RTM_NEWLINK") && e.contains("2 byte(s) left"),
+            "{e}"
+        );
+    }
 }

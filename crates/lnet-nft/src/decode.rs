@@ -277,3 +277,79 @@ pub fn elements(msg: &[u8]) -> Result<Vec<Element>, DecodeError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Batch, Rule};
+
+    fn rule_msg() -> (Rule, Vec<u8>) {
+        let rule = Rule::new(Family::Ip, "lnet", "fwd")
+            .iifname("br-x")
+            .accept()
+            .comment("lnet");
+        let mut b = Batch::new();
+        b.add_rule(&rule);
+        (rule, b.as_bytes().to_vec())
+    }
+
+    /// The offset of the `n`-th expression of the rule message `msg`.
+    fn expr_offset(msg: &[u8], n: usize) -> usize {
+        let list = msg_attrs(msg).unwrap().get(NFTA_RULE_EXPRESSIONS).unwrap();
+        let base = list.offset() + 4;
+        base + Attrs::new(list.value()).nth(n).unwrap().unwrap().offset()
+    }
+
+    #[test]
+    fn a_rule_reads_back_as_it_was_built() {
+        let (rule, msg) = rule_msg();
+        let got = super::rule(&msg).unwrap().unwrap();
+        assert_eq!(got.exprs, rule.exprs());
+        assert_eq!(got.comment.as_deref(), Some("lnet"));
+        assert_eq!((got.table.as_str(), got.chain.as_str()), ("lnet", "fwd"));
+    }
+
+    #[test]
+    fn a_lying_expression_fails_the_rule_instead_of_shortening_it() {
+        let (rule, mut msg) = rule_msg();
+        assert!(rule.exprs().len() > 2);
+        // The second expression claims more bytes than the list holds: before, the walk
+        // stopped there and the rule came back with one expression and no error.
+        let at = expr_offset(&msg, 1);
+        msg[at..at + 2].copy_from_slice(&0x7ff0u16.to_ne_bytes());
+        let e = super::rule(&msg).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("malformed nf_tables rule expression"),
+            "{e}"
+        );
+
+        // Damage inside an expression's data nest is caught by the same walk.
+        let (_, mut msg) = rule_msg();
+        let at = expr_offset(&msg, 0);
+        // NFTA_LIST_ELEM header, NFTA_EXPR_NAME "meta\0" (12), NFTA_EXPR_DATA header,
+        // then the first inner attribute's length.
+        msg[at + 4 + 12 + 4] = 3;
+        super::rule(&msg).unwrap_err();
+    }
+
+    #[test]
+    fn a_lying_element_fails_the_listing() {
+        let mut b = Batch::new();
+        b.add_elements(
+            Family::Ip,
+            "lnet",
+            "s",
+            &[Element::new([10, 0, 0, 1]), Element::new([10, 0, 0, 2])],
+        );
+        let msg = b.as_bytes().to_vec();
+        assert_eq!(super::elements(&msg).unwrap().len(), 2);
+        let mut bad = msg.clone();
+        // A stub of 2 bytes after the last attribute of the message.
+        let len = bad.len() as u32 + 2;
+        bad[..4].copy_from_slice(&len.to_ne_bytes());
+        bad.extend_from_slice(&[1, 0]);
+        super::elements(&bad).unwrap_err();
+        super::table(&bad).unwrap_err();
+    }
+}

@@ -70,6 +70,20 @@ pub enum NlaError {
         /// How many bytes are left.
         remaining: usize,
     },
+    /// A message's length (`nlmsg_len`) is shorter than its headers or
+    /// longer than the bytes that hold it.
+    #[error(
+        "netlink message of length {len}: it must be at least {need} (its headers) \
+         and at most {have} (the bytes received)"
+    )]
+    BadMessage {
+        /// The length the message claims.
+        len: usize,
+        /// The length of its headers.
+        need: usize,
+        /// The bytes there are.
+        have: usize,
+    },
     /// The attribute's length is shorter than its header or longer than
     /// what is left.
     #[error(
@@ -216,22 +230,24 @@ impl<'a> Attrs<'a> {
     }
 
     /// The attributes of a netlink message that has a fixed header of
-    /// `header` bytes after `nlmsghdr` (`nfgenmsg`, `ifinfomsg`, ...);
-    /// offsets count from the message's start. A message too short for its
-    /// headers is an error.
+    /// `header` bytes after `nlmsghdr` (`nfgenmsg`, `ifinfomsg`, ...), up to
+    /// the length its `nlmsghdr` gives; offsets count from the message's
+    /// start. A message whose length is shorter than its headers or longer
+    /// than `msg` is an error.
     #[inline]
     pub fn of_message(msg: &'a [u8], header: usize) -> Result<Attrs<'a>, NlaError> {
         let start = NLMSG_HDRLEN + header;
-        if msg.len() < start {
-            return Err(NlaError::Truncated {
-                offset: 0,
-                remaining: msg.len(),
-            });
+        let len = msg
+            .first_chunk::<4>()
+            .map_or(0, |l| u32::from_ne_bytes(*l) as usize);
+        match msg.get(..len) {
+            Some(bytes) if len >= start => Ok(Attrs { bytes, pos: start }),
+            _ => Err(NlaError::BadMessage {
+                len,
+                need: start,
+                have: msg.len(),
+            }),
         }
-        Ok(Attrs {
-            bytes: msg,
-            pos: start,
-        })
     }
 
     /// The first attribute of type `kind`; an error when the stream is

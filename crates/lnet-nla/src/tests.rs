@@ -97,8 +97,18 @@ fn a_lying_or_truncated_attribute_is_an_error() {
     assert_eq!(first.ne32(), Some(u32::from_ne_bytes([1, 2, 3, 4])));
     Attrs::new(&b).get(2).unwrap_err();
     Attrs::new(&b).checked().unwrap_err();
-    // A message shorter than its fixed headers.
+    // A message shorter than its fixed headers, or than its own length says.
     Attrs::of_message(&buf[..18], NFGENMSG_LEN).unwrap_err();
+    let e = Attrs::of_message(&buf[..buf.len() - 4], NFGENMSG_LEN).unwrap_err();
+    assert!(matches!(e, NlaError::BadMessage { .. }), "{e}");
+    // Bytes after the message's length are not its attributes.
+    let mut longer = sample();
+    longer.extend_from_slice(&[0xff; 6]);
+    let n = Attrs::of_message(&longer, NFGENMSG_LEN)
+        .unwrap()
+        .checked()
+        .unwrap();
+    assert_eq!(n.count(), 3);
 }
 
 #[test]
