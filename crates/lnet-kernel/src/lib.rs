@@ -25,6 +25,13 @@
 //! threads (e.g. tokio's `spawn_blocking`), never from async tasks directly.
 //! No external process (`ip`, `sysctl`, `nft`, `conntrack`) is ever spawned.
 //!
+//! **Bytes.** What is pure about netlink lives below this crate: every
+//! netlink attribute lnet reads — links, error acks, notifications,
+//! conntrack entries, nf_tables dumps — is walked by `lnet-nla`'s one
+//! checked walker (a malformed reply is an error, never a panic), and the
+//! nf_tables messages themselves are built and decoded by `lnet-nft`,
+//! which [`nft`] re-exports; this crate owns the sockets that carry them.
+//!
 //! **Fast path.** Every [`Netlink`] method is exactly one netlink request
 //! (`send`, then `recv` until the ACK) with no hidden lookups or dumps, and
 //! the receive buffer is reused; [`Netlink::request_count`] lets tests and

@@ -6,7 +6,7 @@
 //! walker, and a malformed message is a [`DecodeError`], never a panic.
 //! What is well formed but not understood (a hook, chain type or
 //! expression this crate does not model) decodes to `None` or
-//! [`Expr::Other`](crate::Expr::Other), as before.
+//! [`Expr::Other`], as before.
 
 use lnet_nla::{Attrs, Checked, NlaError};
 

@@ -129,7 +129,6 @@ impl Family {
 
 /// Protocol constants from `linux/netfilter/nfnetlink.h` and
 /// `linux/netfilter/nf_tables.h`.
-#[allow(missing_docs)]
 pub mod sys {
     pub const NFNL_SUBSYS_NFTABLES: u16 = 10;
     pub const NFNL_MSG_BATCH_BEGIN: u16 = 0x10;

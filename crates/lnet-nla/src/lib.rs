@@ -294,7 +294,8 @@ impl<'a> Iterator for Attrs<'a> {
         };
         let len = usize::from(u16::from_ne_bytes([l0, l1]));
         let raw_kind = u16::from_ne_bytes([t0, t1]);
-        let Some(value) = rest.get(NLA_HDRLEN..len).filter(|_| len >= NLA_HDRLEN) else {
+        // `get` is `None` for a length below the header too (the range would end before it starts).
+        let Some(value) = rest.get(NLA_HDRLEN..len) else {
             return Some(Err(NlaError::BadLength {
                 offset,
                 kind: raw_kind & NLA_TYPE_MASK,
