@@ -133,18 +133,10 @@ impl Forwarding {
         }
     }
 
-    /// Writes the record (temporary file, then rename: a crash leaves the old one or the
-    /// new one).
+    /// Writes the record (a crash leaves the old one or the new one).
     fn save(&self) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let raw = serde_json::to_vec(&self.rec).expect("the record serializes");
-        let what = || format!("record lnet's IP forwarding in {}", self.path.display());
-        std::fs::write(&tmp, raw)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                CoreError::io(what())(e)
-            })
+        let raw = serde_json::to_string(&self.rec).expect("the record serializes");
+        crate::files::write_atomic(&self.path, &raw)
     }
 
     /// Sets whether what lnet turned on goes unguarded (the daemon's
