@@ -360,10 +360,22 @@ fn doctor(args: &DoctorArgs, host: &str) -> Result<bool> {
         exec_root: args.store.exec_root.clone(),
         ..Default::default()
     };
+    // A daemon holds the exec root's lock for its life, and while it does the kernel's
+    // objects are its, whatever the store on disk says: a store deleted under a running
+    // daemon must not make an offline doctor report, or `--repair` remove, the daemon's
+    // bridges and namespaces. Held here until the offline doctor is done, so that no
+    // daemon starts on the exec root meanwhile. (No exec root: no daemon, no lock.)
+    let instance = if config.exec_root.is_dir() {
+        lnet_app::daemon::lock_exec_root(&config.exec_root, std::time::Duration::ZERO).map(Some)
+    } else {
+        Ok(None)
+    };
     // A data root without its store is one whose store was lost (or moved aside): what
     // lnet left in the kernel is then what doctor must show. Without the directory the
     // path is most likely mistyped, and no store is made there.
-    let offline = if !config.store_path().exists() && !config.data_root.is_dir() {
+    let offline = if let Err(running) = instance.as_ref() {
+        Err(anyhow::anyhow!("{running:#}"))
+    } else if !config.store_path().exists() && !config.data_root.is_dir() {
         Err(anyhow::anyhow!(
             "no store at {}: give the daemon's --data-root",
             config.store_path().display()

@@ -814,6 +814,58 @@ fn random_kills_during_a_mixed_workload_always_restart_converged() {
     );
 }
 
+#[test]
+fn an_offline_doctor_leaves_a_running_daemons_objects_alone_when_its_store_is_deleted() {
+    if !support::can_run(
+        "an_offline_doctor_leaves_a_running_daemons_objects_alone_when_its_store_is_deleted",
+        false,
+    ) {
+        return;
+    }
+    lnet_kernel::testing::enter_new_netns().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    ok(d.cli(&["network", "create", "kept"]));
+    ok(d.cli(&["sandbox", "create", "s1"]));
+    ok(d.cli(&["network", "connect", "-p", "8080:80", "kept", "s1"]));
+    let kept = json(d.cli(&["network", "inspect", "kept"]))[0]["Id"]
+        .as_str()
+        .map(|id| format!("br-{}", &id[..12]))
+        .unwrap();
+    // The store deleted under the running daemon, which still has it open: no other store
+    // lock stands between an offline doctor and the daemon's kernel objects.
+    std::fs::remove_file(d.data_root().join("lnet.db")).unwrap();
+    for extra in [&["--repair"][..], &[][..]] {
+        let o = d.doctor(extra);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "doctor {extra:?} asks the daemon, whose records match its kernel: {}",
+            show(&o)
+        );
+        for link in ["lnet0", kept.as_str()] {
+            assert!(
+                link_exists(link),
+                "doctor {extra:?} left {link}: {}",
+                show(&o)
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(d.exec_root().join("netns"))
+                .unwrap()
+                .count(),
+            1,
+            "doctor {extra:?} left the sandbox's namespace mount"
+        );
+        assert!(
+            !d.data_root().join("lnet.db").exists(),
+            "doctor {extra:?} made no store of its own"
+        );
+    }
+    assert!(published(&d).contains(&8080));
+    assert_doctor_clean(&d, "after the offline doctors");
+}
+
 /// The links of the test's namespace whose names lnet gives (`lnet0`, `br-…`, `veth…`,
 /// `lnetgone…`).
 fn lnet_shaped_links() -> Vec<String> {

@@ -401,12 +401,13 @@ impl Controller {
         // panic instead and its next start does the same; a library cannot end its host.)
         self.inner.state.lock().unwrap_or_else(|poisoned| {
             let mut st = poisoned.into_inner();
-            self.inner.state.clear_poison();
             tracing::error!(
                 "an lnet operation panicked half way: deriving state from the store and the kernel again"
             );
             match repair_state(&mut st, &self.inner.cx) {
                 Ok(report) => {
+                    // Only now: until memory is right again, every caller tries again.
+                    self.inner.state.clear_poison();
                     *self
                         .inner
                         .published
@@ -416,7 +417,7 @@ impl Controller {
                     tracing::info!(repaired = ?report.repaired, "state derived again after a panic");
                 }
                 Err(e) => tracing::error!(error = %e,
-                    "cannot derive state again after a panic: drop this controller and open a new one"),
+                    "cannot derive state again after a panic: tried again at the next call (or drop this controller and open a new one)"),
             }
             st
         })

@@ -13,8 +13,9 @@
 //! What lnet turned on is a fact about this boot's kernel, which resets the sysctls when it
 //! boots: it is kept in `<exec-root>/forwarding.json` (the exec root is a tmpfs that dies
 //! with a reboot; the kernel's boot id in the file covers one that is not), so it survives a
-//! daemon restart and not a reboot. It is written before the sysctl is, so a crash between
-//! the two errs towards the guard, never towards a silent router; a family recorded whose
+//! daemon restart and not a reboot. It is written, and the guard put in the firewall, before
+//! the sysctl is, so a crash or a failure between them errs towards the guard, never towards
+//! a silent router; a family recorded whose
 //! sysctl is off at the next start is forgotten (the write never happened, or someone has
 //! turned it off since: either way there is nothing of lnet's to guard until lnet turns it on
 //! again, which records it again).
@@ -133,18 +134,10 @@ impl Forwarding {
         }
     }
 
-    /// Writes the record (temporary file, then rename: a crash leaves the old one or the
-    /// new one).
+    /// Writes the record (a crash leaves the old one or the new one).
     fn save(&self) -> Result<()> {
-        let tmp = self.path.with_extension("json.tmp");
-        let raw = serde_json::to_vec(&self.rec).expect("the record serializes");
-        let what = || format!("record lnet's IP forwarding in {}", self.path.display());
-        std::fs::write(&tmp, raw)
-            .and_then(|()| std::fs::rename(&tmp, &self.path))
-            .map_err(|e| {
-                let _ = std::fs::remove_file(&tmp);
-                CoreError::io(what())(e)
-            })
+        let raw = serde_json::to_string(&self.rec).expect("the record serializes");
+        crate::files::write_atomic(&self.path, &raw)
     }
 
     /// Sets whether what lnet turned on goes unguarded (the daemon's
@@ -161,10 +154,13 @@ impl Forwarding {
         self.save()
     }
 
-    /// Turns forwarding of `family` on in the calling thread's network namespace if it is
-    /// off, recording first that lnet did. Whether it was off. A sysctl already on is not
-    /// written again: writing `forwarding` resets per-interface settings.
-    pub(crate) fn ensure_on(&mut self, family: IpFamily) -> Result<bool> {
+    /// The first half of turning forwarding of `family` on, in the calling thread's
+    /// network namespace: when it is off, records that lnet turns it on, and says so
+    /// (true). The caller then puts the guard ([`Forwarding::guarded`]) in the firewall and
+    /// only then calls [`Forwarding::turn_on`], so that no failure or crash in between
+    /// leaves the host routing unguarded. A sysctl already on is left alone: writing
+    /// `forwarding` resets per-interface settings.
+    pub(crate) fn record_on(&mut self, family: IpFamily) -> Result<bool> {
         let key = key(family);
         let cur = sysctl::get(key).map_err(CoreError::kernel(format!("read {key}")))?;
         if cur.trim() == "1" {
@@ -177,14 +173,20 @@ impl Forwarding {
                 return Err(e);
             }
         }
-        // Left recorded if this fails: the next start forgets it, the sysctl being off.
+        Ok(true)
+    }
+
+    /// Writes the forwarding sysctl of `family` (see [`Forwarding::record_on`]). Left
+    /// recorded if this fails: the next start forgets it, the sysctl being off.
+    pub(crate) fn turn_on(&self, family: IpFamily) -> Result<()> {
+        let key = key(family);
         sysctl::set(key, "1").map_err(CoreError::kernel(format!("enable {key}")))?;
         tracing::info!(
             sysctl = key,
             guarded = !self.rec.no_drop,
             "turned IP forwarding on; forwarded traffic that is not lnet's is dropped unless --ip-forward-no-drop"
         );
-        Ok(true)
+        Ok(())
     }
 
     /// Forgets the families recorded whose forwarding is off now in the calling thread's

@@ -531,14 +531,19 @@ impl State {
             }
         }
         // Bridges carrying lnet's mark that no network names, with the lnet-shaped veths
-        // on them (ports first: deleting a bridge does not delete its ports).
+        // on them (ports first: deleting a bridge does not delete its ports). A marked
+        // bridge renamed for the background deleter keeps its mark: it is a delete a crash
+        // interrupted, not a lost record, and the `lnetgone` sweep below takes it.
         let claimed: BTreeSet<String> = self
             .networks
             .values()
             .filter_map(|n| crate::drivers::bridge::BridgeConfig::of(n).ok())
             .map(|c| c.bridge)
             .collect();
-        for l in links.iter().filter(|l| l.is_kind("bridge")) {
+        for l in links
+            .iter()
+            .filter(|l| l.is_kind("bridge") && !crate::reaper::is_gone_name(&l.name))
+        {
             let Some(id) = crate::drivers::bridge::marked_network(l.alias.as_deref()) else {
                 continue;
             };

@@ -360,6 +360,49 @@ fn panic_mid_sandbox_create_is_repaired_before_the_next_call() {
     );
 }
 
+/// A repair after a panic that cannot read the store (here its sandbox records, a moment
+/// unreadable) leaves memory as the panic left it; the next call must try again rather than
+/// go on for good with what the panic half did (a host port held for no endpoint).
+#[test]
+fn a_repair_after_a_panic_that_failed_is_tried_again_at_the_next_call() {
+    let Some(mut env) =
+        common::env("a_repair_after_a_panic_that_failed_is_tried_again_at_the_next_call")
+    else {
+        return;
+    };
+    let ctrl = env.ctrl();
+    let net = bridge_on(ctrl, "n", "10.61.0.0/24");
+    let publish = || EndpointOptions {
+        ports: vec![lnet_core::PortSpec::parse("8080:80").unwrap()],
+        ..Default::default()
+    };
+    failpoint::arm("endpoint-create:allocated");
+    let outcome = catch_unwind(AssertUnwindSafe(|| net.create_endpoint("e1", publish())));
+    failpoint::disarm();
+    outcome.expect_err("the create stops at its failpoint");
+
+    let records = env.config().state_dir().join("sandbox");
+    let away = records.with_extension("away");
+    std::fs::rename(&records, &away).unwrap();
+    std::fs::write(&records, b"").unwrap();
+    // The first call after the panic: its repair cannot read the store.
+    ctrl.port_bindings();
+    std::fs::remove_file(&records).unwrap();
+    std::fs::rename(&away, &records).unwrap();
+
+    assert_eq!(
+        ctrl.port_bindings(),
+        [],
+        "no record holds host port 8080: the next call repaired memory"
+    );
+    let e2 = net
+        .create_endpoint("e2", publish())
+        .expect("host port 8080 is free for a new endpoint");
+    drop((e2, net));
+    common::check_live_state(&env);
+    assert_converged(&mut env);
+}
+
 macro_rules! crash_tests {
     ($($name:ident => $fp:literal,)*) => {
         $(

@@ -1377,6 +1377,36 @@ fn forwarding_lnet_turned_on_carries_lnet_traffic_only() {
 }
 
 #[test]
+fn a_network_create_whose_firewall_fails_leaves_the_host_not_routing() {
+    let Some((mut env, left, right)) = routed_host(
+        "a_network_create_whose_firewall_fails_leaves_the_host_not_routing",
+        false,
+    ) else {
+        return;
+    };
+    // lnet's table gone (someone flushed the ruleset): the create's firewall step fails.
+    nft(&["delete", "table", "inet", "lnet"]);
+    let e = env
+        .ctrl()
+        .new_network("bridge", "web", subnet_opts("10.46.0.0/24"))
+        .expect_err("the firewall cannot take the network");
+    assert!(e.to_string().contains("restart lnet"), "{e}");
+    assert_eq!(
+        forwarding(false),
+        "0",
+        "forwarding is not turned on without its guard in place"
+    );
+    assert_routed(&left, &right, false, false);
+
+    // A start puts the firewall back; the same network then works, guarded.
+    let ctrl = env.restart();
+    lnet_traffic_passes(ctrl, &left, false);
+    assert_eq!(forwarding(false), "1", "lnet turned IPv4 forwarding on");
+    assert_routed(&left, &right, false, false);
+    teardown(ctrl);
+}
+
+#[test]
 fn ip_forward_no_drop_lets_the_host_route_what_is_not_lnets() {
     let Some((mut env, left, right)) = routed_host(
         "ip_forward_no_drop_lets_the_host_route_what_is_not_lnets",

@@ -287,8 +287,9 @@ impl BridgeDriver {
         let name = &cfg.bridge;
         let (bridge, v6, forward) = (name.clone(), net.enable_ipv6, config.enable_ip_forward);
         let forwarding = &mut host.forwarding;
-        host.ns
-            .run(move || -> Result<()> {
+        let turn_on = host
+            .ns
+            .run(move || -> Result<Vec<IpFamily>> {
                 // The bridge must not autoconfigure from router advertisements (libnetwork's
                 // setupDefaultSysctl); absent when the kernel has IPv6 disabled.
                 let ra = ["net", "ipv6", "conf", bridge.as_str(), "accept_ra"];
@@ -304,19 +305,28 @@ impl BridgeDriver {
                     sysctl::set_path(&localnet, "1")
                         .map_err(kernel(format!("enable route_localnet on {bridge}")))?;
                 }
+                let mut off = Vec::new();
                 if forward {
-                    forwarding.ensure_on(IpFamily::V4)?;
-                    if v6 {
-                        forwarding.ensure_on(IpFamily::V6)?;
+                    for family in [IpFamily::V4, IpFamily::V6] {
+                        if (family == IpFamily::V4 || v6) && forwarding.record_on(family)? {
+                            off.push(family);
+                        }
                     }
                 }
-                Ok(())
+                Ok(off)
             })
             .map_err(kernel("enter the host namespace for sysctls"))??;
         let mut want = Want::new();
         want.network(&net_fw(net, cfg))
             .forward_guard(&host.forwarding.guarded());
         host.fw.apply(&want, &Want::new())?;
+        // Forwarding goes on only with its guard in place (see `forwarding`).
+        if !turn_on.is_empty() {
+            let forwarding = &host.forwarding;
+            host.ns
+                .run(|| turn_on.iter().try_for_each(|f| forwarding.turn_on(*f)))
+                .map_err(kernel("enter the host namespace for sysctls"))??;
+        }
         host.fw.add_foreign(name)?;
         Ok(())
     }
