@@ -877,6 +877,16 @@ fn lnet_shaped_links() -> Vec<String> {
         .collect()
 }
 
+/// The index of `lnet0` in the test's namespace.
+fn lnet0_index() -> u32 {
+    lnet_kernel::Netlink::new()
+        .unwrap()
+        .link_by_name("lnet0")
+        .unwrap()
+        .expect("lnet0 exists")
+        .index
+}
+
 #[test]
 fn the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked() {
     if !support::can_run(
@@ -917,6 +927,7 @@ fn the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked() {
             .as_str()
             .map(|id| format!("br-{}", &id[..12]))
             .unwrap();
+        let lnet0_before = lnet0_index();
         d.kill();
         std::fs::remove_file(d.data_root().join("lnet.db")).unwrap();
         if lose_state {
@@ -957,8 +968,15 @@ fn the_daemon_killed_and_its_store_deleted_starts_again_with_nothing_leaked() {
 
         d.restart();
         assert_doctor_clean(&d, what);
-        // Nothing lnet made before is left: the only lnet link is the predefined bridge
-        // made again, the only rules in the other engine's chain are for it, no published
+        // The predefined network took over its own marked bridge (unless doctor --repair
+        // removed it first, with everything else no record named).
+        assert_eq!(
+            lnet0_index() == lnet0_before,
+            !repair,
+            "{what}: lnet0 is the same link after the start"
+        );
+        // Nothing else lnet made before is left: the only lnet link is the predefined
+        // bridge, the only rules in the other engine's chain are for it, no published
         // port is forwarded, no sandbox namespace is mounted without a record.
         assert_eq!(lnet_shaped_links(), ["lnet0"], "{what}");
         let rules = nft(&["list", "chain", "ip", "otherfw", "forward"]);

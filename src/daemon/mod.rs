@@ -243,13 +243,15 @@ impl Settings {
         if !["error", "warn", "info", "debug", "trace"].contains(&log_level.as_str()) {
             bail!("--log-level {log_level:?}: expected error, warn, info, debug or trace");
         }
+        let bridge = args
+            .bridge
+            .clone()
+            .or(file.bridge)
+            .unwrap_or_else(|| "lnet0".into());
+        config.predefined_bridge = Some(bridge.clone());
         Ok(Settings {
             socket,
-            bridge: args
-                .bridge
-                .clone()
-                .or(file.bridge)
-                .unwrap_or_else(|| "lnet0".into()),
+            bridge,
             bip: cidr("bip", args.bip.clone().or(file.bip))?,
             fixed_cidr: cidr("fixed-cidr", args.fixed_cidr.clone().or(file.fixed_cidr))?,
             mtu: args.mtu.or(file.mtu),

@@ -44,6 +44,11 @@ pub struct Config {
     /// Run the embedded DNS: sandboxes on user-defined bridge networks resolve each other's
     /// names at `127.0.0.11`. The daemon turns this on; library callers opt in.
     pub embedded_dns: bool,
+    /// The bridge the caller's predefined `bridge` network uses (the daemon's `--bridge`,
+    /// `lnet0`). A start keeps it when it carries lnet's mark and no record names it — a
+    /// lost store — so that the predefined network, made again after the start, takes over
+    /// its own bridge (same index and MAC) instead of a new one; its stale ports still go.
+    pub predefined_bridge: Option<String>,
 }
 
 impl Default for Config {
@@ -61,6 +66,7 @@ impl Default for Config {
             background_deletes: false,
             self_heal: false,
             embedded_dns: false,
+            predefined_bridge: None,
         }
     }
 }

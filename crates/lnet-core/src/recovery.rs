@@ -561,11 +561,14 @@ impl State {
                     });
                 }
             }
-            orphans.push(Orphan {
-                marked_bridge: Some(id.to_string()),
-                unrecorded: true,
-                ..orphan(&l.name, network)
-            });
+            // The predefined network's own bridge is kept for that network to take over.
+            if cx.config.predefined_bridge.as_deref() != Some(l.name.as_str()) {
+                orphans.push(Orphan {
+                    marked_bridge: Some(id.to_string()),
+                    unrecorded: true,
+                    ..orphan(&l.name, network)
+                });
+            }
         }
         // Every `lnetgone…` link, and lnet-shaped veths still enslaved to such a bridge
         // (deleting a bridge does not delete its ports).
