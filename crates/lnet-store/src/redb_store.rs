@@ -111,7 +111,6 @@ impl Store {
         let db = match Database::create(path) {
             Ok(db) => db,
             Err(e) => match OpenFailure::of(e) {
-                OpenFailure::Locked => return Err(StoreError::Locked { path: shown }),
                 OpenFailure::Corrupt(why) => {
                     let aside = format!("{shown}.corrupt-{}", unix_now());
                     std::fs::rename(path, &aside).map_err(|source| StoreError::Io {
@@ -527,9 +526,12 @@ impl OpenFailure {
     fn into_error(self, path: String) -> StoreError {
         match self {
             OpenFailure::Locked => StoreError::Locked { path },
-            OpenFailure::Format(detail) | OpenFailure::Corrupt(detail) => {
-                StoreError::Format { path, detail }
-            }
+            OpenFailure::Format(detail) => StoreError::Format { path, detail },
+            // What a caller that cannot move the file aside reports.
+            OpenFailure::Corrupt(detail) => StoreError::Backend {
+                op: format!("open {path}"),
+                message: format!("the file is corrupt: {detail}"),
+            },
             OpenFailure::Unopenable(os_error) => {
                 let fix = fix_for(&os_error);
                 StoreError::Unopenable {
