@@ -26,7 +26,8 @@
 //!    cannot do without (`create_veth` with the peer in a namespace and the host end on a
 //!    bridge, then in the namespace a lookup of the peer, `add_address`, `set_up`,
 //!    `replace_route`), issued directly with `lnet_kernel`, with and without another thread
-//!    deleting 100 veths.
+//!    deleting 100 veths: one request each (as a synchronous leave does), and all in one
+//!    request as one interface group (as lnet's background reaper does).
 //! 3. **Self-healing one deleted veth** with 1,000 networks and 10,000 joined endpoints
 //!    (1,000 sandboxes on 10 networks each): one joined endpoint's host veth is deleted
 //!    behind lnet's back; timed until it is back (up, on its bridge: polled every
@@ -60,6 +61,9 @@ use lnet_core::{
 };
 use lnet_kernel::testing::TempNetns;
 use lnet_kernel::{AddrFlags, BridgeOptions, Netlink, Route, VethSpec};
+
+/// The interface group of the floor's veths deleted in one request (`benc`).
+const FLOOR_GROUP: u32 = 0x6265_6e63;
 
 type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -487,53 +491,71 @@ fn floor(sz: &Sizes) -> Res<()> {
         host.delete_link("vfl")?;
         Ok(took)
     };
-    let (mut busy, mut idle, mut bursts) = (vec![], vec![], vec![]);
-    for _ in 0..sz.rounds {
-        for i in 0..sz.burst {
-            host.create_veth(VethSpec {
-                host_name: &format!("vdel{i}"),
-                host_mtu: None,
-                host_master: Some(bridge.index),
-                host_up: true,
-                peer_name: &format!("p{i}"),
-                peer_ns: Some(&peers),
-                peer_mac: None,
-                peer_mtu: None,
-            })?;
-        }
-        let (took, c) = during(
-            |stop| {
-                let mut host = Netlink::new()?;
-                let mut c = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    c.push(floor_connect(&mut host, c.len())?);
+    // One by one, as a leave with synchronous deletes does; as one group, as lnet's
+    // reaper does with background deletes (one request; the kernel waits out its RCU grace
+    // periods once for the lot).
+    for grouped in [false, true] {
+        let (mut busy, mut idle, mut bursts) = (vec![], vec![], vec![]);
+        for _ in 0..sz.rounds {
+            for i in 0..sz.burst {
+                let name = format!("vdel{i}");
+                host.create_veth(VethSpec {
+                    host_name: &name,
+                    host_mtu: None,
+                    host_master: Some(bridge.index),
+                    host_up: true,
+                    peer_name: &format!("p{i}"),
+                    peer_ns: Some(&peers),
+                    peer_mac: None,
+                    peer_mtu: None,
+                })?;
+                if grouped {
+                    host.set_group(&name, FLOOR_GROUP)?;
                 }
-                Ok(c)
-            },
-            || {
-                let mut del = Netlink::new()?;
-                let t = Instant::now();
-                for i in 0..sz.burst {
-                    del.delete_link(&format!("vdel{i}"))?;
-                }
-                Ok(t.elapsed())
-            },
-        )?;
-        bursts.push(ms(took));
-        let n = c.len().max(20);
-        busy.extend(c);
-        for i in 0..n {
-            idle.push(floor_connect(&mut host, i)?);
+            }
+            let (took, c) = during(
+                |stop| {
+                    let mut host = Netlink::new()?;
+                    let mut c = Vec::new();
+                    while !stop.load(Ordering::Relaxed) {
+                        c.push(floor_connect(&mut host, c.len())?);
+                    }
+                    Ok(c)
+                },
+                || {
+                    let mut del = Netlink::new()?;
+                    let t = Instant::now();
+                    if grouped {
+                        del.delete_group(FLOOR_GROUP)?;
+                    } else {
+                        for i in 0..sz.burst {
+                            del.delete_link(&format!("vdel{i}"))?;
+                        }
+                    }
+                    Ok(t.elapsed())
+                },
+            )?;
+            bursts.push(ms(took));
+            let n = c.len().max(20);
+            busy.extend(c);
+            for i in 0..n {
+                idle.push(floor_connect(&mut host, i)?);
+            }
         }
+        println!(
+            "kernel floor: {} veth deletes {} take {:.0} ms (median of {} rounds); a bare connect (5 netlink requests) while they run {}",
+            sz.burst,
+            if grouped {
+                "as one group"
+            } else {
+                "one by one"
+            },
+            median(bursts),
+            sz.rounds,
+            busy_vs_idle(&busy, &idle)
+        );
     }
     host.delete_link("flbr0")?;
-    println!(
-        "kernel floor: {} veth deletes take {:.0} ms (median of {} rounds); a bare connect (5 netlink requests) while they run {}",
-        sz.burst,
-        median(bursts),
-        sz.rounds,
-        busy_vs_idle(&busy, &idle)
-    );
     Ok(())
 }
 
