@@ -408,12 +408,7 @@ impl Controller {
                 Ok(report) => {
                     // Only now: until memory is right again, every caller tries again.
                     self.inner.state.clear_poison();
-                    *self
-                        .inner
-                        .published
-                        .write()
-                        .unwrap_or_else(|p| p.into_inner()) =
-                        Arc::new(st.records(&self.records()));
+                    self.publish(&st);
                     tracing::info!(repaired = ?report.repaired, "state derived again after a panic");
                 }
                 Err(e) => tracing::error!(error = %e,
@@ -433,13 +428,18 @@ impl Controller {
     fn with_mut<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
         let mut st = self.lock();
         let r = f(&mut st, &self.inner.cx);
+        self.publish(&st);
+        r
+    }
+
+    /// Publishes `st`'s records for readers ([`Controller::records`]).
+    fn publish(&self, st: &State) {
         let snapshot = Arc::new(st.records(&self.records()));
         *self
             .inner
             .published
             .write()
             .unwrap_or_else(|p| p.into_inner()) = snapshot;
-        r
     }
 
     /// Every record as of the last completed change. Never waits for a change in progress
