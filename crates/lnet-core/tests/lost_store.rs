@@ -98,7 +98,14 @@ fn make_again(env: &Env, built: &Built) {
         .map(|n| pool_and_gateway(n).0.to_string())
         .collect();
     assert_eq!(subnets, built.subnets, "the same subnets");
-    let sb = |name: &str| ctrl.sandbox(name).unwrap_or_else(|_| sandbox(ctrl, name));
+    // By container id exactly: `Controller::sandbox` also takes a unique id prefix, and a
+    // lost sandbox "c" would be found as whichever new sandbox's id starts with "c".
+    let sb = |name: &str| {
+        ctrl.sandboxes()
+            .into_iter()
+            .find(|s| s.container_id() == name)
+            .unwrap_or_else(|| sandbox(ctrl, name))
+    };
     let (a, b, c) = (sb("a"), sb("b"), sb("c"));
     publish(&def, "ea", &a, "8080:80");
     let eb = publish(&web, "eb", &b, "9090:90");
