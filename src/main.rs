@@ -265,12 +265,18 @@ fn firewall(args: &StoreArgs, host: &str, check: bool) -> Result<bool> {
                 let guarded = lnet_core::forwarding::Forwarding::load(&args.exec_root)
                     .0
                     .guarded();
-                let want =
-                    lnet_core::firewall_expected(&loaded.networks, &loaded.endpoints, &guarded);
+                let drivers = lnet_core::drivers::builtin();
+                let want = lnet_core::firewall_expected(
+                    &loaded.networks,
+                    &loaded.endpoints,
+                    &guarded,
+                    &drivers,
+                );
                 let drift = lnet_core::firewall_check_records(
                     &loaded.networks,
                     &loaded.endpoints,
                     &guarded,
+                    &drivers,
                 )
                 .context(
                     "read the kernel's nftables ruleset (run as root, in lnet's network namespace)",

@@ -6,68 +6,22 @@
 //! ids plus a reference to the controller, so a handle never holds stale data: every call
 //! reads the current record.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use lnet_ipam::{Ipam, IpamConfig, PortAllocator};
 use lnet_kernel::{Netlink, Netns};
-use lnet_store::{EndpointRecord, IpamSpec, NetworkRecord, SandboxRecord, Store};
+use lnet_store::{EndpointRecord, NetworkRecord, SandboxRecord};
 
 use crate::config::Config;
-use crate::driver::{Driver, HostKernel, SandboxKernel};
+use crate::driver::Registry;
 use crate::error::{CoreError, Result};
 use crate::firewall::Firewall;
 use crate::forwarding::Forwarding;
-use crate::ipam::IpamState;
+use crate::kernel::HostKernel;
+use crate::options::{EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
 use crate::recovery::RecoveryReport;
-
-/// What the operations read but never change: configuration, store and drivers.
-#[derive(Debug)]
-pub(crate) struct Cx {
-    pub(crate) config: Config,
-    pub(crate) store: Store,
-    pub(crate) drivers: BTreeMap<&'static str, Arc<dyn Driver>>,
-}
-
-impl Cx {
-    pub(crate) fn driver(&self, name: &str) -> Result<Arc<dyn Driver>> {
-        self.drivers.get(name).cloned().ok_or_else(|| {
-            CoreError::invalid(
-                "driver",
-                name,
-                format!(
-                    "unknown network driver; built in: {}",
-                    self.drivers.keys().copied().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        })
-    }
-}
-
-/// A sandbox in memory: its record and, while it is live, its kernel handles.
-#[derive(Debug)]
-pub(crate) struct SandboxEntry {
-    pub(crate) rec: SandboxRecord,
-    pub(crate) kernel: Option<SandboxKernel>,
-}
-
-/// All mutable state of a controller.
-#[derive(Debug)]
-pub(crate) struct State {
-    pub(crate) networks: BTreeMap<String, NetworkRecord>,
-    pub(crate) endpoints: crate::index::Endpoints,
-    pub(crate) sandboxes: BTreeMap<String, SandboxEntry>,
-    pub(crate) ipam: IpamState,
-    /// Host ports of published ports, derived from endpoint records.
-    pub(crate) ports: PortAllocator,
-    /// The sockets holding those ports on the host; they close with the controller.
-    pub(crate) reserved: crate::ops::Reserved,
-    /// The sandboxes' resolvers ([`Config::embedded_dns`]).
-    pub(crate) dns: Option<lnet_dns::Server>,
-    pub(crate) host: HostKernel,
-}
+use crate::state::{Cx, Records, SandboxEntry, State, new_ipam, new_ports};
 
 #[derive(Debug)]
 pub(crate) struct Inner {
@@ -81,138 +35,10 @@ pub(crate) struct Inner {
     heals: std::sync::atomic::AtomicU64,
 }
 
-/// Every record, as of one moment between changes: a consistent view for readers. Each
-/// list is in id order.
-#[derive(Debug, Clone, Default)]
-pub struct Records {
-    /// Networks (every lifecycle state).
-    pub networks: Vec<Arc<NetworkRecord>>,
-    /// Endpoints.
-    pub endpoints: Vec<Arc<EndpointRecord>>,
-    /// Sandboxes.
-    pub sandboxes: Vec<Arc<SandboxRecord>>,
-}
-
-/// Shares `prev`'s copy of every record that did not change, so that publishing after a
-/// change copies only what the change touched: one pass over both lists (both in id
-/// order), comparing revisions — a store write bumps a record's revision — and, for
-/// endpoints, the join (which an undone join clears without a write when the disk fails).
-fn share<'a, T: Clone + 'a>(
-    prev: &[Arc<T>],
-    now: impl Iterator<Item = &'a T>,
-    key: impl Fn(&T) -> &str,
-    same: impl Fn(&T, &T) -> bool,
-) -> Vec<Arc<T>> {
-    let mut out = Vec::with_capacity(prev.len() + 1);
-    let mut i = 0;
-    for r in now {
-        while i < prev.len() && key(&prev[i]) < key(r) {
-            i += 1;
-        }
-        match prev.get(i) {
-            Some(p) if key(p) == key(r) && same(p, r) => out.push(Arc::clone(p)),
-            _ => out.push(Arc::new(r.clone())),
-        }
-    }
-    out
-}
-
-impl State {
-    fn records(&self, prev: &Records) -> Records {
-        Records {
-            networks: share(
-                &prev.networks,
-                self.networks.values(),
-                |n| n.id.as_str(),
-                |a, b| a.revision == b.revision && a.state == b.state,
-            ),
-            endpoints: share(
-                &prev.endpoints,
-                self.endpoints.all(),
-                |e| e.id.as_str(),
-                |a, b| a.revision == b.revision && a.state == b.state && a.join == b.join,
-            ),
-            sandboxes: share(
-                &prev.sandboxes,
-                self.sandboxes.values().map(|s| &s.rec),
-                |s| s.id.as_str(),
-                |a, b| a.revision == b.revision && a.state == b.state,
-            ),
-        }
-    }
-}
-
 /// The network controller: owns the drivers, IPAM, the store and the kernel handles.
 #[derive(Debug, Clone)]
 pub struct Controller {
     inner: Arc<Inner>,
-}
-
-/// Options of [`Controller::new_network`].
-#[derive(Debug, Clone, Default)]
-pub struct NetworkOptions {
-    /// IPAM driver and configs; an empty driver means `default`.
-    pub ipam: IpamSpec,
-    /// Enable IPv6 (needs an IPv6 subnet or a configured IPv6 pool).
-    pub enable_ipv6: bool,
-    /// No traffic to or from outside the network.
-    pub internal: bool,
-    /// Attachable (stored).
-    pub attachable: bool,
-    /// User labels.
-    pub labels: BTreeMap<String, String>,
-    /// Driver options (`com.docker.network.bridge.name`, …).
-    pub options: BTreeMap<String, String>,
-}
-
-/// Options of [`Network::create_endpoint`].
-#[derive(Debug, Clone, Default)]
-pub struct EndpointOptions {
-    /// A preferred IPv4 address.
-    pub ipv4: Option<IpAddr>,
-    /// A preferred IPv6 address.
-    pub ipv6: Option<IpAddr>,
-    /// A MAC address (`aa:bb:cc:dd:ee:ff`); default derived from the IPv4 address.
-    pub mac: Option<String>,
-    /// DNS aliases on this network.
-    pub aliases: Vec<String>,
-    /// Endpoint driver options.
-    pub options: BTreeMap<String, String>,
-    /// Ports to publish; host ports are chosen when the endpoint is created and held until
-    /// it is deleted, and traffic is forwarded while it is joined.
-    pub ports: Vec<crate::ports::PortSpec>,
-    /// The endpoint lives only while joined, as a `docker network connect` makes it: found
-    /// not joined at start (a crash between its create and its join, or between its leave
-    /// and its delete), it is deleted.
-    pub ephemeral: bool,
-}
-
-/// Options of [`Endpoint::join`].
-#[derive(Debug, Clone, Default)]
-pub struct JoinOptions {
-    /// A higher priority makes this endpoint the sandbox's gateway endpoint first.
-    pub priority: i32,
-}
-
-/// Options of [`Controller::new_sandbox`].
-#[derive(Debug, Clone, Default)]
-pub struct SandboxOptions {
-    /// Container hostname.
-    pub hostname: String,
-    /// Container domain name.
-    pub domainname: String,
-    /// DNS servers (`--dns`).
-    pub dns: Vec<IpAddr>,
-    /// DNS search domains (`--dns-search`).
-    pub dns_search: Vec<String>,
-    /// DNS options (`--dns-option`).
-    pub dns_options: Vec<String>,
-    /// Extra hosts entries (`--add-host name:ip`).
-    pub extra_hosts: Vec<(String, IpAddr)>,
-    /// Use this existing namespace (for example `/proc/<pid>/ns/net`) instead of creating one.
-    pub netns_path: Option<PathBuf>,
-    /// Share the host's network namespace (host networking).
-    pub host_mode: bool,
 }
 
 impl Controller {
@@ -224,6 +50,14 @@ impl Controller {
     /// Fails only when the store cannot be opened (another process holds it, or the disk
     /// refuses) or the host namespace cannot be opened; a damaged record never stops it.
     pub fn new(config: Config) -> Result<Controller> {
+        Controller::with_drivers(config, crate::drivers::builtin())
+    }
+
+    /// [`Controller::new`] with these drivers instead of the built-in ones: a library user
+    /// adds drivers of their own (`drivers::builtin()` plus theirs) as libnetwork allows.
+    /// Records of a driver not in `drivers` are set aside at start, as any unknown
+    /// driver's are.
+    pub fn with_drivers(config: Config, drivers: Registry) -> Result<Controller> {
         for dir in [&config.data_root, &config.exec_root] {
             std::fs::create_dir_all(dir)
                 .map_err(CoreError::io(format!("create {}", dir.display())))?;
@@ -265,7 +99,7 @@ impl Controller {
         let cx = Cx {
             config,
             store,
-            drivers: crate::drivers::builtin(),
+            drivers,
         };
         let mut report = state.recover(&cx)?;
         report.notices.extend(forwarding_notice);
@@ -283,13 +117,63 @@ impl Controller {
             heals: Default::default(),
         });
         if self_heal {
-            crate::watcher::spawn(Arc::downgrade(&inner), ours)?;
+            let weak = Arc::downgrade(&inner);
+            // The first look at what notifications name is the watcher's own, with a
+            // socket of its own: no lock is held across it.
+            let mut nl = Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?;
+            crate::watcher::spawn(ours, move |suspects| {
+                let Some(inner) = weak.upgrade() else {
+                    return false;
+                };
+                if let Some(s) = suspects {
+                    Controller { inner }.heal(s, &mut nl);
+                }
+                true
+            })?;
         }
         Ok(Controller { inner })
     }
 
-    pub(crate) fn from_inner(inner: Arc<Inner>) -> Controller {
-        Controller { inner }
+    /// Puts back what the suspects show was touched, object by object; quiet when nothing
+    /// was. The first look holds no lock (see [`crate::heal`]).
+    fn heal(&self, s: &crate::watcher::Suspects, nl: &mut Netlink) {
+        let started = std::time::Instant::now();
+        if s.everything {
+            // Notifications were lost: anything may have changed.
+            let dirty = !self.doctor().is_clean();
+            if dirty {
+                self.count_heal();
+                match self.repair() {
+                    Ok(r) => {
+                        tracing::warn!(took = ?started.elapsed(), report = ?r, "put back what someone else changed")
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "repairing what someone else changed failed")
+                    }
+                }
+            }
+            return;
+        }
+        let targets = crate::heal::find(&self.records(), &self.inner.cx.drivers, nl, s);
+        if !targets.is_empty() {
+            let done = self.with_mut(|st, cx| st.heal(cx, &targets));
+            if !done.is_empty() {
+                self.count_heal();
+                tracing::warn!(took = ?started.elapsed(), repaired = ?done, "put back what someone else changed");
+            }
+        }
+        if s.firewall || s.foreign {
+            let drifted = self.with(|st, cx| st.firewall_check(cx).map_or(true, |d| !d.is_empty()));
+            if drifted {
+                self.count_heal();
+                match self.heal_firewall() {
+                    Ok(drift) => {
+                        tracing::warn!(took = ?started.elapsed(), ?drift, "put back lnet's firewall")
+                    }
+                    Err(e) => tracing::error!(error = %e, "repairing lnet's firewall failed"),
+                }
+            }
+        }
     }
 
     /// How many times the watcher ([`Config::self_heal`]) found something of lnet's deleted
@@ -587,21 +471,6 @@ impl Controller {
     }
 }
 
-/// The host's ephemeral port range (`net.ipv4.ip_local_port_range`, read in the calling
-/// thread's namespace), or libnetwork's fallback 49153–65535 when it cannot be read.
-fn ephemeral_port_range() -> (u16, u16) {
-    let parsed = lnet_kernel::sysctl::get("net.ipv4.ip_local_port_range")
-        .ok()
-        .and_then(|v| {
-            let mut it = v.split_whitespace().map(|p| p.parse::<u16>());
-            match (it.next(), it.next()) {
-                (Some(Ok(a)), Some(Ok(b))) if a > 0 && a <= b => Some((a, b)),
-                _ => None,
-            }
-        });
-    parsed.unwrap_or((49153, 65535))
-}
-
 /// A network handle.
 #[derive(Debug, Clone)]
 pub struct Network {
@@ -822,124 +691,6 @@ impl Sandbox {
     /// made it) and its files.
     pub fn delete(&self) -> Result<()> {
         self.ctrl.with_mut(|st, cx| st.delete_sandbox(cx, &self.id))
-    }
-}
-
-impl State {
-    /// No records yet: recovery (or an offline check) fills it.
-    fn empty(config: &Config, host: HostKernel, dns: Option<lnet_dns::Server>) -> Result<State> {
-        Ok(State {
-            networks: BTreeMap::new(),
-            endpoints: Default::default(),
-            sandboxes: BTreeMap::new(),
-            ipam: new_ipam(config)?,
-            ports: new_ports()?,
-            reserved: Default::default(),
-            dns,
-            host,
-        })
-    }
-}
-
-/// Empty IPAM with the configured pools; recovery replays the records into it.
-fn new_ipam(config: &Config) -> Result<IpamState> {
-    Ok(IpamState::new(Ipam::new(IpamConfig {
-        local: config.default_address_pools.clone(),
-        global: None,
-        local_v6: config.default_address_pools_v6.clone(),
-        global_v6: Vec::new(),
-    })?))
-}
-
-/// An empty host-port allocator over the kernel's ephemeral range.
-fn new_ports() -> Result<PortAllocator> {
-    PortAllocator::new(ephemeral_port_range()).map_err(|source| CoreError::Port {
-        field: "net.ipv4.ip_local_port_range".into(),
-        source,
-    })
-}
-
-impl State {
-    /// Finds a network by exact name, full id or unique id prefix (Docker's lookup order).
-    pub(crate) fn find_network(&self, key: &str) -> Result<&NetworkRecord> {
-        if let Some(n) = self.networks.get(key) {
-            return Ok(n);
-        }
-        if let Some(n) = self.networks.values().find(|n| n.name == key) {
-            return Ok(n);
-        }
-        let matches: Vec<&NetworkRecord> = if key.is_empty() {
-            vec![]
-        } else {
-            self.networks
-                .values()
-                .filter(|n| n.id.starts_with(key))
-                .collect()
-        };
-        match matches.as_slice() {
-            [one] => Ok(one),
-            [] => Err(CoreError::not_found("network", key)),
-            _ => Err(CoreError::invalid(
-                "network",
-                key,
-                "the id prefix matches several networks; give more of the id",
-            )),
-        }
-    }
-
-    /// Finds a sandbox by id, unique id prefix or container id.
-    pub(crate) fn find_sandbox(&self, key: &str) -> Result<&SandboxEntry> {
-        if let Some(s) = self.sandboxes.get(key) {
-            return Ok(s);
-        }
-        if let Some(s) = self.sandboxes.values().find(|s| s.rec.container_id == key) {
-            return Ok(s);
-        }
-        let matches: Vec<&SandboxEntry> = if key.is_empty() {
-            vec![]
-        } else {
-            self.sandboxes
-                .values()
-                .filter(|s| s.rec.id.starts_with(key))
-                .collect()
-        };
-        match matches.as_slice() {
-            [one] => Ok(one),
-            [] => Err(CoreError::not_found("sandbox", key)),
-            _ => Err(CoreError::invalid(
-                "sandbox",
-                key,
-                "the id prefix matches several sandboxes; give more of the id",
-            )),
-        }
-    }
-
-    pub(crate) fn network_of(&self, ep: &EndpointRecord) -> Result<&NetworkRecord> {
-        self.networks
-            .get(&ep.network_id)
-            .ok_or_else(|| CoreError::not_found("network", &ep.network_id))
-    }
-
-    /// The endpoints joined (or joining, or leaving) to a sandbox, in join order.
-    pub(crate) fn joined(&self, sandbox_id: &str) -> Vec<&EndpointRecord> {
-        let mut v: Vec<&EndpointRecord> = self.endpoints.in_sandbox(sandbox_id).collect();
-        v.sort_by_key(|e| e.join.as_ref().map_or(0, |j| j.order));
-        v
-    }
-
-    /// How messages name a sandbox: its container, or its id if it is gone.
-    pub(crate) fn sandbox_label(&self, sandbox_id: &str) -> String {
-        self.sandboxes
-            .get(sandbox_id)
-            .map_or_else(|| sandbox_id.to_string(), |s| s.rec.container_id.clone())
-    }
-
-    /// The names a sandbox's interfaces already use.
-    pub(crate) fn used_ifnames(&self, sandbox_id: &str) -> BTreeSet<String> {
-        self.joined(sandbox_id)
-            .iter()
-            .filter_map(|e| e.join.as_ref().and_then(|j| j.container_ifname.clone()))
-            .collect()
     }
 }
 

@@ -16,62 +16,11 @@ use lnet_kernel::{IpFamily, Netns};
 use lnet_store::{JoinState, Lifecycle};
 use serde::Serialize;
 
-use crate::controller::{Cx, State};
-use crate::driver::KernelView;
+use crate::drift::Findings;
+use crate::kernel::KernelView;
+use crate::state::{Cx, State};
 
-/// One difference between the records and the kernel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// `missing` (the records call for it, the kernel lacks it), `extra` (the kernel has
-    /// it, no record calls for it) or `different`.
-    pub kind: &'static str,
-    /// What it belongs to: `network web`, `sandbox a`, `firewall`.
-    pub object: String,
-    /// What differs, in the kernel's terms: `bridge br-12ab`, `address 10.0.0.2/24 on eth0`.
-    pub what: String,
-}
-
-/// Findings as a check collects them, about one object at a time.
-#[derive(Debug, Default)]
-pub struct Findings {
-    object: String,
-    list: Vec<Finding>,
-}
-
-impl Findings {
-    /// What the following findings are about.
-    pub fn about(&mut self, object: impl Into<String>) {
-        self.object = object.into();
-    }
-
-    fn push(&mut self, kind: &'static str, what: String) {
-        self.list.push(Finding {
-            kind,
-            object: self.object.clone(),
-            what,
-        });
-    }
-
-    /// Whether nothing was found.
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
-    /// The records call for `what`; the kernel lacks it.
-    pub fn missing(&mut self, what: impl Into<String>) {
-        self.push("missing", what.into());
-    }
-
-    /// The kernel has `what`; no record calls for it.
-    pub fn extra(&mut self, what: impl Into<String>) {
-        self.push("extra", what.into());
-    }
-
-    /// `what` is there, but not as the records say.
-    pub fn different(&mut self, what: impl Into<String>) {
-        self.push("different", what.into());
-    }
-}
+pub use crate::drift::Finding;
 
 /// What `doctor` found.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -118,11 +67,12 @@ impl State {
         for net in &self.ready_networks() {
             f.about(format!("network {}", net.name));
             report.networks += 1;
-            let checked = cx
-                .driver(&net.driver)
-                .and_then(|d| d.check_network(&mut self.host, net, &mut f));
-            if let Err(e) = checked {
-                report.errors.push(format!("network {}: {e}", net.name));
+            let checked = cx.driver(&net.driver).and_then(|d| {
+                crate::reconcile::drift_live(&d.want_network(net), &mut self.host.nl, None)
+            });
+            match checked {
+                Ok(drift) => f.drift(&drift),
+                Err(e) => report.errors.push(format!("network {}: {e}", net.name)),
             }
         }
         for net in self
@@ -139,7 +89,7 @@ impl State {
 
         // One dump of the host's links for every join and for the orphans (as a start
         // does): a join that the dumps show right needs no requests of its own.
-        let host_links = crate::recovery::host_links(&mut self.host.nl);
+        let host_links = crate::kernel::host_links(&mut self.host.nl);
         let mut looks = self.look_into_sandboxes();
         let ids: Vec<String> = self.sandboxes.keys().cloned().collect();
         for id in &ids {
@@ -166,12 +116,7 @@ impl State {
             Ok(orphans) => {
                 for o in orphans {
                     f.about(format!("network {}", o.network));
-                    let what = if o.marked_bridge.is_some() {
-                        "bridge"
-                    } else {
-                        "interface"
-                    };
-                    f.extra(format!("{what} {} (no record names it)", o.name));
+                    f.extra(format!("{} {} (no record names it)", o.noun, o.name));
                 }
             }
             Err(e) => report.errors.push(format!("host interfaces: {e}")),
@@ -203,7 +148,7 @@ impl State {
             }
             Err(e) => report.errors.push(format!("firewall: {e}")),
         }
-        report.findings = f.list;
+        report.findings = f.into_vec();
         report
     }
 
@@ -223,7 +168,7 @@ impl State {
         let looks = Netns::run_in_each(&nss, threads, |_| {
             let mut nl = lnet_kernel::Netlink::new()?;
             Ok::<_, lnet_kernel::KernelError>(Look {
-                view: crate::recovery::view_of(&mut nl),
+                view: crate::kernel::view_of(&mut nl),
                 routes: [IpFamily::V4, IpFamily::V6].map(|f| nl.routes(f)),
                 // Without embedded DNS there is no redirect to compare.
                 redirect: if dns {
@@ -280,7 +225,7 @@ impl State {
         }
         let joined: Vec<_> = self.joined(id).into_iter().cloned().collect();
         let gateways = self.gateways_of(cx, id, None);
-        let wants_resolver = self.dns.is_some() && !self.dns_view(id).is_empty();
+        let wants_resolver = self.dns.is_some() && !self.dns_view(cx, id).is_empty();
         if wants_resolver && !self.dns.as_ref().is_some_and(|d| d.serves(id)) {
             f.missing("resolver on 127.0.0.11");
         }
@@ -304,8 +249,7 @@ impl State {
             f.missing(format!("network namespace {}", rec.netns_path.display()));
             return;
         };
-        let (sandbox_links, sandbox_addrs) =
-            view.unwrap_or_else(|| crate::recovery::sandbox_view(k));
+        let (sandbox_links, sandbox_addrs) = view.unwrap_or_else(|| crate::kernel::sandbox_view(k));
         let view = KernelView {
             host_links,
             sandbox_links: &sandbox_links,
@@ -324,17 +268,19 @@ impl State {
             }
             let Some(net) = net else { continue };
             let checked = cx.driver(&net.driver).and_then(|d| {
-                if d.join_looks_right(&net, ep, join, view) {
-                    return Ok(());
+                let want = d.want_join(&net, ep, join);
+                if crate::reconcile::drift_in_view(&want, view).is_empty() {
+                    return Ok(Vec::new());
                 }
-                // Not right: the long way, which says what is wrong.
-                d.check_join(&mut self.host, k, &net, ep, join, f)
+                // Not right in the dumps: read again, each link alone.
+                crate::reconcile::drift_live(&want, &mut self.host.nl, Some(&mut k.nl))
             });
-            if let Err(e) = checked {
-                report.errors.push(format!(
+            match checked {
+                Ok(drift) => f.drift(&drift),
+                Err(e) => report.errors.push(format!(
                     "sandbox {} endpoint {}: {e}",
                     rec.container_id, ep.name
-                ));
+                )),
             }
         }
         f.about(format!("sandbox {}", rec.container_id));
@@ -377,7 +323,7 @@ impl State {
 
 /// What `doctor` reads inside one sandbox.
 struct Look {
-    view: crate::recovery::SandboxView,
+    view: crate::kernel::SandboxView,
     routes: [lnet_kernel::Result<Vec<lnet_kernel::Route>>; 2],
     redirect: lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>>,
 }

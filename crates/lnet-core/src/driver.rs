@@ -1,121 +1,78 @@
-//! The network driver interface and the context drivers work in.
+//! The network driver interface, and the registry a controller finds drivers in.
 //!
 //! A driver plans a network before anything is written (parsing and validating its options,
-//! choosing the names of every kernel object it will make), and then makes, repairs and
-//! removes those objects with idempotent steps. Drivers get their kernel handles passed in;
-//! they never reach for globals, and never touch the store: the controller journals.
+//! choosing the names of every kernel object it will make), and then makes and removes
+//! those objects with idempotent steps. What it must do is small: plan, make and remove a
+//! network, plan a join, join and leave. Everything else it *states* — its
+//! [`Capabilities`], the links it wants for a network and a join ([`Wanted`]), its firewall
+//! facts, its gateways — and the controller does the rest the same way for every driver:
+//! `doctor` compares what a driver wants with the kernel, repair and self-healing put the
+//! difference right, recovery replays and sweeps. Drivers reach the kernel only through
+//! [`HostOps`] and [`SandboxOps`], never a global, and never touch the store: the controller
+//! journals.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
+use std::sync::Arc;
 
-use lnet_kernel::{Netlink, Netns};
 use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
 
 use crate::config::Config;
-use crate::doctor::Findings;
-use crate::error::Result;
-use crate::firewall::{Firewall, Want};
+use crate::error::{CoreError, Result};
+use crate::firewall::Want;
+use crate::kernel::{HostLinks, HostOps, Orphan, SandboxOps};
+use crate::want::Wanted;
 
-/// The host side of the kernel: the namespace the controller was created in, a netlink
-/// socket opened there once and reused, and lnet's firewall there.
-#[derive(Debug)]
-pub struct HostKernel {
-    /// The host network namespace.
-    pub ns: Netns,
-    /// A netlink socket in it.
-    pub nl: Netlink,
-    /// lnet's nftables tables in it.
-    pub fw: Firewall,
-    /// Deletes links in the background when set ([`Config::background_deletes`]).
-    pub reaper: Option<crate::reaper::Reaper>,
-    /// The forwarding sysctls lnet turned on in it.
-    pub forwarding: crate::forwarding::Forwarding,
+/// Where a driver's networks live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// On this host only.
+    Local,
+    /// On every host of a cluster.
+    Global,
 }
 
-impl HostKernel {
-    /// Whether link deletions may finish in the background.
-    pub fn deletes_later(&self) -> bool {
-        self.reaper.is_some()
-    }
-
-    /// Deletes host link `name`: queued to the background when [`HostKernel::deletes_later`],
-    /// else now.
-    pub fn delete_link(&mut self, name: &str) -> Result<()> {
-        if let Some(r) = &self.reaper {
-            match self.nl.set_group(name, crate::reaper::GONE_GROUP) {
-                Ok(()) => {
-                    r.delete_link(name.to_string());
-                    return Ok(());
-                }
-                Err(e) if e.is_not_found() => return Ok(()),
-                // Deleted now, then.
-                Err(e) => {
-                    tracing::debug!(link = %name, error = %e, "cannot queue a link for deletion")
-                }
-            }
-        }
-        self.nl
-            .delete_link(name)
-            .map(drop)
-            .map_err(crate::error::CoreError::kernel(format!("delete {name}")))
-    }
-}
-
-/// One dump of the host's links and of a sandbox's links and addresses: what start-up
-/// checks joins against, instead of several requests per join.
-#[derive(Debug, Clone, Copy)]
-pub struct KernelView<'a> {
-    /// The host's links by name.
-    pub host_links: &'a std::collections::HashMap<String, lnet_kernel::Link>,
-    /// The sandbox's links by name.
-    pub sandbox_links: &'a std::collections::HashMap<String, lnet_kernel::Link>,
-    /// The sandbox's addresses: (link index, address).
-    pub sandbox_addrs: &'a [(u32, lnet_kernel::IpNet)],
-}
-
-/// The host's bridges and bridge ports, by name and by the bridge they are on, for the
-/// orphan search of every network at once (a scan of every link per network was
-/// 10,000 × 1,000 steps at scale).
-#[derive(Debug)]
-pub struct HostLinks<'a> {
-    /// Links by name.
-    pub by_name: std::collections::HashMap<&'a str, &'a lnet_kernel::Link>,
-    /// Ports by the index of their master.
-    pub ports: std::collections::HashMap<u32, Vec<&'a lnet_kernel::Link>>,
-}
-
-impl<'a> HostLinks<'a> {
-    /// Indexes `links`.
-    pub fn new(links: &'a [lnet_kernel::Link]) -> HostLinks<'a> {
-        let mut ports: std::collections::HashMap<u32, Vec<&lnet_kernel::Link>> =
-            std::collections::HashMap::new();
-        for l in links {
-            if let Some(m) = l.master {
-                ports.entry(m).or_default().push(l);
-            }
-        }
-        HostLinks {
-            by_name: links.iter().map(|l| (l.name.as_str(), l)).collect(),
-            ports,
+impl Scope {
+    /// `local` or `global`, as Docker's API says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Local => "local",
+            Scope::Global => "global",
         }
     }
 }
 
-/// The host's bridges and their addresses, read once at start for every network.
-#[derive(Debug, Default)]
-pub struct HostView {
-    /// Bridges by name.
-    pub bridges: std::collections::HashMap<String, lnet_kernel::Link>,
-    /// Addresses by link index.
-    pub addrs: std::collections::HashMap<u32, Vec<lnet_kernel::IpNet>>,
+/// What a driver can do, stated once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Where its networks live.
+    pub scope: Scope,
+    /// Its endpoints get addresses from IPAM.
+    pub uses_ipam: bool,
+    /// A network needs an IPv4 pool.
+    pub requires_ipv4: bool,
+    /// Networks may share a subnet (taking different ranges of it, as macvlan networks on
+    /// one LAN do).
+    pub shares_subnets: bool,
+    /// At most one network of this driver may exist (`host`, `null`).
+    pub singleton: bool,
+    /// Its sandboxes share the host's namespace (`Some(true)`), must have their own
+    /// (`Some(false)`), or either.
+    pub host_mode: Option<bool>,
 }
 
-/// A sandbox's side of the kernel: its namespace and a netlink socket opened there once.
-#[derive(Debug)]
-pub struct SandboxKernel {
-    /// The sandbox's network namespace.
-    pub ns: Netns,
-    /// A netlink socket in it.
-    pub nl: Netlink,
+impl Default for Capabilities {
+    fn default() -> Capabilities {
+        Capabilities {
+            scope: Scope::Local,
+            uses_ipam: true,
+            requires_ipv4: false,
+            shares_subnets: false,
+            singleton: false,
+            host_mode: Some(false),
+        }
+    }
 }
 
 /// What a driver sees when it plans a new network.
@@ -126,7 +83,7 @@ pub struct PlanNetwork<'a> {
     /// Its name.
     pub name: &'a str,
     /// The driver options as given.
-    pub options: &'a std::collections::BTreeMap<String, String>,
+    pub options: &'a BTreeMap<String, String>,
     /// Whether IPv6 is enabled.
     pub enable_ipv6: bool,
     /// Whether the network is internal.
@@ -134,7 +91,7 @@ pub struct PlanNetwork<'a> {
     /// The other networks of this driver, to check for conflicts (bridge names, …).
     pub others: Vec<&'a NetworkRecord>,
     /// The host kernel, to check that planned names are free.
-    pub host: &'a mut HostKernel,
+    pub host: &'a mut dyn HostOps,
     /// Set by the driver when the network takes over an existing link of lnet's that no
     /// record names (a bridge it made before its store was lost): the link's index. Routes
     /// through it do not count against automatically chosen pools, so the network can get
@@ -142,131 +99,153 @@ pub struct PlanNetwork<'a> {
     pub adopted: Option<u32>,
 }
 
+/// The names a join will use, chosen before anything is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinPlan {
+    /// The host end's name, if the join makes one.
+    pub host_ifname: Option<String>,
+    /// The prefix of the interface in the sandbox (`eth`, an index is appended), if the
+    /// join puts one there.
+    pub iface_prefix: Option<String>,
+}
+
+/// Whether [`Driver::join`] makes a join for the first time or puts an existing one right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinMode {
+    /// Nothing of it exists yet: the fast path.
+    Fresh,
+    /// Some of it may exist (recovery, repair, self-healing): what is right is kept.
+    Repair,
+}
+
+/// Facts about one network that generic code needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkFacts {
+    /// The gateways a sandbox routes through on this network (IPv4, IPv6).
+    pub gateways: (Option<IpAddr>, Option<IpAddr>),
+    /// The host address a published port binds when the request names none; why it
+    /// publishes none otherwise.
+    pub publish_on: std::result::Result<IpAddr, String>,
+    /// Its endpoints get names on the embedded DNS.
+    pub resolves_names: bool,
+}
+
+impl NetworkFacts {
+    /// A network with no gateways, no ports, no names, no forwarding.
+    pub fn none(net: &NetworkRecord) -> NetworkFacts {
+        NetworkFacts {
+            gateways: (None, None),
+            publish_on: Err(format!(
+                "network {} ({} driver) does not publish ports",
+                net.name, net.driver
+            )),
+            resolves_names: false,
+        }
+    }
+}
+
 /// A network driver.
 pub trait Driver: Send + Sync + std::fmt::Debug {
-    /// The name networks are created with (`bridge`, `host`, `null`).
-    fn name(&self) -> &'static str;
+    /// The name networks are created with (`bridge`, `host`, `null`, a plugin's).
+    fn name(&self) -> &str;
 
-    /// Whether endpoints of this driver get addresses from IPAM.
-    fn uses_ipam(&self) -> bool;
-
-    /// Whether a network of this driver needs an IPv4 pool.
-    fn requires_ipv4(&self) -> bool {
-        false
-    }
-
-    /// Whether networks of this driver may share a subnet (taking different ranges of it,
-    /// as macvlan networks on one LAN do). The bridge's may not.
-    fn shares_subnets(&self) -> bool {
-        false
-    }
-
-    /// At most one network of this driver may exist (`host`, `null`).
-    fn singleton(&self) -> bool {
-        false
-    }
+    /// What it can do.
+    fn capabilities(&self) -> Capabilities;
 
     /// Parses and validates options and returns the driver state to persist, which names
     /// every kernel object the network will make. Must not change anything.
     fn plan_network(&self, plan: &mut PlanNetwork<'_>) -> Result<serde_json::Value>;
 
-    /// At start: makes the network's kernel objects right as [`Driver::create_network`]
-    /// does, asking the kernel nothing that `view` (read once for every network) already
-    /// shows right. Returns whether it went the long way (it may have changed links, so
-    /// `view` no longer holds).
-    fn recover_network(
-        &self,
-        host: &mut HostKernel,
-        net: &NetworkRecord,
-        config: &Config,
-        _view: &HostView,
-    ) -> Result<bool> {
-        self.create_network(host, net, config).map(|()| true)
-    }
-
-    /// Makes (or repairs) the network's kernel objects. Idempotent.
+    /// Makes (or puts right) the network's kernel objects. Idempotent.
     fn create_network(
         &self,
-        host: &mut HostKernel,
+        host: &mut dyn HostOps,
         net: &NetworkRecord,
         config: &Config,
     ) -> Result<()>;
 
-    /// Removes the network's kernel objects. Idempotent: removing what is gone is fine.
-    fn delete_network(&self, host: &mut HostKernel, net: &NetworkRecord) -> Result<()>;
+    /// Removes the network's kernel objects. Idempotent: removing what is gone is fine. Keeps
+    /// going past a step that fails and reports every failure.
+    fn delete_network(&self, host: &mut dyn HostOps, net: &NetworkRecord) -> Result<()>;
 
-    /// Chooses the host-side interface name for a join, before anything is made.
-    fn plan_join_host_ifname(
+    /// Checks that `sandbox` may join and chooses the join's names. Changes nothing.
+    fn plan_join(
         &self,
-        _host: &mut HostKernel,
-        _ep: &EndpointRecord,
-    ) -> Result<Option<String>> {
-        Ok(None)
-    }
+        host: &mut dyn HostOps,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+        sandbox: &SandboxRecord,
+    ) -> Result<JoinPlan>;
 
-    /// The interface name prefix inside the sandbox (`eth`), or `None` when the driver puts
-    /// no interface in the sandbox.
-    fn container_iface_prefix(&self, _net: &NetworkRecord) -> Option<String> {
-        None
-    }
-
-    /// Makes the endpoint's interface in the sandbox; with `repair`, checks what exists
-    /// first and completes or re-makes it (recovery). Idempotent either way.
+    /// Makes the join's kernel objects as [`Driver::want_join`] states them. With
+    /// [`JoinMode::Repair`] what exists is read first, kept where right and completed.
+    /// Idempotent either way. On error the caller undoes it with [`Driver::leave`].
     fn join(
         &self,
-        host: &mut HostKernel,
-        sandbox: &mut SandboxKernel,
+        host: &mut dyn HostOps,
+        sandbox: &mut dyn SandboxOps,
         net: &NetworkRecord,
         ep: &EndpointRecord,
         join: &JoinRecord,
-        repair: bool,
+        mode: JoinMode,
     ) -> Result<()>;
 
     /// Removes what [`Driver::join`] made. Idempotent. `sandbox` is `None` when the
     /// sandbox's namespace is already gone.
     fn leave(
         &self,
-        host: &mut HostKernel,
-        sandbox: Option<&mut SandboxKernel>,
+        host: &mut dyn HostOps,
+        sandbox: Option<&mut dyn SandboxOps>,
         net: &NetworkRecord,
         ep: &EndpointRecord,
         join: &JoinRecord,
     ) -> Result<()>;
 
-    /// Host interfaces of this network that lnet made but no record names (a crash between
-    /// making an interface and its record reaching the disk): their names, to be removed.
-    /// `links` are the host's bridges and bridge ports (a port's `kind` may be unknown: the
-    /// caller confirms what it removes); `named` every host interface name a record holds.
-    /// Only interfaces that carry the names this driver gives may be returned.
-    fn orphans(
-        &self,
-        _net: &NetworkRecord,
-        _links: &HostLinks<'_>,
-        _named: &std::collections::BTreeSet<String>,
-    ) -> Vec<String> {
-        Vec::new()
+    /// Called when an endpoint is created, before it is recorded ready (a remote driver
+    /// asks its plugin here). Most drivers make nothing until the join.
+    fn create_endpoint(&self, _net: &NetworkRecord, _ep: &EndpointRecord) -> Result<()> {
+        Ok(())
     }
 
-    /// The host address a published port binds when the request names none; an error
-    /// that says why when this network publishes no ports (the default).
-    fn default_host_ip(&self, net: &NetworkRecord) -> Result<IpAddr> {
-        Err(crate::error::CoreError::invalid(
-            crate::ports::FIELD,
-            "",
-            format!(
-                "network {} ({} driver) does not publish ports",
-                net.name, net.driver
-            ),
-        ))
+    /// Called when an endpoint is deleted. Idempotent.
+    fn delete_endpoint(&self, _net: &NetworkRecord, _ep: &EndpointRecord) -> Result<()> {
+        Ok(())
+    }
+
+    /// What a network needs beyond its wanted links, put right at every start even when
+    /// its links are (sysctls, say). [`Driver::create_network`] does it too.
+    fn refresh_network(
+        &self,
+        _host: &mut dyn HostOps,
+        _net: &NetworkRecord,
+        _config: &Config,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    /// The links a ready network wants in the kernel.
+    fn want_network(&self, _net: &NetworkRecord) -> Wanted {
+        Wanted::default()
+    }
+
+    /// The links a join wants in the kernel.
+    fn want_join(&self, _net: &NetworkRecord, _ep: &EndpointRecord, _join: &JoinRecord) -> Wanted {
+        Wanted::default()
+    }
+
+    /// Facts about a network that generic code needs.
+    fn facts(&self, net: &NetworkRecord) -> NetworkFacts {
+        NetworkFacts::none(net)
     }
 
     /// Adds to `want` the firewall elements of this network and of its endpoints that are
     /// joined (or joining): what the kernel should hold, derived from records alone.
     fn firewall(&self, _net: &NetworkRecord, _joined: &[&EndpointRecord], _want: &mut Want) {}
 
-    /// The gateways a sandbox uses through this network (IPv4, IPv6), if any.
-    fn gateways(&self, _net: &NetworkRecord) -> (Option<IpAddr>, Option<IpAddr>) {
-        (None, None)
+    /// The host links whose forwarded traffic other engines' drop-policy forward chains
+    /// must let through.
+    fn forward_links(&self, _net: &NetworkRecord) -> Vec<String> {
+        Vec::new()
     }
 
     /// Extra facts for [`crate::Endpoint::driver_info`].
@@ -278,45 +257,75 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
         serde_json::Map::new()
     }
 
-    /// Whether a sandbox of this kind may join a network of this driver.
-    fn check_sandbox(&self, _sandbox: &SandboxRecord) -> Result<()> {
+    /// Host links this driver made that no record names: on a ready network (a crash
+    /// between making an interface and recording it), or carrying its mark with no network
+    /// at all (a lost store). `links` are the host's bridges and bridge ports (a port's
+    /// `kind` may be unknown: the caller confirms it is a veth before it removes it);
+    /// `named` every host interface a record names; `networks` every network record.
+    fn leftovers(
+        &self,
+        _links: &HostLinks<'_>,
+        _named: &BTreeSet<String>,
+        _networks: &[&NetworkRecord],
+        _config: &Config,
+    ) -> Vec<Orphan> {
+        Vec::new()
+    }
+
+    /// Removes a leftover [`Driver::leftovers`] found.
+    fn remove_leftover(&self, host: &mut dyn HostOps, orphan: &Orphan) -> Result<()> {
+        host.delete_link(&orphan.name)
+    }
+}
+
+/// The drivers a controller knows, by name: the built-in ones ([`crate::drivers::builtin`])
+/// and any a library user registers, as libnetwork allows.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    drivers: BTreeMap<String, Arc<dyn Driver>>,
+}
+
+impl Registry {
+    /// No drivers.
+    pub fn empty() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds `driver` under its name; a name taken already is refused.
+    pub fn register(&mut self, driver: Arc<dyn Driver>) -> Result<()> {
+        let name = driver.name().to_string();
+        if name.is_empty() || self.drivers.contains_key(&name) {
+            return Err(CoreError::invalid(
+                "driver",
+                &name,
+                "a driver needs a name of its own; this one is empty or registered already",
+            ));
+        }
+        self.drivers.insert(name, driver);
         Ok(())
     }
 
-    /// Whether a join is exactly as its records say in `view` (then a start leaves it
-    /// alone); `false` when not or unsure, and [`Driver::join`] repairs it.
-    fn join_looks_right(
-        &self,
-        _net: &NetworkRecord,
-        _ep: &EndpointRecord,
-        _join: &JoinRecord,
-        _view: KernelView<'_>,
-    ) -> bool {
-        false
+    /// The driver called `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<dyn Driver>> {
+        self.drivers.get(name).cloned().ok_or_else(|| {
+            CoreError::invalid(
+                "driver",
+                name,
+                format!(
+                    "unknown network driver; known: {}",
+                    self.names().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        })
     }
 
-    /// What of the network's kernel objects differs from its record, added to `found`.
-    /// Reads only: [`Driver::create_network`] is the repair.
-    fn check_network(
-        &self,
-        _host: &mut HostKernel,
-        _net: &NetworkRecord,
-        _found: &mut Findings,
-    ) -> Result<()> {
-        Ok(())
+    /// Every driver's name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.drivers.keys().map(String::as_str)
     }
 
-    /// What of a join's kernel objects differs from the records, added to `found`. Reads
-    /// only: [`Driver::join`] with `repair` is the repair.
-    fn check_join(
-        &self,
-        _host: &mut HostKernel,
-        _sandbox: &mut SandboxKernel,
-        _net: &NetworkRecord,
-        _ep: &EndpointRecord,
-        _join: &JoinRecord,
-        _found: &mut Findings,
-    ) -> Result<()> {
-        Ok(())
+    /// Every driver.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Driver>> {
+        self.drivers.values()
     }
 }

@@ -199,7 +199,7 @@ mod tests {
                 msg.contains("IPAM.Config.Subnet") && msg.contains("CIDR"),
                 "{bad}: {msg}"
             );
-            assert_eq!(e.kind(), crate::ErrorKind::InvalidInput);
+            assert_eq!(e.kind(), crate::error::ErrorKind::InvalidInput);
         }
         assert_eq!(parse_ip("ip", " 10.0.0.1").unwrap().to_string(), "10.0.0.1");
         let msg = parse_ip("IPv4Address", "10.0.0.256")
@@ -219,5 +219,17 @@ mod tests {
         validate_ifname("bridge", "br-0123456789ab").unwrap();
         assert!(validate_ifname("bridge", "br-0123456789abc").is_err());
         assert!(validate_ifname("bridge", "a b").is_err());
+    }
+}
+/// A boolean option value, as the bridge driver and network flags accept it.
+pub fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Ok(true),
+        "false" | "0" | "f" | "no" => Ok(false),
+        _ => Err(CoreError::invalid(
+            key,
+            v,
+            "expected a boolean: true or false",
+        )),
     }
 }

@@ -26,40 +26,61 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// The layers, each using only those above it in this list (`tests/layers.rs` holds them to
+// it): plain types; the kernel; drivers; the state; operations and checks; the controller.
+//
+// 1. plain types
 mod config;
-mod controller;
-pub mod doctor;
-mod driver;
-pub mod drivers;
+pub mod drift;
 mod error;
 pub mod failpoint;
-mod files;
-pub mod firewall;
-pub mod forwarding;
 mod ids;
 mod index;
 mod ipam;
-mod ops;
+mod options;
 pub mod ports;
+pub mod want;
+// 2. the kernel
+mod files;
+pub mod firewall;
+pub mod forwarding;
+mod hostports;
+pub mod kernel;
 pub mod reaper;
-mod recovery;
+pub mod reconcile;
+#[cfg(test)]
+mod testing;
 mod watcher;
+// 3. drivers
+mod driver;
+pub mod drivers;
+// 4. the state
+mod state;
+// 5. operations and checks
+pub mod doctor;
+mod heal;
+mod ops;
+mod recovery;
+// 6. the controller
+mod controller;
 
 pub use config::Config;
-pub use controller::{
-    Controller, Endpoint, EndpointOptions, JoinOptions, Network, NetworkOptions, Records, Sandbox,
-    SandboxOptions,
-};
+pub use controller::{Controller, Endpoint, Network, Sandbox};
 pub use doctor::{DoctorReport, Finding};
-pub use driver::{Driver, HostKernel, KernelView, PlanNetwork, SandboxKernel};
+pub use driver::{
+    Capabilities, Driver, JoinMode, JoinPlan, NetworkFacts, PlanNetwork, Registry, Scope,
+};
 pub use error::{CoreError, ErrorKind, Result};
 pub use files::ResolvConf;
-pub use ids::{format_mac, parse_cidr, parse_ip, parse_mac, short_id};
+pub use ids::{format_mac, parse_bool, parse_cidr, parse_ip, parse_mac, short_id};
 pub use ipam::IPAM_DRIVERS;
+pub use kernel::{HostKernel, HostOps, KernelView, Links, SandboxKernel, SandboxOps};
 pub use lnet_store::{
     EndpointRecord, IpamPoolConfig, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord,
     PoolAssignment, PortMapping, Proto, SandboxRecord,
 };
 pub use ops::{firewall_check_records, firewall_expected};
+pub use options::{EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
 pub use ports::PortSpec;
 pub use recovery::RecoveryReport;
+pub use state::Records;

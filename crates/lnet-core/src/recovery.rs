@@ -20,13 +20,17 @@ use lnet_store::{
 };
 use serde::Serialize;
 
-use crate::controller::{Cx, SandboxEntry, State};
-use crate::driver::{HostLinks, HostView, KernelView, SandboxKernel};
+use crate::driver::JoinMode;
 use crate::error::{CoreError, Result};
+use crate::kernel::{
+    HostLinks, HostView, KernelView, Orphan, SandboxKernel, SandboxOps, SandboxView,
+    merge_host_links, sandbox_view, view_of,
+};
 use crate::ops::{
     Gateways, ResolverSockets, open_sandbox_kernel, remove_sandbox_artifacts, reopen_resolver,
     write_resolv_conf,
 };
+use crate::state::{Cx, SandboxEntry, State};
 
 /// What start-up recovery found and did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -99,52 +103,6 @@ struct Views {
     fast: usize,
 }
 
-/// A sandbox's links by name and its addresses, from one dump each.
-pub(crate) type SandboxView = (HashMap<String, Link>, Vec<(u32, IpNet)>);
-
-/// The links of `nl`'s namespace by name, from one dump (empty when the dump fails: then
-/// every check goes the long way).
-pub(crate) fn links_by_name(nl: &mut lnet_kernel::Netlink) -> HashMap<String, Link> {
-    nl.links()
-        .map(|l| l.into_iter().map(|l| (l.name.clone(), l)).collect())
-        .unwrap_or_default()
-}
-
-/// The host's links that lnet's checks read, by name: every bridge, and every bridge port
-/// as its bridge describes it (`kind` unknown). Two dumps that skip what a full one spends
-/// its time on (each veth's peer namespace, address families, link info), which at 10,000
-/// veths was 0.3 s of a start. Empty when a dump fails: then every check goes the long way.
-pub(crate) fn host_links(nl: &mut lnet_kernel::Netlink) -> HashMap<String, Link> {
-    let ports = nl.bridge_ports();
-    merge_host_links(ports, nl.links_of_kind("bridge"))
-}
-
-/// [`host_links`] from the two dumps.
-fn merge_host_links(
-    ports: lnet_kernel::Result<Vec<Link>>,
-    bridges: lnet_kernel::Result<Vec<Link>>,
-) -> HashMap<String, Link> {
-    let (Ok(ports), Ok(bridges)) = (ports, bridges) else {
-        return HashMap::new();
-    };
-    // A bridge enslaved to another appears twice: keep its whole description.
-    ports
-        .into_iter()
-        .chain(bridges)
-        .map(|l| (l.name.clone(), l))
-        .collect()
-}
-
-/// A sandbox's [`SandboxView`].
-pub(crate) fn sandbox_view(k: &mut SandboxKernel) -> SandboxView {
-    view_of(&mut k.nl)
-}
-
-/// The [`SandboxView`] of the namespace `nl` is in.
-pub(crate) fn view_of(nl: &mut lnet_kernel::Netlink) -> SandboxView {
-    (links_by_name(nl), nl.addresses(None).unwrap_or_default())
-}
-
 impl Views {
     fn sandbox<'a>(
         sandboxes: &'a mut HashMap<String, SandboxView>,
@@ -157,20 +115,6 @@ impl Views {
         let (links, addrs) = &sandboxes[id];
         (links, addrs)
     }
-}
-
-/// A host interface lnet made that no record names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Orphan {
-    /// Its name.
-    pub(crate) name: String,
-    /// The network it hangs on, as a report names it.
-    pub(crate) network: String,
-    /// For a bridge carrying lnet's mark that no record names: the network id in the mark.
-    pub(crate) marked_bridge: Option<String>,
-    /// Whether only a lost record explains it (a marked bridge no network names, or a port
-    /// of one), rather than a crash between making an interface and recording it.
-    pub(crate) unrecorded: bool,
 }
 
 enum Liveness {
@@ -384,14 +328,14 @@ impl State {
             if o.unrecorded {
                 // In the background when the daemon deletes that way: a lost store with
                 // many containers leaves many ports, and a start must not wait on each.
-                let removed = match &o.marked_bridge {
-                    Some(id) => crate::drivers::bridge::retire_bridge(&mut self.host, name, id),
-                    None => self.host.delete_link(name),
+                let removed = match o.driver.as_deref().map(|d| cx.driver(d)) {
+                    Some(Ok(d)) => d.remove_leftover(&mut self.host, &o),
+                    _ => self.host.delete_link_later(name),
                 };
                 match removed {
-                    Ok(()) => report.leftovers.push(match &o.marked_bridge {
-                        Some(_) => format!("bridge {name} of network {net}"),
-                        None => format!("interface {name} on network {net}"),
+                    Ok(()) => report.leftovers.push(match &o.marked {
+                        Some(_) => format!("{} {name} of network {net}", o.noun),
+                        None => format!("{} {name} on network {net}", o.noun),
                     }),
                     Err(e) => report
                         .errors
@@ -504,89 +448,31 @@ impl State {
     }
 
     fn orphan_candidates(&self, cx: &Cx, links: &[Link]) -> Vec<Orphan> {
-        let orphan = |name: &str, network: String| Orphan {
-            name: name.to_string(),
-            network,
-            marked_bridge: None,
-            unrecorded: false,
-        };
         let named: BTreeSet<String> = self
             .endpoints
             .all()
             .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
             .collect();
         let indexed = HostLinks::new(links);
-        let mut orphans = Vec::new();
-        for net in self
-            .networks
-            .values()
-            .filter(|n| n.state == Lifecycle::Ready)
-        {
-            if let Ok(d) = cx.driver(&net.driver) {
-                orphans.extend(
-                    d.orphans(net, &indexed, &named)
-                        .into_iter()
-                        .map(|o| orphan(&o, net.name.clone())),
-                );
-            }
-        }
-        // Bridges carrying lnet's mark that no network names, with the lnet-shaped veths
-        // on them (ports first: deleting a bridge does not delete its ports). A marked
-        // bridge renamed for the background deleter keeps its mark: it is a delete a crash
-        // interrupted, not a lost record, and the `lnetgone` sweep below takes it.
-        let claimed: BTreeSet<String> = self
-            .networks
-            .values()
-            .filter_map(|n| crate::drivers::bridge::BridgeConfig::of(n).ok())
-            .map(|c| c.bridge)
+        let networks: Vec<&NetworkRecord> = self.networks.values().collect();
+        let mut orphans: Vec<Orphan> = cx
+            .drivers
+            .iter()
+            .flat_map(|d| d.leftovers(&indexed, &named, &networks, &cx.config))
             .collect();
+        // Every `lnetgone…` link: only the background deleter names links so.
         for l in links
             .iter()
-            .filter(|l| l.is_kind("bridge") && !crate::reaper::is_gone_name(&l.name))
-        {
-            let Some(id) = crate::drivers::bridge::marked_network(l.alias.as_deref()) else {
-                continue;
-            };
-            if claimed.contains(&l.name) {
-                continue;
-            }
-            let network = format!("(no record) {}", crate::ids::short_id(id));
-            for p in indexed.ports.get(&l.index).into_iter().flatten() {
-                if p.kind.as_deref().is_none_or(|k| k == "veth")
-                    && crate::drivers::bridge::is_host_ifname(&p.name)
-                {
-                    orphans.push(Orphan {
-                        unrecorded: true,
-                        ..orphan(&p.name, network.clone())
-                    });
-                }
-            }
-            // The predefined network's own bridge is kept for that network to take over.
-            if cx.config.predefined_bridge.as_deref() != Some(l.name.as_str()) {
-                orphans.push(Orphan {
-                    marked_bridge: Some(id.to_string()),
-                    unrecorded: true,
-                    ..orphan(&l.name, network)
-                });
-            }
-        }
-        // Every `lnetgone…` link, and lnet-shaped veths still enslaved to such a bridge
-        // (deleting a bridge does not delete its ports).
-        let gone: BTreeSet<u32> = links
-            .iter()
             .filter(|l| crate::reaper::is_gone_name(&l.name))
-            .map(|l| l.index)
-            .collect();
-        for l in links {
-            let on_gone = l.master.is_some_and(|m| gone.contains(&m))
-                && l.kind.as_deref().is_none_or(|k| k == "veth")
-                && crate::drivers::bridge::is_host_ifname(&l.name);
-            if on_gone {
-                orphans.push(orphan(&l.name, "(deleted)".into()));
-            }
-        }
-        for l in links.iter().filter(|l| gone.contains(&l.index)) {
-            orphans.push(orphan(&l.name, "(deleted)".into()));
+        {
+            orphans.push(Orphan {
+                name: l.name.clone(),
+                noun: "interface",
+                network: "(deleted)".into(),
+                driver: None,
+                marked: None,
+                unrecorded: false,
+            });
         }
         orphans
     }
@@ -827,7 +713,7 @@ impl State {
         }
         self.sweep_sandbox_paths(cx, &mut report);
         // The name tables once, for every resolver made below.
-        self.refresh_dns_names();
+        self.refresh_dns_names(cx);
         clock.lap(&mut report, "dead sandboxes, names");
         for id in live_ids {
             // A host-mode sandbox's key is the host namespace's bind mount, gone after a
@@ -964,8 +850,26 @@ impl State {
                     );
                     return true;
                 }
-                let long_way = match driver.recover_network(&mut self.host, &net, &cx.config, view)
-                {
+                // What is right in the dumps is left alone but for what the driver refreshes
+                // every start; anything else is made again the way a create makes it.
+                let drift = crate::reconcile::drift_in(
+                    &driver.want_network(&net),
+                    crate::reconcile::NsView {
+                        links: &view.bridges,
+                        addrs: crate::reconcile::Addrs::ByLink(&view.addrs),
+                    },
+                    None,
+                );
+                let made = if drift.is_empty() {
+                    driver
+                        .refresh_network(&mut self.host, &net, &cx.config)
+                        .map(|()| false)
+                } else {
+                    driver
+                        .create_network(&mut self.host, &net, &cx.config)
+                        .map(|()| true)
+                };
+                let long_way = match made {
                     Ok(long_way) => long_way,
                     Err(e) => {
                         report.errors.push(format!(
@@ -1038,14 +942,17 @@ impl State {
                                 sandbox_links: links,
                                 sandbox_addrs: addrs,
                             };
-                            if driver.join_looks_right(net, &ep, &join, view) {
+                            let want = driver.want_join(net, &ep, &join);
+                            if crate::reconcile::drift_in_view(&want, view).is_empty() {
                                 views.fast += 1;
                                 Ok(())
                             } else {
-                                driver.join(&mut self.host, k, net, &ep, &join, true)
+                                driver.join(&mut self.host, k, net, &ep, &join, JoinMode::Repair)
                             }
                         }
-                        Some(k) => driver.join(&mut self.host, k, net, &ep, &join, true),
+                        Some(k) => {
+                            driver.join(&mut self.host, k, net, &ep, &join, JoinMode::Repair)
+                        }
                         None => Ok(()),
                     };
                     match (repaired, join.state) {
@@ -1064,13 +971,13 @@ impl State {
                             report
                                 .errors
                                 .push(format!("{}: finishing the join: {e}", what(&ep.name)));
-                            let k =
-                                sandboxes
-                                    .get_mut(&join.sandbox_id)
-                                    .and_then(|(_, l)| match l {
-                                        Liveness::Live(k) => k.as_mut(),
-                                        Liveness::Dead => None,
-                                    });
+                            let k = sandboxes
+                                .get_mut(&join.sandbox_id)
+                                .and_then(|(_, l)| match l {
+                                    Liveness::Live(k) => k.as_mut(),
+                                    Liveness::Dead => None,
+                                })
+                                .map(|k| k as &mut dyn SandboxOps);
                             if let Err(e) = driver.leave(&mut self.host, k, net, &ep, &join) {
                                 report
                                     .errors
@@ -1091,7 +998,13 @@ impl State {
                 }
                 (true, JoinState::Leaving) => {
                     let what = format!("endpoint {} (leaving)", ep.name);
-                    match driver.leave(&mut self.host, kernel, net, &ep, &join) {
+                    match driver.leave(
+                        &mut self.host,
+                        kernel.map(|k| k as &mut dyn SandboxOps),
+                        net,
+                        &ep,
+                        &join,
+                    ) {
                         Ok(()) => report.finished.push(what),
                         Err(e) => report.errors.push(format!("{what}: {e}")),
                     }

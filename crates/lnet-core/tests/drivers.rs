@@ -171,3 +171,183 @@ fn host_mode_sandboxes_join_only_the_host_network() {
         Netns::current().unwrap().inode().unwrap()
     );
 }
+
+/// A driver of a library user's own: it makes nothing in the kernel and writes down what
+/// the controller asks of it, so the test sees the order of calls.
+#[derive(Debug, Default)]
+struct Recorder {
+    calls: std::sync::Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    fn said(&self, what: &str) {
+        self.calls.lock().unwrap().push(what.to_string());
+    }
+}
+
+impl lnet_core::Driver for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    fn capabilities(&self) -> lnet_core::Capabilities {
+        lnet_core::Capabilities::default()
+    }
+
+    fn plan_network(
+        &self,
+        plan: &mut lnet_core::PlanNetwork<'_>,
+    ) -> lnet_core::Result<serde_json::Value> {
+        self.said(&format!("plan {}", plan.name));
+        Ok(serde_json::json!({ "mine": true }))
+    }
+
+    fn create_network(
+        &self,
+        _: &mut dyn lnet_core::HostOps,
+        net: &lnet_core::NetworkRecord,
+        _: &lnet_core::Config,
+    ) -> lnet_core::Result<()> {
+        assert_eq!(
+            net.driver_state["mine"], true,
+            "the planned state is recorded"
+        );
+        self.said(&format!("create {}", net.name));
+        Ok(())
+    }
+
+    fn refresh_network(
+        &self,
+        _: &mut dyn lnet_core::HostOps,
+        net: &lnet_core::NetworkRecord,
+        _: &lnet_core::Config,
+    ) -> lnet_core::Result<()> {
+        self.said(&format!("refresh {}", net.name));
+        Ok(())
+    }
+
+    fn delete_network(
+        &self,
+        _: &mut dyn lnet_core::HostOps,
+        net: &lnet_core::NetworkRecord,
+    ) -> lnet_core::Result<()> {
+        self.said(&format!("delete {}", net.name));
+        Ok(())
+    }
+
+    fn create_endpoint(
+        &self,
+        _: &lnet_core::NetworkRecord,
+        ep: &lnet_core::EndpointRecord,
+    ) -> lnet_core::Result<()> {
+        assert!(ep.addr_v4.is_some(), "IPAM ran first");
+        self.said(&format!("create endpoint {}", ep.name));
+        Ok(())
+    }
+
+    fn delete_endpoint(
+        &self,
+        _: &lnet_core::NetworkRecord,
+        ep: &lnet_core::EndpointRecord,
+    ) -> lnet_core::Result<()> {
+        self.said(&format!("delete endpoint {}", ep.name));
+        Ok(())
+    }
+
+    fn plan_join(
+        &self,
+        _: &mut dyn lnet_core::HostOps,
+        _: &lnet_core::NetworkRecord,
+        ep: &lnet_core::EndpointRecord,
+        sandbox: &lnet_core::SandboxRecord,
+    ) -> lnet_core::Result<lnet_core::JoinPlan> {
+        self.said(&format!("plan join {} {}", ep.name, sandbox.container_id));
+        Ok(lnet_core::JoinPlan::default())
+    }
+
+    fn join(
+        &self,
+        _: &mut dyn lnet_core::HostOps,
+        _: &mut dyn lnet_core::SandboxOps,
+        _: &lnet_core::NetworkRecord,
+        ep: &lnet_core::EndpointRecord,
+        _: &lnet_core::JoinRecord,
+        mode: lnet_core::JoinMode,
+    ) -> lnet_core::Result<()> {
+        self.said(&format!("join {} {mode:?}", ep.name));
+        Ok(())
+    }
+
+    fn leave(
+        &self,
+        _: &mut dyn lnet_core::HostOps,
+        _: Option<&mut dyn lnet_core::SandboxOps>,
+        _: &lnet_core::NetworkRecord,
+        ep: &lnet_core::EndpointRecord,
+        _: &lnet_core::JoinRecord,
+    ) -> lnet_core::Result<()> {
+        self.said(&format!("leave {}", ep.name));
+        Ok(())
+    }
+}
+
+#[test]
+fn a_library_user_registers_a_driver_of_their_own() {
+    let Some(mut env) = common::env("a_library_user_registers_a_driver_of_their_own") else {
+        return;
+    };
+    let recorder = std::sync::Arc::new(Recorder::default());
+    let mut drivers = lnet_core::drivers::builtin();
+    let again = drivers
+        .register(std::sync::Arc::new(
+            lnet_core::drivers::bridge::BridgeDriver::default(),
+        ))
+        .unwrap_err();
+    assert!(again.to_string().contains("registered already"), "{again}");
+    drivers.register(recorder.clone()).unwrap();
+    env.ctrl = None;
+    env.ctrl = Some(lnet_core::Controller::with_drivers(env.config(), drivers.clone()).unwrap());
+    let ctrl = env.ctrl();
+    let n = ctrl
+        .new_network("recorder", "mine", NetworkOptions::default())
+        .unwrap();
+    assert!(!n.info().unwrap().pools.is_empty(), "IPAM gave it a pool");
+    let sb = sandbox(ctrl, "c1");
+    let e = n.create_endpoint("e", EndpointOptions::default()).unwrap();
+    e.join(&sb, JoinOptions::default()).unwrap();
+    assert_eq!(
+        recorder.calls.lock().unwrap().drain(..).collect::<Vec<_>>(),
+        [
+            "plan mine",
+            "create mine",
+            "create endpoint e",
+            "plan join e c1",
+            "join e Fresh"
+        ]
+    );
+    // A start finds the network right (it wants no links) and only refreshes it.
+    drop((n, sb, e));
+    env.ctrl = None;
+    env.ctrl = Some(lnet_core::Controller::with_drivers(env.config(), drivers).unwrap());
+    assert!(
+        env.ctrl().recovery_report().is_clean(),
+        "{:?}",
+        env.ctrl().recovery_report()
+    );
+    let ctrl = env.ctrl();
+    let (n, sb) = (ctrl.network("mine").unwrap(), ctrl.sandbox("c1").unwrap());
+    let e = n.endpoint_by_name("e").unwrap();
+    e.leave(&sb).unwrap();
+    e.delete().unwrap();
+    n.delete().unwrap();
+    assert_eq!(
+        recorder.calls.lock().unwrap().drain(..).collect::<Vec<_>>(),
+        [
+            "refresh mine",
+            "leave e",
+            "delete endpoint e",
+            "delete mine"
+        ]
+    );
+    assert!(ctrl.doctor().is_clean(), "{:?}", ctrl.doctor());
+}

@@ -3,17 +3,20 @@
 pub mod bridge;
 pub mod passive;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::driver::Driver;
+use crate::driver::Registry;
 
-/// The built-in drivers by name.
-pub(crate) fn builtin() -> BTreeMap<&'static str, Arc<dyn Driver>> {
-    let list: [Arc<dyn Driver>; 3] = [
-        Arc::new(bridge::BridgeDriver::default()),
+/// The built-in drivers: `bridge`, `host` and `null`.
+pub fn builtin() -> Registry {
+    let mut r = Registry::empty();
+    for d in [
+        Arc::new(bridge::BridgeDriver::default()) as Arc<dyn crate::driver::Driver>,
         Arc::new(passive::PassiveDriver::HOST),
         Arc::new(passive::PassiveDriver::NULL),
-    ];
-    list.into_iter().map(|d| (d.name(), d)).collect()
+    ] {
+        r.register(d)
+            .expect("the built-in drivers have names of their own");
+    }
+    r
 }

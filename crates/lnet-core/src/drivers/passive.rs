@@ -6,8 +6,9 @@
 use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
 
 use crate::config::Config;
-use crate::driver::{Driver, HostKernel, PlanNetwork, SandboxKernel};
+use crate::driver::{Capabilities, Driver, JoinMode, JoinPlan, PlanNetwork};
 use crate::error::{CoreError, Result};
+use crate::kernel::{HostOps, SandboxOps};
 
 /// `host` or `null`.
 #[derive(Debug)]
@@ -31,16 +32,17 @@ impl PassiveDriver {
 }
 
 impl Driver for PassiveDriver {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         self.name
     }
 
-    fn uses_ipam(&self) -> bool {
-        false
-    }
-
-    fn singleton(&self) -> bool {
-        true
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            uses_ipam: false,
+            singleton: true,
+            host_mode: Some(self.host_mode),
+            ..Capabilities::default()
+        }
     }
 
     fn plan_network(&self, plan: &mut PlanNetwork<'_>) -> Result<serde_json::Value> {
@@ -54,15 +56,21 @@ impl Driver for PassiveDriver {
         }
     }
 
-    fn create_network(&self, _: &mut HostKernel, _: &NetworkRecord, _: &Config) -> Result<()> {
+    fn create_network(&self, _: &mut dyn HostOps, _: &NetworkRecord, _: &Config) -> Result<()> {
         Ok(())
     }
 
-    fn delete_network(&self, _: &mut HostKernel, _: &NetworkRecord) -> Result<()> {
+    fn delete_network(&self, _: &mut dyn HostOps, _: &NetworkRecord) -> Result<()> {
         Ok(())
     }
 
-    fn check_sandbox(&self, sandbox: &SandboxRecord) -> Result<()> {
+    fn plan_join(
+        &self,
+        _: &mut dyn HostOps,
+        _: &NetworkRecord,
+        _: &EndpointRecord,
+        sandbox: &SandboxRecord,
+    ) -> Result<JoinPlan> {
         match (self.host_mode, sandbox.host_mode) {
             (true, false) => Err(CoreError::Forbidden(format!(
                 "sandbox {} has its own network namespace and cannot join the host network; create it with host networking instead",
@@ -72,26 +80,26 @@ impl Driver for PassiveDriver {
                 "sandbox {} uses host networking and cannot join a {} network",
                 sandbox.container_id, self.name
             ))),
-            _ => Ok(()),
+            _ => Ok(JoinPlan::default()),
         }
     }
 
     fn join(
         &self,
-        _: &mut HostKernel,
-        _: &mut SandboxKernel,
+        _: &mut dyn HostOps,
+        _: &mut dyn SandboxOps,
         _: &NetworkRecord,
         _: &EndpointRecord,
         _: &JoinRecord,
-        _: bool,
+        _: JoinMode,
     ) -> Result<()> {
         Ok(())
     }
 
     fn leave(
         &self,
-        _: &mut HostKernel,
-        _: Option<&mut SandboxKernel>,
+        _: &mut dyn HostOps,
+        _: Option<&mut dyn SandboxOps>,
         _: &NetworkRecord,
         _: &EndpointRecord,
         _: &JoinRecord,

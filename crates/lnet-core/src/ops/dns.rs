@@ -17,10 +17,9 @@ use std::net::{IpAddr, SocketAddr};
 use lnet_kernel::nft::{Batch, Chain, ChainType, Data, Expr, Family, Hook, NftSocket, Rule};
 use lnet_store::{Lifecycle, NetworkRecord};
 
-use crate::controller::{Cx, State};
-use crate::drivers::bridge::BridgeConfig;
 use crate::error::{CoreError, Result};
 use crate::files::{self, DnsSettings, EMBEDDED_DNS};
+use crate::state::{Cx, State};
 
 /// The sandbox table of the DNS redirect, and its chain.
 const TABLE: &str = "lnetdns";
@@ -29,10 +28,11 @@ const CHAIN: &str = "rewrite";
 const RESOLVER_RCVBUF: usize = 1 << 20;
 
 /// Whether endpoints of `net` get names and their sandboxes a resolver.
-fn has_dns(net: &NetworkRecord) -> bool {
+fn has_dns(cx: &Cx, net: &NetworkRecord) -> bool {
     net.state == Lifecycle::Ready
-        && net.driver == "bridge"
-        && BridgeConfig::of(net).is_ok_and(|c| !c.default_bridge)
+        && cx
+            .driver(&net.driver)
+            .is_ok_and(|d| d.facts(net).resolves_names)
 }
 
 impl State {
@@ -44,9 +44,9 @@ impl State {
     }
 
     /// Every name the resolvers answer, from the records.
-    fn dns_names(&self) -> lnet_dns::Names {
+    fn dns_names(&self, cx: &Cx) -> lnet_dns::Names {
         let mut names = lnet_dns::Names::new();
-        for net in self.networks.values().filter(|n| has_dns(n)) {
+        for net in self.networks.values().filter(|n| has_dns(cx, n)) {
             self.add_dns_names(&mut names, net);
         }
         names
@@ -77,10 +77,14 @@ impl State {
     }
 
     /// The DNS networks sandbox `sb_id` is joined to.
-    pub(crate) fn dns_view(&self, sb_id: &str) -> Vec<String> {
+    pub(crate) fn dns_view(&self, cx: &Cx, sb_id: &str) -> Vec<String> {
         self.joined(sb_id)
             .iter()
-            .filter(|e| self.networks.get(&e.network_id).is_some_and(has_dns))
+            .filter(|e| {
+                self.networks
+                    .get(&e.network_id)
+                    .is_some_and(|n| has_dns(cx, n))
+            })
             .map(|e| e.network_id.clone())
             .collect()
     }
@@ -88,7 +92,7 @@ impl State {
     /// A join or leave of sandbox `sb_id` on network `net_id`: nothing to do unless that
     /// network has DNS (the default bridge's joins cost nothing here).
     pub(crate) fn dns_after(&mut self, cx: &Cx, sb_id: &str, net_id: &str) {
-        let Some(net) = self.networks.get(net_id).filter(|n| has_dns(n)) else {
+        let Some(net) = self.networks.get(net_id).filter(|n| has_dns(cx, n)) else {
             return;
         };
         let Some(server) = &self.dns else {
@@ -103,9 +107,9 @@ impl State {
     }
 
     /// Rebuilds every network's name table from the records (start-up, a rename).
-    pub(crate) fn refresh_dns_names(&self) {
+    pub(crate) fn refresh_dns_names(&self, cx: &Cx) {
         if let Some(server) = &self.dns {
-            server.set_names(self.dns_names());
+            server.set_names(self.dns_names(cx));
         }
     }
 
@@ -139,7 +143,7 @@ impl State {
         sb_id: &str,
         reopened: Option<ResolverSockets>,
     ) -> Result<()> {
-        let view = self.dns_view(sb_id);
+        let view = self.dns_view(cx, sb_id);
         let Some(entry) = self.sandboxes.get_mut(sb_id) else {
             return Ok(());
         };

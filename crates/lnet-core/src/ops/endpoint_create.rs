@@ -6,9 +6,10 @@ use std::net::IpAddr;
 
 use lnet_store::{EndpointRecord, Lifecycle, SCHEMA_VERSION};
 
-use crate::controller::{Cx, EndpointOptions, State};
 use crate::error::{CoreError, Result};
 use crate::ids;
+use crate::options::EndpointOptions;
+use crate::state::{Cx, State};
 
 impl State {
     pub(crate) fn create_endpoint(
@@ -50,9 +51,8 @@ impl State {
             .as_deref()
             .map(|m| ids::parse_mac("MacAddress", m))
             .transpose()?;
-        if !driver.uses_ipam()
-            && let Some(ip) = opts.ipv4.or(opts.ipv6)
-        {
+        let uses_ipam = driver.capabilities().uses_ipam;
+        if !uses_ipam && let Some(ip) = opts.ipv4.or(opts.ipv6) {
             return Err(CoreError::invalid(
                 if ip.is_ipv4() {
                     "IPv4Address"
@@ -69,10 +69,15 @@ impl State {
         let default_host_ip = if opts.ports.is_empty() {
             None
         } else {
-            Some(driver.default_host_ip(net)?)
+            Some(
+                driver
+                    .facts(net)
+                    .publish_on
+                    .map_err(|why| CoreError::invalid(crate::ports::FIELD, "", why))?,
+            )
         };
         let net = net.clone();
-        let (v4, v6) = if driver.uses_ipam() {
+        let (v4, v6) = if uses_ipam {
             self.ipam.allocate_endpoint(&net, opts.ipv4, opts.ipv6)?
         } else {
             (None, None)
@@ -89,7 +94,7 @@ impl State {
                 }
             },
         };
-        let mac = match (driver.uses_ipam(), mac, v4) {
+        let mac = match (uses_ipam, mac, v4) {
             (false, _, _) => None,
             (true, Some(m), _) => Some(m),
             (true, None, Some(a)) => match a.addr() {
@@ -115,10 +120,11 @@ impl State {
             join: None,
             ephemeral: opts.ephemeral,
         };
-        if let Err(e) = cx.store.put(&mut rec) {
+        let made = driver.create_endpoint(&net, &rec);
+        if let Err(e) = made.and_then(|()| cx.store.put(&mut rec).map_err(Into::into)) {
             self.ipam.release_endpoint(&net, &rec);
             self.release_ports(&rec.ports);
-            return Err(e.into());
+            return Err(e);
         }
         crate::failpoint::hit("endpoint-create:recorded");
         tracing::debug!(endpoint = %rec.name, network = %net.name, v4 = ?rec.addr_v4, "endpoint created");

@@ -2,8 +2,8 @@
 //! One write; the addresses and ports are derived state, so releasing them after the write cannot leak anything
 //! across a crash.
 
-use crate::controller::{Cx, State};
 use crate::error::{CoreError, Result};
+use crate::state::{Cx, State};
 
 impl State {
     pub(crate) fn delete_endpoint(&mut self, cx: &Cx, id: &str) -> Result<()> {
@@ -24,6 +24,13 @@ impl State {
         if let Ok(net) = self.network_of(&ep) {
             let net = net.clone();
             self.ipam.release_endpoint(&net, &ep);
+            // The record is gone: what the driver keeps of it is let go, logged if it fails.
+            if let Err(e) = cx
+                .driver(&net.driver)
+                .and_then(|d| d.delete_endpoint(&net, &ep))
+            {
+                tracing::warn!(endpoint = %ep.name, error = %e, "the driver could not let the endpoint go");
+            }
         }
         self.release_ports(&ep.ports);
         self.endpoints.remove(id);

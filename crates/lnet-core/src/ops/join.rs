@@ -9,8 +9,9 @@
 
 use lnet_store::{JoinRecord, JoinState, Lifecycle};
 
-use crate::controller::{Cx, JoinOptions, State};
 use crate::error::{CoreError, Result};
+use crate::options::JoinOptions;
+use crate::state::{Cx, State};
 
 impl State {
     pub(crate) fn join(
@@ -59,10 +60,10 @@ impl State {
             )));
         }
         let driver = cx.driver(&net.driver)?;
-        driver.check_sandbox(&sb.rec)?;
-        let (net, mut ep) = (net.clone(), ep.clone());
+        let (net, mut ep, sb_rec) = (net.clone(), ep.clone(), sb.rec.clone());
+        let plan = driver.plan_join(&mut self.host, &net, &ep, &sb_rec)?;
         self.hold_before_join(&ep)?;
-        let container_ifname = driver.container_iface_prefix(&net).map(|prefix| {
+        let container_ifname = plan.iface_prefix.map(|prefix| {
             let used = self.used_ifnames(sb_id);
             (0..)
                 .map(|i| format!("{prefix}{i}"))
@@ -75,7 +76,7 @@ impl State {
             .filter_map(|e| e.join.as_ref().map(|j| j.order))
             .max()
             .map_or(0, |m| m + 1);
-        let host_ifname = driver.plan_join_host_ifname(&mut self.host, &ep)?;
+        let host_ifname = plan.host_ifname;
         let before = self.gateways_of(cx, sb_id, None);
 
         let join = JoinRecord {
@@ -103,7 +104,7 @@ impl State {
             } = &mut *self;
             let entry = sandboxes.get_mut(sb_id).expect("checked above");
             if let Some(k) = entry.kernel.as_mut() {
-                driver.join(host, k, &net, &ep, &join, false)?;
+                driver.join(host, k, &net, &ep, &join, crate::driver::JoinMode::Fresh)?;
             }
             let after = self.gateways_of(cx, sb_id, None);
             self.apply_gateways(sb_id, Some(before), after)?;
@@ -156,7 +157,8 @@ impl State {
         } = &mut *self;
         let k = sandboxes
             .get_mut(&join.sandbox_id)
-            .and_then(|e| e.kernel.as_mut());
+            .and_then(|e| e.kernel.as_mut())
+            .map(|k| k as &mut dyn crate::kernel::SandboxOps);
         if let Err(e) = driver.leave(host, k, &net, ep, &join) {
             tracing::error!(endpoint = %ep.name, error = %e, "undoing join: removing the interface failed");
             return;

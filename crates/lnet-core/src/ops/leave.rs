@@ -5,9 +5,9 @@
 
 use lnet_store::JoinState;
 
-use crate::controller::{Cx, State};
 use crate::error::{CoreError, Result};
 use crate::ops::Gateways;
+use crate::state::{Cx, State};
 
 impl State {
     pub(crate) fn leave(&mut self, cx: &Cx, ep_id: &str, sb_id: Option<&str>) -> Result<()> {
@@ -53,7 +53,13 @@ impl State {
                 host, sandboxes, ..
             } = &mut *self;
             let k = sandboxes.get_mut(&sb).and_then(|e| e.kernel.as_mut());
-            driver.leave(host, k, &net, &ep, &join)?;
+            driver.leave(
+                host,
+                k.map(|k| k as &mut dyn crate::kernel::SandboxOps),
+                &net,
+                &ep,
+                &join,
+            )?;
         }
         if self
             .sandboxes

@@ -17,7 +17,6 @@ mod sandbox_rename;
 mod sandbox_support;
 
 pub(crate) use dns::{ResolverSockets, redirect_rules_here, reopen_resolver};
-pub(crate) use published::Reserved;
 pub use published::{firewall_check_records, firewall_expected};
 pub(crate) use sandbox_create::{remove_sandbox_artifacts, write_resolv_conf};
 pub(crate) use sandbox_support::{Gateways, open_sandbox_kernel};

@@ -7,10 +7,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use ipnet::IpNet;
 use lnet_store::{Lifecycle, NetworkRecord, SCHEMA_VERSION};
 
-use crate::controller::{Cx, NetworkOptions, State};
 use crate::driver::PlanNetwork;
 use crate::error::{CoreError, Result};
 use crate::files::ResolvConf;
+use crate::options::NetworkOptions;
+use crate::state::{Cx, State};
 use crate::{ids, ipam};
 
 impl State {
@@ -30,7 +31,8 @@ impl State {
             });
         }
         let driver = cx.driver(driver_name)?;
-        if driver.singleton()
+        let caps = driver.capabilities();
+        if caps.singleton
             && let Some(n) = self.networks.values().find(|n| n.driver == driver_name)
         {
             return Err(CoreError::Forbidden(format!(
@@ -48,12 +50,12 @@ impl State {
         ] {
             // Any spelling of "true" the driver accepts must switch the flag on.
             if let Some(s) = opts.options.get(k)
-                && crate::drivers::bridge::parse_bool(k, s)?
+                && crate::ids::parse_bool(k, s)?
             {
                 *v = true;
             }
         }
-        if !driver.uses_ipam() {
+        if !caps.uses_ipam {
             if !opts.ipam.v4.is_empty() || !opts.ipam.v6.is_empty() || opts.enable_ipv6 {
                 return Err(CoreError::invalid(
                     "IPAM.Config",
@@ -62,7 +64,7 @@ impl State {
                 ));
             }
             opts.ipam.driver = "null".into();
-        } else if driver.requires_ipv4() && opts.ipam.driver == "null" {
+        } else if caps.requires_ipv4 && opts.ipam.driver == "null" {
             return Err(CoreError::invalid(
                 "IPAM.Driver",
                 "null",
@@ -119,7 +121,7 @@ impl State {
         // IPAM lets a pool be taken whole by one network while another holds only a range
         // of it (libnetwork does too: macvlan networks share subnets that way); networks of
         // a driver that does not share subnets must not overlap at all, ranges or not.
-        if !driver.shares_subnets()
+        if !caps.shares_subnets
             && let Some((other, theirs, ours)) = self
                 .networks
                 .values()
@@ -167,7 +169,12 @@ impl State {
     /// kernel objects, its pools and its record. If the kernel refuses, the network stays,
     /// marked `deleting`, so a delete (or the next start) finishes the job — and its pools
     /// stay reserved until then, so no other network can be given them meanwhile.
-    fn undo_network_create(&mut self, cx: &Cx, driver: &dyn crate::Driver, mut rec: NetworkRecord) {
+    fn undo_network_create(
+        &mut self,
+        cx: &Cx,
+        driver: &dyn crate::driver::Driver,
+        mut rec: NetworkRecord,
+    ) {
         if let Err(undo) = driver.delete_network(&mut self.host, &rec) {
             tracing::error!(network = %rec.name, error = %undo, "undoing network create failed; delete it to retry");
             rec.state = Lifecycle::Deleting;

@@ -6,8 +6,8 @@
 
 use lnet_store::Lifecycle;
 
-use crate::controller::{Cx, State};
 use crate::error::{CoreError, Result};
+use crate::state::{Cx, State};
 
 impl State {
     pub(crate) fn delete_network(&mut self, cx: &Cx, id: &str) -> Result<()> {

@@ -15,21 +15,21 @@
 //! refuses to start, `lnet doctor` names the holder, and a join of an endpoint whose port
 //! is held elsewhere is refused rather than taking the port's traffic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
 
 use ipnet::IpNet;
 use lnet_ipam::PortError;
-use lnet_kernel::hostport::{self, Reservation, Transport};
+use lnet_kernel::hostport;
 use lnet_kernel::{IpFamily, KernelError, Netns};
 use lnet_store::{EndpointRecord, Lifecycle, NetworkRecord, PortMapping, Proto};
 
-use crate::controller::{Cx, State};
-use crate::driver::Driver;
+use crate::driver::Registry;
 use crate::error::{CoreError, Result};
 use crate::firewall::{Drift, Want};
+use crate::hostports::{Binding, transport};
 use crate::ports::{FIELD, PortSpec};
+use crate::state::{Cx, State};
 
 /// How often an ephemeral port is drawn again when the IPv4 port is free but the same
 /// port is taken on IPv6 (libnetwork's `maxAllocatePortAttempts`).
@@ -45,60 +45,6 @@ fn port_err(source: PortError) -> CoreError {
 /// Who holds a binding, as the allocator's errors name it.
 pub(crate) fn port_owner(ep_name: &str, net_name: &str) -> String {
     format!("endpoint {ep_name} on network {net_name}")
-}
-
-fn transport(p: Proto) -> Transport {
-    match p {
-        Proto::Tcp => Transport::Tcp,
-        Proto::Udp => Transport::Udp,
-        Proto::Sctp => Transport::Sctp,
-    }
-}
-
-type Binding = (IpAddr, Proto, u16);
-
-/// The sockets that hold lnet's published host ports on the host, by binding.
-#[derive(Debug, Default)]
-pub(crate) struct Reserved {
-    held: HashMap<Binding, Reservation>,
-    /// Whether this controller holds its ports (false for an offline `doctor`, which
-    /// holds none and so only reports ports some other program holds).
-    pub(crate) live: bool,
-    /// Whether the missing SCTP sockets were logged already.
-    noted_no_sctp: bool,
-}
-
-impl Reserved {
-    /// Holds `ip:port/proto` in `ns` (already held: nothing to do).
-    fn take(
-        &mut self,
-        ns: &Netns,
-        (ip, proto, port): Binding,
-    ) -> std::result::Result<(), KernelError> {
-        if self.held.contains_key(&(ip, proto, port)) {
-            return Ok(());
-        }
-        let r = ns.run(|| hostport::reserve(SocketAddr::new(ip, port), transport(proto)))??;
-        if !r.is_held() && !self.noted_no_sctp {
-            // No SCTP sockets in this kernel (the module is not loaded): there is nothing
-            // to hold, and no host program can bind an SCTP port either.
-            tracing::info!(
-                "this kernel has no SCTP sockets: published SCTP host ports are not reserved"
-            );
-            self.noted_no_sctp = true;
-        }
-        self.held.insert((ip, proto, port), r);
-        Ok(())
-    }
-
-    fn give_back(&mut self, b: Binding) {
-        self.held.remove(&b);
-    }
-
-    /// Lets go of every socket whose binding `keep` does not name.
-    pub(crate) fn retain(&mut self, keep: impl Fn(&Binding) -> bool) {
-        self.held.retain(|b, _| keep(b));
-    }
 }
 
 /// Who holds `ip:port/proto` on the host (in `ns`), for an error: the first colliding
@@ -422,11 +368,11 @@ impl State {
     /// Read only: a port is tried with a socket closed at once, and named only when another
     /// program holds it, or — on a running controller, which should hold it — when it is
     /// free and not held.
-    pub(crate) fn doctor_ports(&self, f: &mut crate::doctor::Findings) {
+    pub(crate) fn doctor_ports(&self, f: &mut crate::drift::Findings) {
         for ep in self.endpoints.all() {
             for p in &ep.ports {
                 let b = (p.host_ip, p.proto, p.host_port);
-                if self.reserved.held.contains_key(&b) {
+                if self.reserved.holds(&b) {
                     continue;
                 }
                 let probe = self
@@ -450,9 +396,8 @@ impl State {
 
     /// The firewall elements the records call for, and the forwarding lnet turned on.
     pub(crate) fn firewall_want(&self, cx: &Cx) -> Want {
-        let mut want = firewall_expected_with(self.networks.values(), self.endpoints.all(), |d| {
-            cx.driver(d).ok()
-        });
+        let mut want =
+            firewall_expected_with(self.networks.values(), self.endpoints.all(), &cx.drivers);
         want.forward_guard(&self.host.forwarding.guarded());
         want
     }
@@ -460,7 +405,7 @@ impl State {
     /// Compares the firewall with the records. Read-only.
     pub(crate) fn firewall_check(&mut self, cx: &Cx) -> Result<Vec<Drift>> {
         let want = self.firewall_want(cx);
-        let bridges = bridges_of(self.networks.values());
+        let bridges = bridges_of(self.networks.values(), &cx.drivers);
         self.host.fw.check(&want, &bridges)
     }
 
@@ -469,7 +414,7 @@ impl State {
     pub(crate) fn reconcile_firewall(&mut self, cx: &Cx) -> Result<Vec<Drift>> {
         let want = self.firewall_want(cx);
         let mut drift = self.host.fw.reconcile_elements(&want)?;
-        let bridges = bridges_of(self.networks.values());
+        let bridges = bridges_of(self.networks.values(), &cx.drivers);
         drift.extend(self.host.fw.sync_foreign(&bridges)?);
         Ok(drift)
     }
@@ -480,7 +425,7 @@ impl State {
 fn firewall_expected_with<'a>(
     networks: impl Iterator<Item = &'a NetworkRecord>,
     endpoints: impl Iterator<Item = &'a EndpointRecord>,
-    driver: impl Fn(&str) -> Option<Arc<dyn Driver>>,
+    drivers: &Registry,
 ) -> Want {
     let mut joined: BTreeMap<&str, Vec<&EndpointRecord>> = BTreeMap::new();
     for ep in endpoints.filter(|e| e.join.is_some()) {
@@ -488,7 +433,7 @@ fn firewall_expected_with<'a>(
     }
     let mut want = Want::new();
     for net in networks.filter(|n| n.state == Lifecycle::Ready) {
-        if let Some(d) = driver(&net.driver) {
+        if let Ok(d) = drivers.get(&net.driver) {
             let eps = joined.get(net.id.as_str()).map_or(&[][..], Vec::as_slice);
             d.firewall(net, eps, &mut want);
         }
@@ -496,13 +441,16 @@ fn firewall_expected_with<'a>(
     want
 }
 
-/// The bridges of ready bridge networks, whose traffic other tables' drop-policy forward
-/// chains must let through.
-fn bridges_of<'a>(networks: impl Iterator<Item = &'a NetworkRecord>) -> Vec<String> {
+/// The host links of ready networks whose traffic other tables' drop-policy forward chains
+/// must let through.
+fn bridges_of<'a>(
+    networks: impl Iterator<Item = &'a NetworkRecord>,
+    drivers: &Registry,
+) -> Vec<String> {
     networks
-        .filter(|n| n.state == Lifecycle::Ready && n.driver == "bridge")
-        .filter_map(|n| crate::drivers::bridge::BridgeConfig::of(n).ok())
-        .map(|c| c.bridge)
+        .filter(|n| n.state == Lifecycle::Ready)
+        .filter_map(|n| drivers.get(&n.driver).ok().map(|d| d.forward_links(n)))
+        .flatten()
         .collect()
 }
 
@@ -513,11 +461,9 @@ pub fn firewall_expected(
     networks: &[NetworkRecord],
     endpoints: &[EndpointRecord],
     guarded: &[IpFamily],
+    drivers: &Registry,
 ) -> Want {
-    let drivers = crate::drivers::builtin();
-    let mut want = firewall_expected_with(networks.iter(), endpoints.iter(), |d| {
-        drivers.get(d).cloned()
-    });
+    let mut want = firewall_expected_with(networks.iter(), endpoints.iter(), drivers);
     want.forward_guard(guarded);
     want
 }
@@ -528,7 +474,8 @@ pub fn firewall_check_records(
     networks: &[NetworkRecord],
     endpoints: &[EndpointRecord],
     guarded: &[IpFamily],
+    drivers: &Registry,
 ) -> Result<Vec<Drift>> {
-    let want = firewall_expected(networks, endpoints, guarded);
-    crate::firewall::Firewall::new()?.check(&want, &bridges_of(networks.iter()))
+    let want = firewall_expected(networks, endpoints, guarded, drivers);
+    crate::firewall::Firewall::new()?.check(&want, &bridges_of(networks.iter(), drivers))
 }

@@ -8,10 +8,11 @@ use std::path::PathBuf;
 use lnet_kernel::Netns;
 use lnet_store::{Lifecycle, SCHEMA_VERSION, SandboxRecord};
 
-use crate::controller::{Cx, SandboxEntry, SandboxOptions, State};
 use crate::error::{CoreError, Result};
 use crate::files::{self, DnsSettings};
 use crate::ids;
+use crate::options::SandboxOptions;
+use crate::state::{Cx, SandboxEntry, State};
 
 use super::sandbox_support::open_sandbox_kernel;
 

@@ -5,8 +5,8 @@
 
 use lnet_store::Lifecycle;
 
-use crate::controller::{Cx, State};
 use crate::error::{CoreError, Errors, Result};
+use crate::state::{Cx, State};
 
 use super::sandbox_create::remove_sandbox_artifacts;
 

@@ -4,9 +4,9 @@
 
 use lnet_store::Lifecycle;
 
-use crate::controller::{Cx, State};
 use crate::error::{CoreError, Result};
 use crate::ids;
+use crate::state::{Cx, State};
 
 impl State {
     pub(crate) fn rename_sandbox(&mut self, cx: &Cx, id: &str, name: &str) -> Result<()> {
@@ -40,7 +40,7 @@ impl State {
         cx.store.put(&mut rec)?;
         tracing::info!(sandbox = %entry.rec.container_id, to = %name, "sandbox renamed");
         entry.rec = rec;
-        self.refresh_dns_names();
+        self.refresh_dns_names(cx);
         Ok(())
     }
 }

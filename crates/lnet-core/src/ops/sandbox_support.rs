@@ -7,10 +7,10 @@ use ipnet::IpNet;
 use lnet_kernel::{Netlink, Netns, Route};
 use lnet_store::{JoinState, SandboxRecord};
 
-use crate::controller::{Cx, State};
-use crate::driver::SandboxKernel;
 use crate::error::{CoreError, Result};
 use crate::files;
+use crate::kernel::SandboxKernel;
+use crate::state::{Cx, State};
 
 /// The default gateways a sandbox routes through.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -70,7 +70,7 @@ impl State {
             let Ok(driver) = cx.driver(&net.driver) else {
                 continue;
             };
-            let (g4, g6) = driver.gateways(net);
+            let (g4, g6) = driver.facts(net).gateways;
             let weight = u8::from(g4.is_some()) + 2 * u8::from(g6.is_some());
             cands.push((j.priority, net.internal, weight, net.name.as_str(), g4, g6));
         }
