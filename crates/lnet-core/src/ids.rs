@@ -143,6 +143,19 @@ pub(crate) fn validate_ifname(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A boolean option value, as the bridge driver and network flags accept it.
+pub fn parse_bool(key: &str, v: &str) -> Result<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "t" | "yes" => Ok(true),
+        "false" | "0" | "f" | "no" => Ok(false),
+        _ => Err(CoreError::invalid(
+            key,
+            v,
+            "expected a boolean: true or false",
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -219,17 +232,5 @@ mod tests {
         validate_ifname("bridge", "br-0123456789ab").unwrap();
         assert!(validate_ifname("bridge", "br-0123456789abc").is_err());
         assert!(validate_ifname("bridge", "a b").is_err());
-    }
-}
-/// A boolean option value, as the bridge driver and network flags accept it.
-pub fn parse_bool(key: &str, v: &str) -> Result<bool> {
-    match v.to_ascii_lowercase().as_str() {
-        "true" | "1" | "t" | "yes" => Ok(true),
-        "false" | "0" | "f" | "no" => Ok(false),
-        _ => Err(CoreError::invalid(
-            key,
-            v,
-            "expected a boolean: true or false",
-        )),
     }
 }
