@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use lnet_kernel::{Netlink, Netns};
@@ -19,6 +20,7 @@ use crate::error::{CoreError, Result};
 use crate::firewall::Firewall;
 use crate::forwarding::Forwarding;
 use crate::kernel::HostKernel;
+use crate::keys;
 use crate::options::{EndpointOptions, JoinOptions, NetworkOptions, SandboxOptions};
 use crate::recovery::RecoveryReport;
 use crate::state::{Cx, Records, SandboxEntry, State, new_ipam, new_ports};
@@ -33,6 +35,13 @@ pub(crate) struct Inner {
     published: RwLock<Arc<Records>>,
     /// How many times the watcher put something back.
     heals: std::sync::atomic::AtomicU64,
+    /// Shared by every change, exclusive for what must see no change in progress (a
+    /// repair, which derives memory from the store and the kernel again).
+    world: RwLock<()>,
+    /// The networks and sandboxes changes are working on.
+    keys: crate::keys::Keys,
+    /// A change panicked half way: memory is derived again before the next call.
+    dirty: std::sync::atomic::AtomicBool,
 }
 
 /// The network controller: owns the drivers, IPAM, the store and the kernel handles.
@@ -87,13 +96,7 @@ impl Controller {
         if let Err(e) = forwarding.set_no_drop(config.ip_forward_no_drop) {
             forwarding_notice = Some(e.to_string());
         }
-        let host = HostKernel {
-            ns,
-            nl,
-            fw,
-            reaper,
-            forwarding,
-        };
+        let host = HostKernel::new(ns, nl, fw, reaper, forwarding);
         let mut state = State::empty(&config, host, dns)?;
         state.reserved.live = true;
         let cx = Cx {
@@ -107,7 +110,7 @@ impl Controller {
             report.notices.insert(0, n);
         }
         let published = RwLock::new(Arc::new(state.records(&Records::default())));
-        let ours = state.host.fw.portid();
+        let ours = state.host.fw().portid();
         let self_heal = cx.config.self_heal;
         let inner = Arc::new(Inner {
             cx,
@@ -115,6 +118,9 @@ impl Controller {
             report,
             published,
             heals: Default::default(),
+            world: RwLock::new(()),
+            keys: Default::default(),
+            dirty: Default::default(),
         });
         if self_heal {
             let weak = Arc::downgrade(&inner);
@@ -156,7 +162,15 @@ impl Controller {
         }
         let targets = crate::heal::find(&self.records(), &self.inner.cx.drivers, nl, s);
         if !targets.is_empty() {
-            let done = self.with_mut(|st, cx| st.heal(cx, &targets));
+            let mut done = Vec::new();
+            for t in &targets {
+                // Each object alone, under its own keys: a heal waits for a change to
+                // that object, and holds up no other.
+                let keys = self.with(|st, _| st.keys_of(t));
+                done.extend(self.change(keys, || {
+                    self.locked_mut(|st, cx| st.heal(cx, std::slice::from_ref(t)))
+                }));
+            }
             if !done.is_empty() {
                 self.count_heal();
                 tracing::warn!(took = ?started.elapsed(), repaired = ?done, "put back what someone else changed");
@@ -192,10 +206,12 @@ impl Controller {
     /// its chains and sets, the elements, lnet's accept rules in other tables. What it
     /// repaired.
     pub(crate) fn heal_firewall(&self) -> Result<Vec<crate::firewall::Drift>> {
-        self.with_mut(|st, cx| {
-            let mut drift = st.host.fw.ensure_base()?;
-            drift.extend(st.reconcile_firewall(cx)?);
-            Ok(drift)
+        self.change(Vec::new(), || {
+            self.locked_mut(|st, cx| {
+                let mut drift = st.host.fw().ensure_base()?;
+                drift.extend(st.reconcile_firewall(cx)?);
+                Ok(drift)
+            })
         })
     }
 
@@ -203,7 +219,7 @@ impl Controller {
     /// namespaces, files, default routes, resolvers, interfaces no record names, the
     /// firewall — and lists the differences (`lnet doctor`). Changes nothing.
     pub fn doctor(&self) -> crate::DoctorReport {
-        self.with(|st, cx| st.doctor(cx))
+        self.exclusive(|st, cx| st.doctor(cx))
     }
 
     /// `lnet doctor` with no daemon running: opens the store (whose lock must be free),
@@ -214,14 +230,14 @@ impl Controller {
     pub fn doctor_offline(config: Config) -> Result<crate::DoctorReport> {
         let (store, _) = config.open_store()?;
         let loaded = store.load()?;
-        let host = HostKernel {
-            ns: Netns::current().map_err(CoreError::kernel("open the host network namespace"))?,
-            nl: Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?,
-            fw: Firewall::new()?,
-            reaper: None,
+        let host = HostKernel::new(
+            Netns::current().map_err(CoreError::kernel("open the host network namespace"))?,
+            Netlink::new().map_err(CoreError::kernel("open a netlink socket"))?,
+            Firewall::new()?,
+            None,
             // Read-only: what the daemon recorded, with its --ip-forward-no-drop.
-            forwarding: Forwarding::load(&config.exec_root).0,
-        };
+            Forwarding::load(&config.exec_root).0,
+        );
         let mut state = State::empty(&config, host, None)?;
         for net in loaded.networks {
             state.networks.insert(net.id.clone(), net);
@@ -238,7 +254,7 @@ impl Controller {
             };
             state
                 .sandboxes
-                .insert(rec.id.clone(), SandboxEntry { rec, kernel });
+                .insert(rec.id.clone(), SandboxEntry::new(rec, kernel));
         }
         let cx = Cx {
             config,
@@ -262,7 +278,7 @@ impl Controller {
     /// removed, the firewall is reconciled. What is already right is left as it is; live
     /// resolvers keep their sockets.
     pub fn repair(&self) -> Result<RecoveryReport> {
-        self.with_mut(repair_state)
+        self.exclusive(repair_state)
     }
 
     /// Compares lnet's firewall — its tables, chains, rules, set elements, and its accept
@@ -278,42 +294,95 @@ impl Controller {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic in one operation must neither wedge every other caller nor let them read
+        // A panic in one change must neither wedge every other caller nor let them read
         // what it left half done in memory (a held address, a join with no interface). The
         // store and the kernel are right at every journaled step, so memory is derived from
-        // them again — a start in place — before anyone reads it. (The daemon aborts on a
-        // panic instead and its next start does the same; a library cannot end its host.)
+        // them again — a start in place — before the next call ([`Controller::heal_panic`]).
+        // (The daemon aborts on a panic instead and its next start does the same; a library
+        // cannot end its host.)
         self.inner.state.lock().unwrap_or_else(|poisoned| {
-            let mut st = poisoned.into_inner();
-            tracing::error!(
-                "an lnet operation panicked half way: deriving state from the store and the kernel again"
-            );
-            match repair_state(&mut st, &self.inner.cx) {
-                Ok(report) => {
-                    // Only now: until memory is right again, every caller tries again.
-                    self.inner.state.clear_poison();
-                    self.publish(&st);
-                    tracing::info!(repaired = ?report.repaired, "state derived again after a panic");
-                }
-                Err(e) => tracing::error!(error = %e,
-                    "cannot derive state again after a panic: tried again at the next call (or drop this controller and open a new one)"),
-            }
-            st
+            self.inner.state.clear_poison();
+            self.inner.dirty.store(true, Ordering::SeqCst);
+            poisoned.into_inner()
         })
     }
 
+    /// After a panic in a change: derives memory again from the store and the kernel, with
+    /// no change in progress. Until it succeeds every call tries again.
+    fn heal_panic(&self) {
+        if !self.inner.dirty.load(Ordering::SeqCst) {
+            return;
+        }
+        let _world = self.inner.world.write().unwrap_or_else(|p| p.into_inner());
+        if !self.inner.dirty.load(Ordering::SeqCst) {
+            return;
+        }
+        tracing::error!(
+            "an lnet operation panicked half way: deriving state from the store and the kernel again"
+        );
+        let mut st = self.lock();
+        match repair_state(&mut st, &self.inner.cx) {
+            Ok(report) => {
+                self.inner.dirty.store(false, Ordering::SeqCst);
+                self.publish(&st);
+                tracing::info!(repaired = ?report.repaired, "state derived again after a panic");
+            }
+            Err(e) => tracing::error!(error = %e,
+                "cannot derive state again after a panic: tried again at the next call (or drop this controller and open a new one)"),
+        }
+    }
+
+    /// Reads (or changes only memory) under the state lock, after a panic's repair.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
+        self.heal_panic();
+        self.locked(f)
+    }
+
+    /// Under the state lock, inside a change (no repair here: the change holds the world
+    /// shared).
+    fn locked<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
         let mut st = self.lock();
         f(&mut st, &self.inner.cx)
     }
 
-    /// Runs a change, then publishes the records for readers — also when the change failed
-    /// part way, so readers never see less than what the store holds.
-    fn with_mut<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
+    /// [`Controller::locked`], then publishes the records for readers — also when the step
+    /// failed part way, so readers never see less than what the store holds.
+    fn locked_mut<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
         let mut st = self.lock();
         let r = f(&mut st, &self.inner.cx);
         self.publish(&st);
         r
+    }
+
+    /// Runs a change holding `keys` (and the world shared): changes with no key in common
+    /// run side by side. A panic inside marks memory for repair before the next call.
+    fn change<R>(&self, keys: Vec<String>, f: impl FnOnce() -> R) -> R {
+        struct OnPanic<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for OnPanic<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        self.heal_panic();
+        let _world = self.inner.world.read().unwrap_or_else(|p| p.into_inner());
+        let _held = self.inner.keys.hold(keys);
+        let _mark = OnPanic(&self.inner.dirty);
+        f()
+    }
+
+    /// A handle on the host with a socket of its own, for a change's kernel work done
+    /// without the state lock.
+    fn host(&self) -> Result<HostKernel> {
+        self.locked(|st, _| st.host.another())
+    }
+
+    /// Runs `f` with no change in progress and none starting meanwhile.
+    fn exclusive<R>(&self, f: impl FnOnce(&mut State, &Cx) -> R) -> R {
+        self.heal_panic();
+        let _world = self.inner.world.write().unwrap_or_else(|p| p.into_inner());
+        self.locked_mut(f)
     }
 
     /// Publishes `st`'s records for readers ([`Controller::records`]).
@@ -354,7 +423,9 @@ impl Controller {
         name: &str,
         options: NetworkOptions,
     ) -> Result<Network> {
-        let id = self.with_mut(|st, cx| st.create_network(cx, driver, name, options))?;
+        let id = self.change(Vec::new(), || {
+            self.locked_mut(|st, cx| st.create_network(cx, driver, name, options))
+        })?;
         Ok(Network {
             ctrl: self.clone(),
             id,
@@ -394,7 +465,9 @@ impl Controller {
 
     /// Creates a sandbox for a container.
     pub fn new_sandbox(&self, container_id: &str, options: SandboxOptions) -> Result<Sandbox> {
-        let id = self.with_mut(|st, cx| st.create_sandbox(cx, container_id, options))?;
+        let id = self.change(Vec::new(), || {
+            self.locked_mut(|st, cx| st.create_sandbox(cx, container_id, options))
+        })?;
         Ok(Sandbox {
             ctrl: self.clone(),
             id,
@@ -459,7 +532,7 @@ impl Controller {
     pub fn settle(&self) {
         // The reaper is taken out of the lock's reach only by reference: waiting must not
         // hold the state lock, or the reaper could never be fed again meanwhile.
-        let pending = self.with(|st, _| st.host.reaper.as_ref().map(|r| r.pending_handle()));
+        let pending = self.with(|st, _| st.host.reaper().map(|r| r.pending_handle()));
         if let Some(p) = pending {
             p.wait();
         }
@@ -502,9 +575,10 @@ impl Network {
 
     /// Creates an endpoint on this network.
     pub fn create_endpoint(&self, name: &str, options: EndpointOptions) -> Result<Endpoint> {
-        let id = self
-            .ctrl
-            .with_mut(|st, cx| st.create_endpoint(cx, &self.id, name, options))?;
+        let id = self.ctrl.change(vec![keys::network(&self.id)], || {
+            self.ctrl
+                .locked_mut(|st, cx| st.create_endpoint(cx, &self.id, name, options))
+        })?;
         Ok(Endpoint {
             ctrl: self.ctrl.clone(),
             id,
@@ -542,7 +616,10 @@ impl Network {
 
     /// Deletes the network; it must have no endpoints.
     pub fn delete(&self) -> Result<()> {
-        self.ctrl.with_mut(|st, cx| st.delete_network(cx, &self.id))
+        self.ctrl.change(vec![keys::network(&self.id)], || {
+            self.ctrl
+                .locked_mut(|st, cx| st.delete_network(cx, &self.id))
+        })
     }
 }
 
@@ -555,6 +632,16 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
+    /// The keys a change to this endpoint holds: its network's, and `sandbox`'s.
+    fn keys(&self, sandbox: Option<&str>) -> Vec<String> {
+        let net = self.ctrl.with(|st, _| {
+            st.endpoints
+                .get(&self.id)
+                .map(|e| keys::network(&e.network_id))
+        });
+        net.into_iter().chain(sandbox.map(keys::sandbox)).collect()
+    }
+
     /// The id (64 hex).
     pub fn id(&self) -> &str {
         &self.id
@@ -577,20 +664,32 @@ impl Endpoint {
 
     /// Joins the endpoint to a sandbox: its interface appears there, configured.
     pub fn join(&self, sandbox: &Sandbox, options: JoinOptions) -> Result<()> {
-        self.ctrl
-            .with_mut(|st, cx| st.join(cx, &self.id, &sandbox.id, options))
+        self.ctrl.change(self.keys(Some(&sandbox.id)), || {
+            let c = &self.ctrl;
+            let j = c.locked_mut(|st, cx| st.join_begin(cx, &self.id, &sandbox.id, options))?;
+            // The interface and routes are made holding only this endpoint's network's
+            // and the sandbox's keys: changes elsewhere go on meanwhile.
+            let made = c.host().and_then(|mut h| j.kernel(&mut h));
+            c.locked_mut(|st, cx| st.join_end(cx, j, made))
+        })
     }
 
     /// Leaves the sandbox: undoes exactly what join did.
     pub fn leave(&self, sandbox: &Sandbox) -> Result<()> {
-        self.ctrl
-            .with_mut(|st, cx| st.leave(cx, &self.id, Some(&sandbox.id)))
+        self.ctrl.change(self.keys(Some(&sandbox.id)), || {
+            let c = &self.ctrl;
+            let l = c.locked_mut(|st, cx| st.leave_begin(cx, &self.id, Some(&sandbox.id)))?;
+            let done = c.host().and_then(|mut h| l.kernel(&mut h));
+            c.locked_mut(|st, cx| st.leave_end(cx, l, done))
+        })
     }
 
     /// Deletes the endpoint; it must not be joined.
     pub fn delete(&self) -> Result<()> {
-        self.ctrl
-            .with_mut(|st, cx| st.delete_endpoint(cx, &self.id))
+        self.ctrl.change(self.keys(None), || {
+            self.ctrl
+                .locked_mut(|st, cx| st.delete_endpoint(cx, &self.id))
+        })
     }
 
     /// Driver facts about the endpoint (MAC, interface names, addresses), as libnetwork's
@@ -629,6 +728,20 @@ pub struct Sandbox {
 }
 
 impl Sandbox {
+    /// The keys a change to this sandbox holds: its own and its endpoints' networks'.
+    fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.ctrl.with(|st, _| {
+            st.joined(&self.id)
+                .iter()
+                .map(|e| keys::network(&e.network_id))
+                .collect()
+        });
+        keys.sort();
+        keys.dedup();
+        keys.push(keys::sandbox(&self.id));
+        keys
+    }
+
     /// The id (64 hex).
     pub fn id(&self) -> &str {
         &self.id
@@ -681,8 +794,10 @@ impl Sandbox {
     /// Renames the sandbox (Docker's container rename): its name resolves, and its old
     /// name no longer does, on every network it is on.
     pub fn rename(&mut self, name: &str) -> Result<()> {
-        self.ctrl
-            .with_mut(|st, cx| st.rename_sandbox(cx, &self.id, name))?;
+        self.ctrl.change(vec![keys::sandbox(&self.id)], || {
+            self.ctrl
+                .locked_mut(|st, cx| st.rename_sandbox(cx, &self.id, name))
+        })?;
         self.container_id = name.to_string();
         Ok(())
     }
@@ -690,7 +805,20 @@ impl Sandbox {
     /// Deletes the sandbox: leaves and deletes its endpoints, removes its namespace (if lnet
     /// made it) and its files.
     pub fn delete(&self) -> Result<()> {
-        self.ctrl.with_mut(|st, cx| st.delete_sandbox(cx, &self.id))
+        loop {
+            // Its networks' keys too (its endpoints leave them): read, held, then checked
+            // again — a join may have come in between.
+            let keys = self.keys();
+            let done = self.ctrl.change(keys.clone(), || {
+                (self.keys() == keys).then(|| {
+                    self.ctrl
+                        .locked_mut(|st, cx| st.delete_sandbox(cx, &self.id))
+                })
+            });
+            if let Some(done) = done {
+                return done;
+            }
+        }
     }
 }
 
@@ -705,7 +833,7 @@ fn repair_state(st: &mut State, cx: &Cx) -> Result<RecoveryReport> {
     // only find it gone).
     let mut remounted = Vec::new();
     for entry in st.sandboxes.values() {
-        let (rec, Some(k)) = (&entry.rec, &entry.kernel) else {
+        let (rec, Some(k)) = (&entry.rec, entry.kernel()) else {
             continue;
         };
         if rec.owns_netns && !Netns::is_mounted_at(&rec.netns_path) {

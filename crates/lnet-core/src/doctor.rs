@@ -59,7 +59,7 @@ impl State {
     pub(crate) fn doctor(&mut self, cx: &Cx) -> DoctorReport {
         // Links the background deleter has yet to remove are lnet's work in progress, not
         // drift: let it finish (tens of milliseconds; it needs no lock of ours).
-        if let Some(r) = &self.host.reaper {
+        if let Some(r) = self.host.reaper() {
             r.pending_handle().wait();
         }
         let mut f = Findings::default();
@@ -156,13 +156,13 @@ impl State {
     /// threads at once (as a start does) rather than sandbox by sandbox with a thread
     /// spawned for each: at 1,000 sandboxes that was most of `doctor`.
     fn look_into_sandboxes(&self) -> HashMap<String, Look> {
-        let live: Vec<(&String, &Netns)> = self
+        let live: Vec<(&String, _)> = self
             .sandboxes
             .iter()
             .filter(|(_, s)| s.rec.state == Lifecycle::Ready && !s.rec.host_mode)
-            .filter_map(|(id, s)| s.kernel.as_ref().map(|k| (id, &k.ns)))
+            .filter_map(|(id, s)| s.kernel().map(|k| (id, k)))
             .collect();
-        let nss: Vec<&Netns> = live.iter().map(|(_, ns)| *ns).collect();
+        let nss: Vec<&Netns> = live.iter().map(|(_, k)| &k.ns).collect();
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let dns = self.dns.is_some();
         let looks = Netns::run_in_each(&nss, threads, |_| {
@@ -245,10 +245,14 @@ impl State {
             .iter()
             .map(|ep| self.networks.get(&ep.network_id).cloned())
             .collect();
-        let Some(k) = self.sandboxes.get_mut(id).and_then(|s| s.kernel.as_mut()) else {
+        let State {
+            host, sandboxes, ..
+        } = self;
+        let Some(mut k) = sandboxes.get(id).and_then(|s| s.kernel()) else {
             f.missing(format!("network namespace {}", rec.netns_path.display()));
             return;
         };
+        let k = &mut *k;
         let (sandbox_links, sandbox_addrs) = view.unwrap_or_else(|| crate::kernel::sandbox_view(k));
         let view = KernelView {
             host_links,
@@ -273,7 +277,7 @@ impl State {
                     return Ok(Vec::new());
                 }
                 // Not right in the dumps: read again, each link alone.
-                crate::reconcile::drift_live(&want, &mut self.host.nl, Some(&mut k.nl))
+                crate::reconcile::drift_live(&want, &mut host.nl, Some(&mut k.nl))
             });
             match checked {
                 Ok(drift) => f.drift(&drift),

@@ -105,6 +105,22 @@ pub(crate) fn find(
 }
 
 impl State {
+    /// The keys a repair of `t` holds.
+    pub(crate) fn keys_of(&self, t: &Target) -> Vec<String> {
+        match t {
+            Target::Network(id) => vec![crate::keys::network(id)],
+            Target::Join(ep) => self
+                .endpoints
+                .get(ep)
+                .into_iter()
+                .flat_map(|e| {
+                    let sb = e.join.as_ref().map(|j| crate::keys::sandbox(&j.sandbox_id));
+                    std::iter::once(crate::keys::network(&e.network_id)).chain(sb)
+                })
+                .collect(),
+        }
+    }
+
     /// Puts right each target that still drifts, looked at again now; what it repaired.
     pub(crate) fn heal(&mut self, cx: &Cx, targets: &[Target]) -> Vec<String> {
         let mut done = Vec::new();
@@ -153,21 +169,22 @@ impl State {
             return Ok(None);
         };
         let driver = cx.driver(&net.driver)?;
-        let State {
-            host, sandboxes, ..
-        } = self;
-        let Some(k) = sandboxes
-            .get_mut(&join.sandbox_id)
-            .and_then(|s| s.kernel.as_mut())
-        else {
-            return Ok(None);
+        let drift = {
+            let State {
+                host, sandboxes, ..
+            } = &mut *self;
+            let Some(mut k) = sandboxes.get(&join.sandbox_id).and_then(|s| s.kernel()) else {
+                return Ok(None);
+            };
+            let k = &mut *k;
+            let want = driver.want_join(&net, &ep, &join);
+            let drift = reconcile::drift_live(&want, &mut host.nl, Some(&mut k.nl))?;
+            if drift.is_empty() {
+                return Ok(None);
+            }
+            driver.join(host, k, &net, &ep, &join, JoinMode::Repair)?;
+            drift
         };
-        let want = driver.want_join(&net, &ep, &join);
-        let drift = reconcile::drift_live(&want, &mut host.nl, Some(&mut k.nl))?;
-        if drift.is_empty() {
-            return Ok(None);
-        }
-        driver.join(host, k, &net, &ep, &join, JoinMode::Repair)?;
         // A link made again lost the routes through it.
         if drift.iter().any(|d| d.needs_remake()) {
             let want = self.gateways_of(cx, &join.sandbox_id, None);

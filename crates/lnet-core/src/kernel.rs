@@ -4,6 +4,7 @@
 //! through these; nothing here knows records or drivers.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lnet_kernel::{AddrFlags, BridgeOptions, IpFamily, IpNet, Link, Netlink, Netns, VethSpec};
 
@@ -150,32 +151,100 @@ pub trait SandboxOps: std::fmt::Debug + Send {
     fn netns(&self) -> Option<&Netns>;
 }
 
-/// The host side of the kernel: the namespace the controller was created in, a netlink
-/// socket opened there once and reused, and lnet's firewall there.
+/// What every handle on the host shares: the namespace the controller was created in,
+/// lnet's firewall there and the forwarding it turned on (each behind a short lock of its
+/// own), and the background deleter.
 #[derive(Debug)]
-pub struct HostKernel {
+pub struct HostShared {
     /// The host network namespace.
     pub ns: Netns,
-    /// A netlink socket in it.
-    pub nl: Netlink,
-    /// lnet's nftables tables in it.
-    pub fw: Firewall,
-    /// Deletes links in the background when set ([`Config::background_deletes`]).
+    fw: Mutex<Firewall>,
+    forwarding: Mutex<crate::forwarding::Forwarding>,
+    /// Deletes links in the background when set ([`crate::Config::background_deletes`]).
     pub reaper: Option<crate::reaper::Reaper>,
-    /// The forwarding sysctls lnet turned on in it.
-    pub forwarding: crate::forwarding::Forwarding,
+}
+
+/// A handle on the host side of the kernel: the shared parts, and a netlink socket of its
+/// own. The controller keeps one; work done without the controller's lock takes another
+/// ([`HostKernel::another`]), so that changes to different networks do not queue on one
+/// socket.
+#[derive(Debug)]
+pub struct HostKernel {
+    /// What it shares with every other handle.
+    pub shared: Arc<HostShared>,
+    /// A netlink socket in the host namespace, this handle's alone.
+    pub nl: Netlink,
 }
 
 impl HostKernel {
+    /// The first handle on the host.
+    pub fn new(
+        ns: Netns,
+        nl: Netlink,
+        fw: Firewall,
+        reaper: Option<crate::reaper::Reaper>,
+        forwarding: crate::forwarding::Forwarding,
+    ) -> HostKernel {
+        HostKernel {
+            shared: Arc::new(HostShared {
+                ns,
+                fw: Mutex::new(fw),
+                forwarding: Mutex::new(forwarding),
+                reaper,
+            }),
+            nl,
+        }
+    }
+
+    /// Another handle on the same host, with a netlink socket of its own (opened in the
+    /// host namespace whatever thread asks).
+    pub fn another(&self) -> Result<HostKernel> {
+        let nl = self
+            .shared
+            .ns
+            .run(Netlink::new)
+            .and_then(|r| r)
+            .map_err(CoreError::kernel(
+                "open a netlink socket in the host namespace",
+            ))?;
+        Ok(HostKernel {
+            shared: Arc::clone(&self.shared),
+            nl,
+        })
+    }
+
+    /// The host network namespace.
+    pub fn ns(&self) -> &Netns {
+        &self.shared.ns
+    }
+
+    /// lnet's firewall, for one short use (never held across another lock's wait).
+    pub fn fw(&self) -> MutexGuard<'_, Firewall> {
+        self.shared.fw.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The forwarding lnet turned on. Taken before [`HostKernel::fw`] when both are.
+    pub fn forwarding(&self) -> MutexGuard<'_, crate::forwarding::Forwarding> {
+        self.shared
+            .forwarding
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The background deleter, if links are deleted that way.
+    pub fn reaper(&self) -> Option<&crate::reaper::Reaper> {
+        self.shared.reaper.as_ref()
+    }
+
     /// Whether link deletions may finish in the background.
     pub fn deletes_later(&self) -> bool {
-        self.reaper.is_some()
+        self.shared.reaper.is_some()
     }
 
     /// Deletes host link `name`: queued to the background when [`HostKernel::deletes_later`],
     /// else now.
     pub fn delete_link_later(&mut self, name: &str) -> Result<()> {
-        if let Some(r) = &self.reaper {
+        if let Some(r) = &self.shared.reaper {
             match self.nl.set_group(name, crate::reaper::GONE_GROUP) {
                 Ok(()) => {
                     r.delete_link(name.to_string());
@@ -201,24 +270,25 @@ impl HostOps for HostKernel {
     }
 
     fn firewall(&mut self, add: &Want, remove: &Want) -> Result<()> {
-        self.fw.apply(add, remove)
+        self.fw().apply(add, remove)
     }
 
     fn flush_udp(&mut self, ports: &[PortFw]) {
-        self.fw.flush_udp(ports)
+        self.fw().flush_udp(ports)
     }
 
     fn allow_forward(&mut self, name: &str, on: bool) -> Result<()> {
         if on {
-            self.fw.add_foreign(name)
+            self.fw().add_foreign(name)
         } else {
-            self.fw.remove_foreign(name)
+            self.fw().remove_foreign(name)
         }
     }
 
     fn sysctl(&mut self, path: &[&str], value: &str) -> Result<()> {
         let joined = path.join("/");
         let set = self
+            .shared
             .ns
             .run(|| -> lnet_kernel::Result<()> {
                 // Absent (IPv6 disabled, say): nothing to set.
@@ -234,6 +304,7 @@ impl HostOps for HostKernel {
     fn disable_ipv6(&mut self, name: &str) {
         let owned = name.to_string();
         match self
+            .shared
             .ns
             .run(move || lnet_kernel::sysctl::disable_ipv6(&owned))
         {
@@ -245,10 +316,12 @@ impl HostOps for HostKernel {
     }
 
     fn forward(&mut self, families: &[IpFamily]) -> Result<()> {
-        let forwarding = &mut self.forwarding;
+        let mut guard = self.forwarding();
+        let forwarding: &mut crate::forwarding::Forwarding = &mut guard;
         let turn_on = self
+            .shared
             .ns
-            .run(move || -> Result<Vec<IpFamily>> {
+            .run(|| -> Result<Vec<IpFamily>> {
                 let mut off = Vec::new();
                 for f in families {
                     if forwarding.record_on(*f)? {
@@ -259,12 +332,13 @@ impl HostOps for HostKernel {
             })
             .map_err(CoreError::kernel("enter the host namespace for sysctls"))??;
         let mut want = Want::new();
-        want.forward_guard(&self.forwarding.guarded());
-        self.fw.apply(&want, &Want::new())?;
+        want.forward_guard(&guard.guarded());
+        self.fw().apply(&want, &Want::new())?;
         // Forwarding goes on only with its guard in place (see `forwarding`).
         if !turn_on.is_empty() {
-            let forwarding = &self.forwarding;
-            self.ns
+            let forwarding: &crate::forwarding::Forwarding = &guard;
+            self.shared
+                .ns
                 .run(|| turn_on.iter().try_for_each(|f| forwarding.turn_on(*f)))
                 .map_err(CoreError::kernel("enter the host namespace for sysctls"))??;
         }

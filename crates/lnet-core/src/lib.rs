@@ -37,6 +37,7 @@ pub mod failpoint;
 mod ids;
 mod index;
 mod ipam;
+mod keys;
 mod options;
 pub mod ports;
 pub mod want;

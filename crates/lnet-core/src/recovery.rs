@@ -501,8 +501,11 @@ impl State {
         let mut clock = Clock(std::time::Instant::now());
         // Before the networks, which turn forwarding on again (and record it) where it is
         // off and they want it.
-        let forwarding = &mut self.host.forwarding;
-        match self.host.ns.run(|| forwarding.forget_off()) {
+        let mut guard = self.host.forwarding();
+        let forwarding: &mut crate::forwarding::Forwarding = &mut guard;
+        let forgot = self.host.ns().run(|| forwarding.forget_off());
+        drop(guard);
+        match forgot {
             Ok(Ok(gone)) if !gone.is_empty() => {
                 tracing::info!(families = ?gone, "IP forwarding lnet turned on is off now: no longer guarded");
             }
@@ -517,7 +520,11 @@ impl State {
         // make a check slower, never wrong.
         // The socket is opened in the host namespace, whatever thread runs this (a
         // `repair` may be asked from anywhere).
-        let host_nl = self.host.ns.run(lnet_kernel::Netlink::new).and_then(|r| r);
+        let host_nl = self
+            .host
+            .ns()
+            .run(lnet_kernel::Netlink::new)
+            .and_then(|r| r);
         let ports = std::thread::spawn(move || host_nl.and_then(|mut nl| nl.bridge_ports()));
         // The sandboxes first, so that one trip into each (its handles, its links and
         // addresses) starts while the rest is read. Side by side with it: the records, the
@@ -548,7 +555,7 @@ impl State {
             clock.lap(&mut report, "read the store");
             // The sets must exist before networks add their elements. A table that is
             // missing altogether is a first start (or a reboot), not drift worth reporting.
-            match self.host.fw.ensure_base() {
+            match self.host.fw().ensure_base() {
                 Ok(drift) => report.firewall.extend(
                     drift
                         .into_iter()
@@ -557,7 +564,7 @@ impl State {
                 ),
                 Err(e) => report.errors.push(format!("firewall: {e}")),
             }
-            self.host.fw.set_deferred(true);
+            self.host.fw().set_deferred(true);
             clock.lap(&mut report, "firewall tables");
             // The host's bridges and their addresses, once for every network.
             let bridges = self.host.nl.links_of_kind("bridge");
@@ -671,7 +678,7 @@ impl State {
         // Elements no record calls for (a join whose record was lost, a port of an
         // endpoint whose join was undone) go; missing ones come back: one transaction
         // for everything the repairs above deferred.
-        self.host.fw.set_deferred(false);
+        self.host.fw().set_deferred(false);
         match self.reconcile_firewall(cx) {
             Ok(drift) => report
                 .firewall
@@ -685,7 +692,7 @@ impl State {
             match (sb.state, live) {
                 (Lifecycle::Ready, Liveness::Live(kernel)) => {
                     self.sandboxes
-                        .insert(id.clone(), SandboxEntry { rec: sb, kernel });
+                        .insert(id.clone(), SandboxEntry::new(sb, kernel));
                     live_ids.insert(id);
                 }
                 (state, _) => {

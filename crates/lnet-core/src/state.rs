@@ -4,7 +4,7 @@
 //! owns the one [`State`] and hands it to them.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use lnet_ipam::{Ipam, IpamConfig, PortAllocator};
 use lnet_store::{EndpointRecord, NetworkRecord, SandboxRecord, Store};
@@ -33,7 +33,26 @@ impl Cx {
 #[derive(Debug)]
 pub(crate) struct SandboxEntry {
     pub(crate) rec: SandboxRecord,
-    pub(crate) kernel: Option<SandboxKernel>,
+    /// Shared so that an operation can work in the sandbox without the state lock; only one
+    /// holding the sandbox's key (or every key) locks it, so it is never waited for.
+    pub(crate) kernel: Option<Arc<Mutex<SandboxKernel>>>,
+}
+
+impl SandboxEntry {
+    /// A sandbox in memory, live when `kernel` is given.
+    pub(crate) fn new(rec: SandboxRecord, kernel: Option<SandboxKernel>) -> SandboxEntry {
+        SandboxEntry {
+            rec,
+            kernel: kernel.map(|k| Arc::new(Mutex::new(k))),
+        }
+    }
+
+    /// Its kernel handles, while it is live.
+    pub(crate) fn kernel(&self) -> Option<MutexGuard<'_, SandboxKernel>> {
+        self.kernel
+            .as_ref()
+            .map(|k| k.lock().unwrap_or_else(|p| p.into_inner()))
+    }
 }
 
 /// All mutable state of a controller.

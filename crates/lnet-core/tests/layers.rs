@@ -4,7 +4,8 @@
 //!
 //! The picture (a module may use its own layer's modules and those of layers above it here):
 //!
-//! 1. plain types: config, drift, error, failpoint, ids, index, ipam, options, ports, want
+//! 1. plain types: config, drift, error, failpoint, ids, index, ipam, keys, options, ports,
+//!    want
 //! 2. the kernel: files, firewall, forwarding, hostports, kernel, reaper, reconcile, testing,
 //!    watcher
 //! 3. drivers: driver, drivers
@@ -24,6 +25,7 @@ const LAYERS: &[&[&str]] = &[
         "ids",
         "index",
         "ipam",
+        "keys",
         "options",
         "ports",
         "want",

@@ -180,7 +180,7 @@ impl State {
             },
         );
         if !server.serves(sb_id) {
-            let Some(k) = entry.kernel.as_mut() else {
+            let Some(mut k) = entry.kernel() else {
                 return Ok(());
             };
             // Sockets reopened at start were reopened only where lo was up.
@@ -217,7 +217,7 @@ impl State {
         let Some(entry) = self.sandboxes.get(sb_id) else {
             return Ok(());
         };
-        if let Some(k) = &entry.kernel {
+        if let Some(k) = entry.kernel() {
             let mut b = Batch::new();
             b.destroy_table(Family::Ip, TABLE);
             NftSocket::in_netns(&k.ns)
@@ -370,7 +370,7 @@ impl State {
     /// Whether sandbox `sb_id`'s redirect to its resolver is in place, when it is served:
     /// `None` when it is (or there is none to check), else what is wrong.
     pub(crate) fn dns_redirect_drift(&self, sb_id: &str) -> Option<String> {
-        let k = self.sandboxes.get(sb_id)?.kernel.as_ref()?;
+        let k = self.sandboxes.get(sb_id)?.kernel()?;
         self.dns_redirect_drift_in(
             sb_id,
             NftSocket::in_netns(&k.ns).and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN)),
@@ -408,7 +408,7 @@ impl State {
         }
         let (Some(port), Some(k)) = (
             self.dns.as_ref().and_then(|d| d.port(sb_id)),
-            self.sandboxes.get(sb_id).and_then(|s| s.kernel.as_ref()),
+            self.sandboxes.get(sb_id).and_then(|s| s.kernel()),
         ) else {
             return Ok(false);
         };

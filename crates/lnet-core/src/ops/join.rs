@@ -6,21 +6,88 @@
 //! exec root (see `lnet_store`'s runtime directory), so each write is a rename that survives
 //! the process, not a disk flush: the kernel objects they describe do not outlive a reboot
 //! either.
+//!
+//! In three phases, so that the kernel's part runs without the state lock (the caller holds
+//! the endpoint's network's and the sandbox's keys throughout): [`State::join_begin`]
+//! validates and journals, [`Joining::kernel`] makes the interface and routes,
+//! [`State::join_end`] records the outcome.
 
-use lnet_store::{JoinRecord, JoinState, Lifecycle};
+use std::sync::{Arc, Mutex};
 
+use lnet_store::{EndpointRecord, JoinRecord, JoinState, Lifecycle, NetworkRecord};
+
+use crate::driver::{Driver, JoinMode};
 use crate::error::{CoreError, Result};
+use crate::kernel::{HostKernel, SandboxKernel, SandboxOps};
+use crate::ops::Gateways;
+use crate::ops::sandbox_support::set_gateways;
 use crate::options::JoinOptions;
 use crate::state::{Cx, State};
 
+/// A join between its phases: what was journaled, and what the kernel's part needs.
+#[derive(Debug)]
+pub(crate) struct Joining {
+    driver: Arc<dyn Driver>,
+    net: NetworkRecord,
+    ep: EndpointRecord,
+    join: JoinRecord,
+    label: String,
+    /// The sandbox's kernel handles (`None`: a host-mode sandbox, nothing to make there).
+    kernel: Option<Arc<Mutex<SandboxKernel>>>,
+    before: Gateways,
+    after: Gateways,
+    /// The `join:unrecorded` failpoint dropped the journal write.
+    lose_record: bool,
+}
+
+impl Joining {
+    /// The kernel's part: the interface, then the default routes. On failure what it made
+    /// is taken away again before the error is returned.
+    pub(crate) fn kernel(&self, host: &mut HostKernel) -> Result<()> {
+        let Some(cell) = &self.kernel else {
+            return Ok(());
+        };
+        let mut k = cell.lock().unwrap_or_else(|p| p.into_inner());
+        let made = self
+            .driver
+            .join(
+                host,
+                &mut *k,
+                &self.net,
+                &self.ep,
+                &self.join,
+                JoinMode::Fresh,
+            )
+            .and_then(|()| set_gateways(&mut k, &self.label, Some(self.before), self.after));
+        if let Err(e) = &made {
+            tracing::warn!(endpoint = %self.ep.name, error = %e, "join failed; undoing");
+            if let Err(e) = self.driver.leave(
+                host,
+                Some(&mut *k as &mut dyn SandboxOps),
+                &self.net,
+                &self.ep,
+                &self.join,
+            ) {
+                tracing::error!(endpoint = %self.ep.name, error = %e, "undoing join: removing the interface failed");
+            }
+            // What the failed join changed is unknown: set both families back to `before`.
+            else if let Err(e) = set_gateways(&mut k, &self.label, None, self.before) {
+                tracing::warn!(endpoint = %self.ep.name, error = %e, "undoing join: restoring default routes");
+            }
+        }
+        made
+    }
+}
+
 impl State {
-    pub(crate) fn join(
+    /// Validates, chooses the interface names and journals the join as `joining`.
+    pub(crate) fn join_begin(
         &mut self,
         cx: &Cx,
         ep_id: &str,
         sb_id: &str,
         opts: JoinOptions,
-    ) -> Result<()> {
+    ) -> Result<Joining> {
         let ep = self
             .endpoints
             .get(ep_id)
@@ -61,6 +128,7 @@ impl State {
         }
         let driver = cx.driver(&net.driver)?;
         let (net, mut ep, sb_rec) = (net.clone(), ep.clone(), sb.rec.clone());
+        let kernel = sb.kernel.clone();
         let plan = driver.plan_join(&mut self.host, &net, &ep, &sb_rec)?;
         self.hold_before_join(&ep)?;
         let container_ifname = plan.iface_prefix.map(|prefix| {
@@ -76,13 +144,12 @@ impl State {
             .filter_map(|e| e.join.as_ref().map(|j| j.order))
             .max()
             .map_or(0, |m| m + 1);
-        let host_ifname = plan.host_ifname;
         let before = self.gateways_of(cx, sb_id, None);
 
         let join = JoinRecord {
             sandbox_id: sb_id.to_string(),
             state: JoinState::Joining,
-            host_ifname,
+            host_ifname: plan.host_ifname,
             container_ifname,
             priority: opts.priority,
             order,
@@ -97,25 +164,44 @@ impl State {
         }
         self.endpoints.insert(ep.clone());
         crate::failpoint::hit("join:recorded");
+        let after = self.gateways_of(cx, sb_id, None);
+        Ok(Joining {
+            driver,
+            net,
+            ep,
+            join,
+            label: sb_rec.container_id,
+            kernel: kernel.filter(|_| !sb_rec.host_mode),
+            before,
+            after,
+            lose_record,
+        })
+    }
 
-        let res = (|| {
-            let State {
-                host, sandboxes, ..
-            } = &mut *self;
-            let entry = sandboxes.get_mut(sb_id).expect("checked above");
-            if let Some(k) = entry.kernel.as_mut() {
-                driver.join(host, k, &net, &ep, &join, crate::driver::JoinMode::Fresh)?;
-            }
-            let after = self.gateways_of(cx, sb_id, None);
-            self.apply_gateways(sb_id, Some(before), after)?;
-            self.write_hosts(cx, sb_id)
-        })();
+    /// Records how the kernel's part went: `joined`, or — when it failed (and undid itself)
+    /// — no join at all.
+    pub(crate) fn join_end(&mut self, cx: &Cx, j: Joining, made: Result<()>) -> Result<()> {
+        let Joining {
+            mut ep,
+            join,
+            lose_record,
+            before,
+            ..
+        } = j;
+        let sb_id = join.sandbox_id.as_str();
+        let kernel_done = made.is_ok();
+        let res = made.and_then(|()| self.write_hosts(cx, sb_id));
         if lose_record {
             crate::failpoint::crash("join:unrecorded");
         }
         if let Err(e) = res {
-            tracing::warn!(endpoint = %ep.name, error = %e, "join failed; undoing");
-            self.undo_join(cx, &mut ep, before);
+            if kernel_done {
+                tracing::warn!(endpoint = %ep.name, error = %e, "join failed; undoing");
+                self.undo_join(cx, &mut ep, before);
+            } else {
+                // The kernel's part undid itself.
+                self.forget_join(cx, &mut ep);
+            }
             return Err(e);
         }
         crate::failpoint::hit("join:kernel-done");
@@ -134,15 +220,10 @@ impl State {
         Ok(())
     }
 
-    /// Undoes a join that failed part way: removes the interface, restores the gateways and
-    /// the hosts file, and clears the join record. Best effort; what fails is logged and left
-    /// to start-up recovery, which sees the `joining` record.
-    pub(crate) fn undo_join(
-        &mut self,
-        cx: &Cx,
-        ep: &mut lnet_store::EndpointRecord,
-        before: super::Gateways,
-    ) {
+    /// Undoes a join that got as far as its kernel objects: removes the interface, restores
+    /// the gateways and the hosts file, and clears the join record. Best effort; what fails
+    /// is logged and left to start-up recovery, which sees the `joining` record.
+    pub(crate) fn undo_join(&mut self, cx: &Cx, ep: &mut EndpointRecord, before: Gateways) {
         let Some(join) = ep.join.clone() else { return };
         let (net, driver) = match self
             .network_of(ep)
@@ -152,22 +233,28 @@ impl State {
             Ok(v) => v,
             Err(_) => return,
         };
-        let State {
-            host, sandboxes, ..
-        } = &mut *self;
-        let k = sandboxes
-            .get_mut(&join.sandbox_id)
-            .and_then(|e| e.kernel.as_mut())
-            .map(|k| k as &mut dyn crate::kernel::SandboxOps);
-        if let Err(e) = driver.leave(host, k, &net, ep, &join) {
-            tracing::error!(endpoint = %ep.name, error = %e, "undoing join: removing the interface failed");
-            return;
+        {
+            let State {
+                host, sandboxes, ..
+            } = &mut *self;
+            let mut k = sandboxes.get(&join.sandbox_id).and_then(|e| e.kernel());
+            let k = k.as_deref_mut().map(|k| k as &mut dyn SandboxOps);
+            if let Err(e) = driver.leave(host, k, &net, ep, &join) {
+                tracing::error!(endpoint = %ep.name, error = %e, "undoing join: removing the interface failed");
+                return;
+            }
         }
         // What the failed join changed is unknown: set both families back to `before`.
         if let Err(e) = self.apply_gateways(&join.sandbox_id, None, before) {
             tracing::warn!(endpoint = %ep.name, error = %e, "undoing join: restoring default routes");
         }
-        ep.join = None;
+        self.forget_join(cx, ep);
+    }
+
+    /// The bookkeeping half of an undone join (its kernel objects are gone): clears the
+    /// join in memory, rewrites the hosts file, and records the endpoint without it.
+    fn forget_join(&mut self, cx: &Cx, ep: &mut EndpointRecord) {
+        let Some(join) = ep.join.take() else { return };
         // The interface is gone: the in-memory record follows the kernel before the hosts
         // file is regenerated from it (else the file keeps this endpoint's line). Should the
         // store write below fail, the stored `joining` record is rolled back at start.

@@ -2,15 +2,78 @@
 //! with it) → move the default route to the next gateway endpoint → rewrite hosts → clear the
 //! join. A crash after the first write is finished at start; a failed step leaves the record
 //! `leaving`, and a retried leave (or the next start) finishes it.
+//!
+//! In three phases, as a join ([`super::join`]): [`State::leave_begin`] journals,
+//! [`Leaving::kernel`] removes the interface and moves the routes without the state lock,
+//! [`State::leave_end`] records the outcome.
 
-use lnet_store::JoinState;
+use std::sync::{Arc, Mutex};
 
+use lnet_store::{EndpointRecord, JoinRecord, JoinState, NetworkRecord};
+
+use crate::driver::Driver;
 use crate::error::{CoreError, Result};
+use crate::kernel::{HostKernel, SandboxKernel, SandboxOps};
 use crate::ops::Gateways;
+use crate::ops::sandbox_support::set_gateways;
 use crate::state::{Cx, State};
 
+/// A leave between its phases.
+#[derive(Debug)]
+pub(crate) struct Leaving {
+    driver: Arc<dyn Driver>,
+    net: NetworkRecord,
+    ep: EndpointRecord,
+    join: JoinRecord,
+    label: String,
+    kernel: Option<Arc<Mutex<SandboxKernel>>>,
+    /// The sandbox is there (live, or sharing the host's namespace): its routes and hosts
+    /// file follow the leave.
+    present: bool,
+    before: Option<Gateways>,
+    after: Gateways,
+}
+
+impl Leaving {
+    /// The kernel's part: the interface goes, the default routes move to what is left.
+    pub(crate) fn kernel(&self, host: &mut HostKernel) -> Result<()> {
+        let mut k = self
+            .kernel
+            .as_ref()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()));
+        self.driver.leave(
+            host,
+            k.as_deref_mut().map(|k| k as &mut dyn SandboxOps),
+            &self.net,
+            &self.ep,
+            &self.join,
+        )?;
+        if let Some(k) = k.as_deref_mut() {
+            let before = self.before.map(|b| Gateways {
+                v4: b.v4.filter(|_| self.after.v4.is_some()),
+                v6: b.v6.filter(|_| self.after.v6.is_some()),
+            });
+            set_gateways(k, &self.label, before, self.after)?;
+        }
+        Ok(())
+    }
+}
+
 impl State {
+    /// A whole leave under the state lock (a sandbox delete's, recovery's).
     pub(crate) fn leave(&mut self, cx: &Cx, ep_id: &str, sb_id: Option<&str>) -> Result<()> {
+        let l = self.leave_begin(cx, ep_id, sb_id)?;
+        let done = l.kernel(&mut self.host);
+        self.leave_end(cx, l, done)
+    }
+
+    /// Validates and journals the leave as `leaving`.
+    pub(crate) fn leave_begin(
+        &mut self,
+        cx: &Cx,
+        ep_id: &str,
+        sb_id: Option<&str>,
+    ) -> Result<Leaving> {
         let ep = self
             .endpoints
             .get(ep_id)
@@ -35,9 +98,6 @@ impl State {
         let driver = cx.driver(&net.driver)?;
         let mut ep = ep.clone();
         let sb = join.sandbox_id.clone();
-        // A retried leave cannot know what the interrupted one already changed (its
-        // endpoint no longer counts in gateways_of, so "before" would already look like
-        // "after"): set both families from scratch then.
         let before = (join.state != JoinState::Leaving).then(|| self.gateways_of(cx, &sb, None));
         if join.state != JoinState::Leaving {
             if let Some(j) = ep.join.as_mut() {
@@ -48,31 +108,31 @@ impl State {
         }
         crate::failpoint::hit("leave:recorded");
         let after = self.gateways_of(cx, &sb, Some(ep_id));
-        {
-            let State {
-                host, sandboxes, ..
-            } = &mut *self;
-            let k = sandboxes.get_mut(&sb).and_then(|e| e.kernel.as_mut());
-            driver.leave(
-                host,
-                k.map(|k| k as &mut dyn crate::kernel::SandboxOps),
-                &net,
-                &ep,
-                &join,
-            )?;
-        }
-        if self
-            .sandboxes
-            .get(&sb)
-            .is_some_and(|e| e.kernel.is_some() || e.rec.host_mode)
-        {
-            // A default route that moves away from the leaving endpoint to nothing went with
-            // its interface already: only a move to another endpoint needs a request.
-            let before = before.map(|b| Gateways {
-                v4: b.v4.filter(|_| after.v4.is_some()),
-                v6: b.v6.filter(|_| after.v6.is_some()),
-            });
-            self.apply_gateways(&sb, before, after)?;
+        let entry = self.sandboxes.get(&sb);
+        Ok(Leaving {
+            driver,
+            net,
+            ep,
+            join,
+            label: self.sandbox_label(&sb),
+            kernel: entry.and_then(|e| e.kernel.clone()),
+            present: entry.is_some_and(|e| e.kernel.is_some() || e.rec.host_mode),
+            before,
+            after,
+        })
+    }
+
+    /// Records the leave once the kernel's part is done; a failed one stays `leaving`.
+    pub(crate) fn leave_end(&mut self, cx: &Cx, l: Leaving, done: Result<()>) -> Result<()> {
+        done?;
+        let Leaving {
+            mut ep,
+            join,
+            present,
+            ..
+        } = l;
+        let sb = join.sandbox_id;
+        if present {
             self.write_hosts(cx, &sb)?;
         }
         crate::failpoint::hit("leave:kernel-done");

@@ -226,12 +226,12 @@ impl State {
             for ip in &ips[1..] {
                 let b = (*ip, proto, port);
                 match self.ports.request(*ip, proto, (port, port), owner) {
-                    Ok(_) => match self.reserved.take(&self.host.ns, b) {
+                    Ok(_) => match self.reserved.take(self.host.ns(), b) {
                         Ok(()) => got.push(port),
                         Err(e) => {
                             self.ports.release(*ip, proto, port);
                             fatal = !e.is_in_use();
-                            last_err = Some(refused(&self.host.ns, b, e));
+                            last_err = Some(refused(self.host.ns(), b, e));
                             break;
                         }
                     },
@@ -268,13 +268,13 @@ impl State {
                 .ports
                 .request(ip, proto, range, owner)
                 .map_err(port_err)?;
-            if let Err(e) = self.reserved.take(&self.host.ns, (ip, proto, port)) {
+            if let Err(e) = self.reserved.take(self.host.ns(), (ip, proto, port)) {
                 self.ports.release(ip, proto, port);
-                return Err(refused(&self.host.ns, (ip, proto, port), e));
+                return Err(refused(self.host.ns(), (ip, proto, port), e));
             }
             return Ok(port);
         }
-        let (reserved, ns) = (&mut self.reserved, &self.host.ns);
+        let (reserved, ns) = (&mut self.reserved, self.host.ns());
         let mut failed = None;
         let port = self
             .ports
@@ -292,7 +292,7 @@ impl State {
             .map_err(port_err)?;
         if let Some(e) = failed {
             self.ports.release(ip, proto, port);
-            return Err(refused(&self.host.ns, (ip, proto, port), e));
+            return Err(refused(self.host.ns(), (ip, proto, port), e));
         }
         Ok(port)
     }
@@ -338,11 +338,11 @@ impl State {
         let mut lost = Vec::new();
         for p in &ep.ports {
             let b = (p.host_ip, p.proto, p.host_port);
-            if let Err(e) = self.reserved.take(&self.host.ns, b) {
+            if let Err(e) = self.reserved.take(self.host.ns(), b) {
                 let what = if e.is_in_use() {
-                    held_elsewhere(&self.host.ns, ep, b)
+                    held_elsewhere(self.host.ns(), ep, b)
                 } else {
-                    refused(&self.host.ns, b, e).to_string()
+                    refused(self.host.ns(), b, e).to_string()
                 };
                 tracing::error!(endpoint = %ep.name, "{what}; the record keeps the port");
                 lost.push(format!("endpoint {}: {what}", ep.name));
@@ -357,8 +357,8 @@ impl State {
     pub(crate) fn hold_before_join(&mut self, ep: &EndpointRecord) -> Result<()> {
         for p in &ep.ports {
             let b = (p.host_ip, p.proto, p.host_port);
-            if let Err(e) = self.reserved.take(&self.host.ns, b) {
-                return Err(refused(&self.host.ns, b, e));
+            if let Err(e) = self.reserved.take(self.host.ns(), b) {
+                return Err(refused(self.host.ns(), b, e));
             }
         }
         Ok(())
@@ -377,12 +377,12 @@ impl State {
                 }
                 let probe = self
                     .host
-                    .ns
+                    .ns()
                     .run(|| hostport::reserve(SocketAddr::new(b.0, b.2), transport(b.1)))
                     .and_then(|r| r);
                 f.about(format!("endpoint {}", ep.name));
                 match probe {
-                    Err(e) if e.is_in_use() => f.different(held_elsewhere(&self.host.ns, ep, b)),
+                    Err(e) if e.is_in_use() => f.different(held_elsewhere(self.host.ns(), ep, b)),
                     Ok(_) if self.reserved.live => f.missing(format!(
                         "hold on host port {}/{} (free; `lnet doctor --repair` takes it)",
                         SocketAddr::new(b.0, b.2),
@@ -398,7 +398,7 @@ impl State {
     pub(crate) fn firewall_want(&self, cx: &Cx) -> Want {
         let mut want =
             firewall_expected_with(self.networks.values(), self.endpoints.all(), &cx.drivers);
-        want.forward_guard(&self.host.forwarding.guarded());
+        want.forward_guard(&self.host.forwarding().guarded());
         want
     }
 
@@ -406,16 +406,16 @@ impl State {
     pub(crate) fn firewall_check(&mut self, cx: &Cx) -> Result<Vec<Drift>> {
         let want = self.firewall_want(cx);
         let bridges = bridges_of(self.networks.values(), &cx.drivers);
-        self.host.fw.check(&want, &bridges)
+        self.host.fw().check(&want, &bridges)
     }
 
     /// Makes the firewall's elements and lnet's accept rules in other tables match the
     /// records (start-up, after the base ruleset is ensured). Returns what it repaired.
     pub(crate) fn reconcile_firewall(&mut self, cx: &Cx) -> Result<Vec<Drift>> {
         let want = self.firewall_want(cx);
-        let mut drift = self.host.fw.reconcile_elements(&want)?;
+        let mut drift = self.host.fw().reconcile_elements(&want)?;
         let bridges = bridges_of(self.networks.values(), &cx.drivers);
-        drift.extend(self.host.fw.sync_foreign(&bridges)?);
+        drift.extend(self.host.fw().sync_foreign(&bridges)?);
         Ok(drift)
     }
 }

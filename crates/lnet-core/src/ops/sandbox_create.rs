@@ -161,10 +161,7 @@ impl State {
             } else {
                 Some(open_sandbox_kernel(&rec)?)
             };
-            Ok(SandboxEntry {
-                rec: rec.clone(),
-                kernel,
-            })
+            Ok(SandboxEntry::new(rec.clone(), kernel))
         })();
         let mut entry = match made {
             Ok(e) => e,
@@ -208,7 +205,7 @@ impl State {
         let path = cx.config.exec_root.join("netns").join("default");
         if !Netns::is_mounted_at(&path) {
             self.host
-                .ns
+                .ns()
                 .bind_at(&path)
                 .map_err(CoreError::kernel(format!(
                     "bind the host namespace at {}",

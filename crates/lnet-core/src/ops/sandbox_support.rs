@@ -47,6 +47,40 @@ pub(crate) fn open_sandbox_kernel(rec: &SandboxRecord) -> Result<SandboxKernel> 
     Ok(SandboxKernel { ns, nl })
 }
 
+/// Moves sandbox `label`'s default routes from `before` to `after` (see
+/// [`State::apply_gateways`]), in `k`: what a change does without the state lock.
+pub(crate) fn set_gateways(
+    k: &mut SandboxKernel,
+    label: &str,
+    before: Option<Gateways>,
+    after: Gateways,
+) -> Result<()> {
+    for (v6, b, a) in [
+        (false, before.map(|g| g.v4), after.v4),
+        (true, before.map(|g| g.v6), after.v6),
+    ] {
+        if b == Some(a) {
+            continue;
+        }
+        match a {
+            Some(gw) => {
+                k.nl.replace_route(&default_route(Some(gw), v6))
+                    .map_err(CoreError::kernel(format!(
+                        "set default route via {gw} in sandbox {label}"
+                    )))?
+            }
+            None => {
+                k.nl.del_route(&default_route(b.flatten(), v6))
+                    .map(drop)
+                    .map_err(CoreError::kernel(format!(
+                        "remove default route in sandbox {label}"
+                    )))?
+            }
+        }
+    }
+    Ok(())
+}
+
 impl State {
     /// The gateways the sandbox should use: from the first endpoint in libnetwork's gateway
     /// order (higher join priority, then non-internal, then having a gateway, then network
@@ -104,38 +138,13 @@ impl State {
         if entry.rec.host_mode {
             return Ok(());
         }
-        let Some(k) = entry.kernel.as_mut() else {
+        let Some(mut k) = entry.kernel() else {
             return Err(CoreError::Forbidden(format!(
                 "sandbox {} has no live network namespace",
                 entry.rec.container_id
             )));
         };
-        for (v6, b, a) in [
-            (false, before.map(|g| g.v4), after.v4),
-            (true, before.map(|g| g.v6), after.v6),
-        ] {
-            if b == Some(a) {
-                continue;
-            }
-            match a {
-                Some(gw) => {
-                    k.nl.replace_route(&default_route(Some(gw), v6))
-                        .map_err(CoreError::kernel(format!(
-                            "set default route via {gw} in sandbox {}",
-                            entry.rec.container_id
-                        )))?
-                }
-                None => {
-                    k.nl.del_route(&default_route(b.flatten(), v6))
-                        .map(drop)
-                        .map_err(CoreError::kernel(format!(
-                            "remove default route in sandbox {}",
-                            entry.rec.container_id
-                        )))?
-                }
-            }
-        }
-        Ok(())
+        set_gateways(&mut k, &entry.rec.container_id, before, after)
     }
 
     /// Regenerates the sandbox's hosts file from its record and joined endpoints.
