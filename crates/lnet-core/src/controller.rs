@@ -219,7 +219,8 @@ impl Controller {
     /// namespaces, files, default routes, resolvers, interfaces no record names, the
     /// firewall — and lists the differences (`lnet doctor`). Changes nothing.
     pub fn doctor(&self) -> crate::DoctorReport {
-        self.exclusive(|st, cx| st.doctor(cx))
+        // The plan is copied under the state lock; the kernel is read with none held.
+        self.with(|st, cx| st.doctor_plan(cx)).look()
     }
 
     /// `lnet doctor` with no daemon running: opens the store (whose lock must be free),
@@ -261,7 +262,7 @@ impl Controller {
             store,
             drivers: crate::drivers::builtin(),
         };
-        let mut report = state.doctor(&cx);
+        let mut report = state.doctor_plan(&cx).look();
         for q in loaded.quarantined {
             report.findings.push(crate::Finding {
                 kind: "different",
@@ -617,8 +618,10 @@ impl Network {
     /// Deletes the network; it must have no endpoints.
     pub fn delete(&self) -> Result<()> {
         self.ctrl.change(vec![keys::network(&self.id)], || {
-            self.ctrl
-                .locked_mut(|st, cx| st.delete_network(cx, &self.id))
+            let c = &self.ctrl;
+            let d = c.locked_mut(|st, cx| st.network_delete_begin(cx, &self.id))?;
+            let done = c.host().and_then(|mut h| d.kernel(&mut h));
+            c.locked_mut(|st, cx| st.network_delete_end(cx, d, done))
         })
     }
 }
@@ -730,7 +733,8 @@ pub struct Sandbox {
 impl Sandbox {
     /// The keys a change to this sandbox holds: its own and its endpoints' networks'.
     fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.ctrl.with(|st, _| {
+        // No repair here: it is asked again inside the change.
+        let mut keys: Vec<String> = self.ctrl.locked(|st, _| {
             st.joined(&self.id)
                 .iter()
                 .map(|e| keys::network(&e.network_id))
@@ -740,6 +744,30 @@ impl Sandbox {
         keys.dedup();
         keys.push(keys::sandbox(&self.id));
         keys
+    }
+
+    /// [`Sandbox::delete`], holding its keys: each step journaled under the state lock,
+    /// the kernel's parts without it.
+    fn delete_held(&self) -> Result<()> {
+        let c = &self.ctrl;
+        let eps = c.locked_mut(|st, cx| st.sandbox_delete_begin(cx, &self.id))?;
+        let mut errors = crate::error::Errors::default();
+        for ep in eps {
+            let left = c
+                .locked_mut(|st, cx| st.leave_begin(cx, &ep, Some(&self.id)))
+                .and_then(|l| {
+                    let done = c.host().and_then(|mut h| l.kernel(&mut h));
+                    c.locked_mut(|st, cx| st.leave_end(cx, l, done))
+                });
+            if errors.push(left).is_some() {
+                errors.push(c.locked_mut(|st, cx| st.delete_endpoint(cx, &ep)));
+            }
+        }
+        crate::failpoint::hit("sandbox-delete:endpoints-done");
+        errors.into_result()?;
+        let rec = c.locked_mut(|st, _| st.sandbox_delete_release(&self.id))?;
+        let removed = crate::ops::remove_sandbox_artifacts(&rec);
+        c.locked_mut(|st, cx| st.sandbox_delete_end(cx, rec, removed))
     }
 
     /// The id (64 hex).
@@ -810,10 +838,7 @@ impl Sandbox {
             // again — a join may have come in between.
             let keys = self.keys();
             let done = self.ctrl.change(keys.clone(), || {
-                (self.keys() == keys).then(|| {
-                    self.ctrl
-                        .locked_mut(|st, cx| st.delete_sandbox(cx, &self.id))
-                })
+                (self.keys() == keys).then(|| self.delete_held())
             });
             if let Some(done) = done {
                 return done;

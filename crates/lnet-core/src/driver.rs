@@ -20,7 +20,7 @@ use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
 use crate::config::Config;
 use crate::error::{CoreError, Result};
 use crate::firewall::Want;
-use crate::kernel::{HostLinks, HostOps, Orphan, SandboxOps};
+use crate::kernel::{HostLinks, HostOps, Links, Orphan, SandboxOps};
 use crate::want::Wanted;
 
 /// Where a driver's networks live.
@@ -327,5 +327,47 @@ impl Registry {
     /// Every driver.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Driver>> {
         self.drivers.values()
+    }
+
+    /// Host links lnet made that no record names, among `links` (the host's bridges and
+    /// bridge ports): each driver's [`Driver::leftovers`], and every link the background
+    /// deleter was to remove. A candidate whose kind the dump did not say is looked up
+    /// through `nl`: only veths are lnet's.
+    pub(crate) fn leftovers(
+        &self,
+        nl: &mut dyn Links,
+        links: &[lnet_kernel::Link],
+        named: &BTreeSet<String>,
+        networks: &[&NetworkRecord],
+        config: &Config,
+    ) -> Vec<Orphan> {
+        let indexed = HostLinks::new(links);
+        let mut orphans: Vec<Orphan> = self
+            .iter()
+            .flat_map(|d| d.leftovers(&indexed, named, networks, config))
+            .collect();
+        // Every `lnetgone…` link: only the background deleter names links so.
+        for l in links
+            .iter()
+            .filter(|l| crate::reaper::is_gone_name(&l.name))
+        {
+            orphans.push(Orphan {
+                name: l.name.clone(),
+                noun: "interface",
+                network: "(deleted)".into(),
+                driver: None,
+                marked: None,
+                unrecorded: false,
+            });
+        }
+        let known: std::collections::HashMap<&str, bool> = links
+            .iter()
+            .map(|l| (l.name.as_str(), l.kind.is_some()))
+            .collect();
+        orphans.retain(|o| {
+            known.get(o.name.as_str()).copied().unwrap_or(false)
+                || matches!(nl.link_by_name(&o.name), Ok(Some(l)) if l.is_kind("veth"))
+        });
+        orphans
     }
 }

@@ -90,6 +90,11 @@ pub(crate) fn find(
             out.push(Target::Join(ep.id.clone()));
             continue;
         }
+        // What the watcher sees of a join is its host end: only those named are asked
+        // about (ten thousand joins must not each work out what they want per burst).
+        if !join.host_ifname.as_ref().is_some_and(|h| names.contains(h)) {
+            continue;
+        }
         let Some(net) = records.networks.iter().find(|n| n.id == ep.network_id) else {
             continue;
         };

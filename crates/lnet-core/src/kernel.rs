@@ -360,7 +360,7 @@ impl SandboxOps for SandboxKernel {
     }
 
     fn netns(&self) -> Option<&Netns> {
-        Some(&self.ns)
+        Some(self.ns.as_ref())
     }
 }
 
@@ -416,8 +416,8 @@ pub struct HostView {
 /// A sandbox's side of the kernel: its namespace and a netlink socket opened there once.
 #[derive(Debug)]
 pub struct SandboxKernel {
-    /// The sandbox's network namespace.
-    pub ns: Netns,
+    /// The sandbox's network namespace (shared with readers that take no lock).
+    pub ns: Arc<Netns>,
     /// A netlink socket in it.
     pub nl: Netlink,
 }

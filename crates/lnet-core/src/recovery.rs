@@ -13,6 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use lnet_kernel::{IpNet, Link, Netns};
 use lnet_store::{
@@ -23,8 +24,8 @@ use serde::Serialize;
 use crate::driver::JoinMode;
 use crate::error::{CoreError, Result};
 use crate::kernel::{
-    HostLinks, HostView, KernelView, Orphan, SandboxKernel, SandboxOps, SandboxView,
-    merge_host_links, sandbox_view, view_of,
+    HostView, KernelView, Orphan, SandboxKernel, SandboxOps, SandboxView, merge_host_links,
+    sandbox_view, view_of,
 };
 use crate::ops::{
     Gateways, ResolverSockets, open_sandbox_kernel, remove_sandbox_artifacts, reopen_resolver,
@@ -200,7 +201,10 @@ fn open_sandboxes(cx: &Cx, dns: bool, records: Vec<SandboxRecord>) -> Opened {
                         opened.gateways.insert(sb.id.clone(), g);
                     }
                     opened.views.insert(sb.id.clone(), view);
-                    Liveness::Live(Some(SandboxKernel { ns, nl }))
+                    Liveness::Live(Some(SandboxKernel {
+                        ns: Arc::new(ns),
+                        nl,
+                    }))
                 }
                 // The namespace opened, so the sandbox lives: the shared trip failed
                 // entering it or opening its socket. Once more the plain way.
@@ -432,49 +436,20 @@ impl State {
         Ok(self.orphans_among(cx, &links))
     }
 
-    /// [`State::orphan_links`] among `links` (see [`host_links`]). A candidate whose kind
-    /// the dump did not say is looked up: only veths are lnet's.
+    /// [`State::orphan_links`] among `links` (see [`crate::kernel::host_links`]).
     pub(crate) fn orphans_among(&mut self, cx: &Cx, links: &[Link]) -> Vec<Orphan> {
-        let mut orphans = self.orphan_candidates(cx, links);
-        let known: HashMap<&str, bool> = links
-            .iter()
-            .map(|l| (l.name.as_str(), l.kind.is_some()))
-            .collect();
-        orphans.retain(|o| {
-            known.get(o.name.as_str()).copied().unwrap_or(false)
-                || matches!(self.host.nl.link_by_name(&o.name), Ok(Some(l)) if l.is_kind("veth"))
-        });
-        orphans
+        let named = self.host_ifnames();
+        let networks: Vec<&NetworkRecord> = self.networks.values().collect();
+        cx.drivers
+            .leftovers(&mut self.host.nl, links, &named, &networks, &cx.config)
     }
 
-    fn orphan_candidates(&self, cx: &Cx, links: &[Link]) -> Vec<Orphan> {
-        let named: BTreeSet<String> = self
-            .endpoints
+    /// Every host interface a join record names.
+    pub(crate) fn host_ifnames(&self) -> BTreeSet<String> {
+        self.endpoints
             .all()
             .filter_map(|e| e.join.as_ref().and_then(|j| j.host_ifname.clone()))
-            .collect();
-        let indexed = HostLinks::new(links);
-        let networks: Vec<&NetworkRecord> = self.networks.values().collect();
-        let mut orphans: Vec<Orphan> = cx
-            .drivers
-            .iter()
-            .flat_map(|d| d.leftovers(&indexed, &named, &networks, &cx.config))
-            .collect();
-        // Every `lnetgone…` link: only the background deleter names links so.
-        for l in links
-            .iter()
-            .filter(|l| crate::reaper::is_gone_name(&l.name))
-        {
-            orphans.push(Orphan {
-                name: l.name.clone(),
-                noun: "interface",
-                network: "(deleted)".into(),
-                driver: None,
-                marked: None,
-                unrecorded: false,
-            });
-        }
-        orphans
+            .collect()
     }
 
     /// Quarantines an endpoint after removing the host end of its interface, if it has one,
@@ -703,13 +678,7 @@ impl State {
                         (Err(e), _) => {
                             report.errors.push(format!("{what}: {e}"));
                             // Keep it visible so a delete can be retried.
-                            self.sandboxes.insert(
-                                id,
-                                SandboxEntry {
-                                    rec: sb,
-                                    kernel: None,
-                                },
-                            );
+                            self.sandboxes.insert(id, SandboxEntry::new(sb, None));
                         }
                         (Ok(()), Lifecycle::Creating) => report.rolled_back.push(what),
                         (Ok(()), Lifecycle::Deleting) => report.finished.push(what),

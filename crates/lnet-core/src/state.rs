@@ -36,6 +36,8 @@ pub(crate) struct SandboxEntry {
     /// Shared so that an operation can work in the sandbox without the state lock; only one
     /// holding the sandbox's key (or every key) locks it, so it is never waited for.
     pub(crate) kernel: Option<Arc<Mutex<SandboxKernel>>>,
+    /// Its namespace, for readers that take neither the state lock nor `kernel`'s.
+    pub(crate) ns: Option<Arc<lnet_kernel::Netns>>,
 }
 
 impl SandboxEntry {
@@ -43,6 +45,7 @@ impl SandboxEntry {
     pub(crate) fn new(rec: SandboxRecord, kernel: Option<SandboxKernel>) -> SandboxEntry {
         SandboxEntry {
             rec,
+            ns: kernel.as_ref().map(|k| Arc::clone(&k.ns)),
             kernel: kernel.map(|k| Arc::new(Mutex::new(k))),
         }
     }

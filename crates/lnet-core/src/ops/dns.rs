@@ -14,6 +14,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use lnet_kernel::Netns;
 use lnet_kernel::nft::{Batch, Chain, ChainType, Data, Expr, Family, Hook, NftSocket, Rule};
 use lnet_store::{Lifecycle, NetworkRecord};
 
@@ -366,6 +367,34 @@ fn redirect_rules(port: u16) -> Vec<Rule> {
     rules
 }
 
+/// Whether the redirect `rules` (read in a sandbox) send 127.0.0.11:53 to `port`: `None`
+/// when they do, else what is wrong.
+pub(crate) fn redirect_drift(
+    port: u16,
+    rules: lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>>,
+) -> Option<String> {
+    let want: Vec<_> = redirect_rules(port)
+        .iter()
+        .map(|r| r.exprs().to_vec())
+        .collect();
+    match rules {
+        Ok(have) if have.iter().map(|r| &r.exprs).eq(want.iter()) => None,
+        Ok(_) => Some(format!(
+            "redirect of 127.0.0.11:53 to port {port} (its rules differ)"
+        )),
+        Err(_) => Some(format!(
+            "redirect of 127.0.0.11:53 to port {port} (table ip {TABLE})"
+        )),
+    }
+}
+
+/// The redirect's rules in the sandbox whose namespace is `ns`.
+pub(crate) fn redirect_rules_in(
+    ns: &Netns,
+) -> lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>> {
+    NftSocket::in_netns(ns).and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN))
+}
+
 impl State {
     /// Whether sandbox `sb_id`'s redirect to its resolver is in place, when it is served:
     /// `None` when it is (or there is none to check), else what is wrong.
@@ -384,20 +413,17 @@ impl State {
         sb_id: &str,
         rules: lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>>,
     ) -> Option<String> {
-        let port = self.dns.as_ref()?.port(sb_id)?;
-        let want: Vec<_> = redirect_rules(port)
-            .iter()
-            .map(|r| r.exprs().to_vec())
-            .collect();
-        match rules {
-            Ok(have) if have.iter().map(|r| &r.exprs).eq(want.iter()) => None,
-            Ok(_) => Some(format!(
-                "redirect of 127.0.0.11:53 to port {port} (its rules differ)"
-            )),
-            Err(_) => Some(format!(
-                "redirect of 127.0.0.11:53 to port {port} (table ip {TABLE})"
-            )),
-        }
+        redirect_drift(self.dns.as_ref()?.port(sb_id)?, rules)
+    }
+
+    /// The port sandbox `sb_id`'s resolver answers on, when it is served.
+    pub(crate) fn resolver_port(&self, sb_id: &str) -> Option<u16> {
+        self.dns.as_ref()?.port(sb_id)
+    }
+
+    /// Whether sandbox `sb_id` is served a resolver.
+    pub(crate) fn serves(&self, sb_id: &str) -> bool {
+        self.dns.as_ref().is_some_and(|d| d.serves(sb_id))
     }
 
     /// Puts sandbox `sb_id`'s redirect back when it is served and the redirect is not as

@@ -60,13 +60,6 @@ impl Leaving {
 }
 
 impl State {
-    /// A whole leave under the state lock (a sandbox delete's, recovery's).
-    pub(crate) fn leave(&mut self, cx: &Cx, ep_id: &str, sb_id: Option<&str>) -> Result<()> {
-        let l = self.leave_begin(cx, ep_id, sb_id)?;
-        let done = l.kernel(&mut self.host);
-        self.leave_end(cx, l, done)
-    }
-
     /// Validates and journals the leave as `leaving`.
     pub(crate) fn leave_begin(
         &mut self,

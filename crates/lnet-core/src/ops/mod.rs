@@ -16,7 +16,10 @@ mod sandbox_delete;
 mod sandbox_rename;
 mod sandbox_support;
 
-pub(crate) use dns::{ResolverSockets, redirect_rules_here, reopen_resolver};
+pub(crate) use dns::{
+    ResolverSockets, redirect_drift, redirect_rules_here, redirect_rules_in, reopen_resolver,
+};
+pub(crate) use published::{PortPlan, check_ports};
 pub use published::{firewall_check_records, firewall_expected};
 pub(crate) use sandbox_create::{remove_sandbox_artifacts, write_resolv_conf};
 pub(crate) use sandbox_support::{Gateways, open_sandbox_kernel};

@@ -4,13 +4,37 @@
 //! meanwhile (libnetwork hazard 5.3.5); a crash after the first write is finished at start
 //! without ever re-reserving the pools (the bug libnetwork's seed commit fixed).
 
-use lnet_store::Lifecycle;
+//!
+//! In three phases, holding the network's key: the kernel's part runs without the state
+//! lock, so that a bridge delete (tens of milliseconds of the kernel's RCU waits when it
+//! is not left to the background) holds up no change to another network.
 
+use std::sync::Arc;
+
+use lnet_store::{Lifecycle, NetworkRecord};
+
+use crate::driver::Driver;
 use crate::error::{CoreError, Result};
+use crate::kernel::HostKernel;
 use crate::state::{Cx, State};
 
+/// A network delete between its phases.
+#[derive(Debug)]
+pub(crate) struct Deleting {
+    driver: Arc<dyn Driver>,
+    rec: NetworkRecord,
+}
+
+impl Deleting {
+    /// The kernel's part: the network's kernel objects go.
+    pub(crate) fn kernel(&self, host: &mut HostKernel) -> Result<()> {
+        self.driver.delete_network(host, &self.rec)
+    }
+}
+
 impl State {
-    pub(crate) fn delete_network(&mut self, cx: &Cx, id: &str) -> Result<()> {
+    /// Validates and journals the delete as `deleting`.
+    pub(crate) fn network_delete_begin(&mut self, cx: &Cx, id: &str) -> Result<Deleting> {
         let rec = self
             .networks
             .get(id)
@@ -35,11 +59,23 @@ impl State {
             self.networks.insert(id.to_string(), rec.clone());
         }
         crate::failpoint::hit("network-delete:recorded");
-        driver.delete_network(&mut self.host, &rec)?;
+        Ok(Deleting { driver, rec })
+    }
+
+    /// Once the kernel's part is done: the pools go back and the record goes. A failed
+    /// delete stays `deleting`, for a retry or the next start to finish.
+    pub(crate) fn network_delete_end(
+        &mut self,
+        cx: &Cx,
+        d: Deleting,
+        done: Result<()>,
+    ) -> Result<()> {
+        done?;
+        let rec = d.rec;
         crate::failpoint::hit("network-delete:kernel-done");
         cx.store.delete(&rec)?;
         self.ipam.release_network(&rec);
-        self.networks.remove(id);
+        self.networks.remove(&rec.id);
         tracing::info!(network = %rec.name, "network deleted");
         Ok(())
     }

@@ -364,34 +364,28 @@ impl State {
         Ok(())
     }
 
-    /// `lnet doctor`: each recorded host port that no socket of this controller holds.
-    /// Read only: a port is tried with a socket closed at once, and named only when another
-    /// program holds it, or — on a running controller, which should hold it — when it is
-    /// free and not held.
-    pub(crate) fn doctor_ports(&self, f: &mut crate::drift::Findings) {
-        for ep in self.endpoints.all() {
+    /// What `lnet doctor` checks of the recorded host ports: each with its endpoint and
+    /// whether this controller holds it (copied under the state lock; [`check_ports`] reads
+    /// the kernel without it).
+    pub(crate) fn port_plan(&self) -> PortPlan {
+        let mut ports = Vec::new();
+        for ep in self.endpoints.all().filter(|e| !e.ports.is_empty()) {
             for p in &ep.ports {
                 let b = (p.host_ip, p.proto, p.host_port);
-                if self.reserved.holds(&b) {
-                    continue;
-                }
-                let probe = self
-                    .host
-                    .ns()
-                    .run(|| hostport::reserve(SocketAddr::new(b.0, b.2), transport(b.1)))
-                    .and_then(|r| r);
-                f.about(format!("endpoint {}", ep.name));
-                match probe {
-                    Err(e) if e.is_in_use() => f.different(held_elsewhere(self.host.ns(), ep, b)),
-                    Ok(_) if self.reserved.live => f.missing(format!(
-                        "hold on host port {}/{} (free; `lnet doctor --repair` takes it)",
-                        SocketAddr::new(b.0, b.2),
-                        b.1
-                    )),
-                    _ => {}
+                if !self.reserved.holds(&b) {
+                    ports.push((ep.clone(), b));
                 }
             }
         }
+        PortPlan {
+            ports,
+            live: self.reserved.live,
+        }
+    }
+
+    /// The host links other engines' drop-policy forward chains must let through.
+    pub(crate) fn forward_links(&self, cx: &Cx) -> Vec<String> {
+        bridges_of(self.networks.values(), &cx.drivers)
     }
 
     /// The firewall elements the records call for, and the forwarding lnet turned on.
@@ -417,6 +411,37 @@ impl State {
         let bridges = bridges_of(self.networks.values(), &cx.drivers);
         drift.extend(self.host.fw().sync_foreign(&bridges)?);
         Ok(drift)
+    }
+}
+
+/// The recorded host ports this controller does not hold, for `lnet doctor`.
+#[derive(Debug)]
+pub(crate) struct PortPlan {
+    ports: Vec<(EndpointRecord, Binding)>,
+    /// The controller holds its ports (not an offline `doctor`).
+    live: bool,
+}
+
+/// `lnet doctor`: each recorded host port that no socket of this controller holds. Read
+/// only: a port is tried with a socket closed at once (in `ns`, the host's), and named only
+/// when another program holds it, or — on a running controller, which should hold it —
+/// when it is free and not held.
+pub(crate) fn check_ports(ns: &Netns, plan: &PortPlan, f: &mut crate::drift::Findings) {
+    for (ep, b) in &plan.ports {
+        let b = *b;
+        let probe = ns
+            .run(|| hostport::reserve(SocketAddr::new(b.0, b.2), transport(b.1)))
+            .and_then(|r| r);
+        f.about(format!("endpoint {}", ep.name));
+        match probe {
+            Err(e) if e.is_in_use() => f.different(held_elsewhere(ns, ep, b)),
+            Ok(_) if plan.live => f.missing(format!(
+                "hold on host port {}/{} (free; `lnet doctor --repair` takes it)",
+                SocketAddr::new(b.0, b.2),
+                b.1
+            )),
+            _ => {}
+        }
     }
 }
 

@@ -190,6 +190,7 @@ impl State {
         entry.rec.state = Lifecycle::Ready;
         if let Err(e) = cx.store.put(&mut entry.rec) {
             drop(entry.kernel.take());
+            drop(entry.ns.take());
             let _ = remove_sandbox_artifacts(&rec);
             let _ = cx.store.delete(&rec);
             return Err(e.into());

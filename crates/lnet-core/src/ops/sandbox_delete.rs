@@ -2,16 +2,19 @@
 //! own journaled step) → remove the namespace (if lnet made it) and files → delete the record.
 //! Teardown keeps going past a failed step and reports every error; the record stays
 //! `deleting` until everything is gone, so a retry (or the next start) finishes the job.
+//!
+//! The controller runs the steps holding the sandbox's key and its networks': each leave's
+//! kernel part and the namespace's removal run without the state lock
+//! ([`crate::Controller`]'s `Sandbox::delete`).
 
-use lnet_store::Lifecycle;
+use lnet_store::{Lifecycle, SandboxRecord};
 
-use crate::error::{CoreError, Errors, Result};
+use crate::error::{CoreError, Result};
 use crate::state::{Cx, State};
 
-use super::sandbox_create::remove_sandbox_artifacts;
-
 impl State {
-    pub(crate) fn delete_sandbox(&mut self, cx: &Cx, id: &str) -> Result<()> {
+    /// Journals the delete; the endpoints joined to the sandbox, to leave and delete.
+    pub(crate) fn sandbox_delete_begin(&mut self, cx: &Cx, id: &str) -> Result<Vec<String>> {
         let entry = self
             .sandboxes
             .get_mut(id)
@@ -23,24 +26,34 @@ impl State {
             entry.rec = rec;
         }
         crate::failpoint::hit("sandbox-delete:recorded");
-        let mut errors = Errors::default();
-        let eps: Vec<String> = self.joined(id).iter().map(|e| e.id.clone()).collect();
-        for ep in eps {
-            if errors.push(self.leave(cx, &ep, Some(id))).is_some() {
-                errors.push(self.delete_endpoint(cx, &ep));
-            }
-        }
-        crate::failpoint::hit("sandbox-delete:endpoints-done");
-        errors.into_result()?;
-        let entry = self.sandboxes.get_mut(id).expect("checked above");
-        // Close our handles into the namespace first, or it would outlive its mount.
+        Ok(self.joined(id).iter().map(|e| e.id.clone()).collect())
+    }
+
+    /// With its endpoints gone: lets go of its kernel handles and resolver; the record, for
+    /// its namespace and files to be removed.
+    pub(crate) fn sandbox_delete_release(&mut self, id: &str) -> Result<SandboxRecord> {
+        let entry = self
+            .sandboxes
+            .get_mut(id)
+            .ok_or_else(|| CoreError::not_found("sandbox", id))?;
         entry.kernel = None;
+        entry.ns = None;
         let rec = entry.rec.clone();
         self.forget_sandbox_dns(id);
-        remove_sandbox_artifacts(&rec)?;
+        Ok(rec)
+    }
+
+    /// Once its namespace and files are gone: the record goes.
+    pub(crate) fn sandbox_delete_end(
+        &mut self,
+        cx: &Cx,
+        rec: SandboxRecord,
+        removed: Result<()>,
+    ) -> Result<()> {
+        removed?;
         crate::failpoint::hit("sandbox-delete:kernel-done");
         cx.store.delete(&rec)?;
-        self.sandboxes.remove(id);
+        self.sandboxes.remove(&rec.id);
         tracing::info!(sandbox = %rec.container_id, "sandbox deleted");
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! endpoints, never stored) and the `hosts` file (regenerated from the records).
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use lnet_kernel::{Netlink, Netns, Route};
@@ -44,7 +45,10 @@ pub(crate) fn open_sandbox_kernel(rec: &SandboxRecord) -> Result<SandboxKernel> 
     };
     let ns = Netns::open(&rec.netns_path).map_err(CoreError::kernel(ctx()))?;
     let nl = Netlink::in_netns(&ns).map_err(CoreError::kernel(ctx()))?;
-    Ok(SandboxKernel { ns, nl })
+    Ok(SandboxKernel {
+        ns: Arc::new(ns),
+        nl,
+    })
 }
 
 /// Moves sandbox `label`'s default routes from `before` to `after` (see
