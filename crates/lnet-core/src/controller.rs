@@ -424,8 +424,16 @@ impl Controller {
         name: &str,
         options: NetworkOptions,
     ) -> Result<Network> {
-        let id = self.change(Vec::new(), || {
-            self.locked_mut(|st, cx| st.create_network(cx, driver, name, options))
+        let id = crate::ids::new_id();
+        self.change(vec![keys::network(&id)], || {
+            let c = self
+                .locked_mut(|st, cx| st.network_create_begin(cx, &id, (driver, name), options))?;
+            // The bridge, its addresses, sysctls and firewall are made holding only this
+            // network's key.
+            let made = self
+                .host()
+                .and_then(|mut h| c.kernel(&mut h, &self.inner.cx.config));
+            self.locked_mut(|st, cx| st.network_create_end(cx, c, made))
         })?;
         Ok(Network {
             ctrl: self.clone(),
@@ -466,8 +474,13 @@ impl Controller {
 
     /// Creates a sandbox for a container.
     pub fn new_sandbox(&self, container_id: &str, options: SandboxOptions) -> Result<Sandbox> {
-        let id = self.change(Vec::new(), || {
-            self.locked_mut(|st, cx| st.create_sandbox(cx, container_id, options))
+        let id = crate::ids::new_id();
+        self.change(vec![keys::sandbox(&id)], || {
+            let rec =
+                self.locked_mut(|st, cx| st.sandbox_create_begin(cx, &id, container_id, options))?;
+            // The namespace and files are made holding only this sandbox's key.
+            let made = crate::ops::make_sandbox(&self.inner.cx, &rec);
+            self.locked_mut(|st, cx| st.sandbox_create_end(cx, rec, made))
         })?;
         Ok(Sandbox {
             ctrl: self.clone(),

@@ -1,27 +1,54 @@
 //! Network create: validate → allocate pools (in memory) → record `creating` (with the
 //! driver's kernel object names) → make the kernel objects → record `ready`.
 //! A crash after the first write is rolled back at start; an error undoes every step.
+//!
+//! In three phases, holding the new network's key: [`State::network_create_begin`]
+//! validates, plans and journals (the `creating` record is in memory too, so that a
+//! concurrent create sees its name and bridge taken), [`Creating::kernel`] makes the
+//! kernel objects without the state lock, [`State::network_create_end`] records the outcome.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ipnet::IpNet;
 use lnet_store::{Lifecycle, NetworkRecord, SCHEMA_VERSION};
 
-use crate::driver::PlanNetwork;
+use std::sync::Arc;
+
+use crate::driver::{Driver, PlanNetwork};
 use crate::error::{CoreError, Result};
 use crate::files::ResolvConf;
+use crate::kernel::HostKernel;
 use crate::options::NetworkOptions;
 use crate::state::{Cx, State};
 use crate::{ids, ipam};
 
+/// A network create between its phases.
+#[derive(Debug)]
+pub(crate) struct Creating {
+    driver: Arc<dyn Driver>,
+    rec: NetworkRecord,
+}
+
+impl Creating {
+    /// The kernel's part: the network's kernel objects, as its driver makes them.
+    pub(crate) fn kernel(
+        &self,
+        host: &mut HostKernel,
+        config: &crate::config::Config,
+    ) -> Result<()> {
+        self.driver.create_network(host, &self.rec, config)
+    }
+}
+
 impl State {
-    pub(crate) fn create_network(
+    /// Validates, plans and journals network `id` as `creating`.
+    pub(crate) fn network_create_begin(
         &mut self,
         cx: &Cx,
-        driver_name: &str,
-        name: &str,
+        id: &str,
+        (driver_name, name): (&str, &str),
         mut opts: NetworkOptions,
-    ) -> Result<String> {
+    ) -> Result<Creating> {
         ids::validate_name("name", name)?;
         if self.networks.values().any(|n| n.name == name) {
             return Err(CoreError::NameInUse {
@@ -74,7 +101,7 @@ impl State {
         for c in opts.ipam.v4.iter().chain(opts.ipam.v6.iter()) {
             validate_pool_config(c)?;
         }
-        let id = ids::new_id();
+        let id = id.to_string();
         let (state, adopted) = {
             let others: Vec<&NetworkRecord> = self
                 .networks
@@ -147,13 +174,26 @@ impl State {
             return Err(e.into());
         }
         crate::failpoint::hit("network-create:recorded");
-        let made = driver
-            .create_network(&mut self.host, &rec, &cx.config)
-            .and_then(|()| {
-                crate::failpoint::hit("network-create:kernel-done");
-                rec.state = Lifecycle::Ready;
-                cx.store.put(&mut rec).map_err(Into::into)
-            });
+        self.networks.insert(id, rec.clone());
+        Ok(Creating { driver, rec })
+    }
+
+    /// Records the network `ready` once its kernel objects are made; a failed create is
+    /// undone.
+    pub(crate) fn network_create_end(
+        &mut self,
+        cx: &Cx,
+        c: Creating,
+        made: Result<()>,
+    ) -> Result<String> {
+        let Creating { driver, mut rec } = c;
+        let id = rec.id.clone();
+        self.networks.remove(&id);
+        let made = made.and_then(|()| {
+            crate::failpoint::hit("network-create:kernel-done");
+            rec.state = Lifecycle::Ready;
+            cx.store.put(&mut rec).map_err(Into::into)
+        });
         if let Err(e) = made {
             tracing::warn!(network = %rec.name, error = %e, "network create failed; undoing");
             self.undo_network_create(cx, driver.as_ref(), rec);

@@ -11,6 +11,7 @@ use lnet_store::{Lifecycle, SCHEMA_VERSION, SandboxRecord};
 use crate::error::{CoreError, Result};
 use crate::files::{self, DnsSettings};
 use crate::ids;
+use crate::kernel::SandboxKernel;
 use crate::options::SandboxOptions;
 use crate::state::{Cx, SandboxEntry, State};
 
@@ -91,13 +92,34 @@ fn validate(container_id: &str, o: &SandboxOptions) -> Result<()> {
     Ok(())
 }
 
+/// The kernel's part of a sandbox create, run without the state lock (the caller holds the
+/// new sandbox's key): its namespace (when lnet makes it), its resolv.conf, its kernel
+/// handles.
+pub(crate) fn make_sandbox(cx: &Cx, rec: &SandboxRecord) -> Result<Option<SandboxKernel>> {
+    if rec.owns_netns {
+        Netns::create_at(&rec.netns_path).map_err(CoreError::kernel(format!(
+            "create network namespace {}",
+            rec.netns_path.display()
+        )))?;
+    }
+    write_resolv_conf(cx, rec)?;
+    Ok(if rec.host_mode {
+        None
+    } else {
+        Some(open_sandbox_kernel(rec)?)
+    })
+}
+
 impl State {
-    pub(crate) fn create_sandbox(
+    /// Validates and journals sandbox `id` as `creating`; its entry is in memory from now
+    /// (not live), so that a concurrent create sees its container's name taken.
+    pub(crate) fn sandbox_create_begin(
         &mut self,
         cx: &Cx,
+        id: &str,
         container_id: &str,
         o: SandboxOptions,
-    ) -> Result<String> {
+    ) -> Result<SandboxRecord> {
         validate(container_id, &o)?;
         if let Some(s) = self
             .sandboxes
@@ -120,12 +142,11 @@ impl State {
                 )
             })?;
         }
-        let id = ids::new_id();
         let (netns_path, owns_netns) = match (&o.netns_path, o.host_mode) {
             (Some(p), _) => (p.clone(), false),
             (None, true) => (self.host_netns_path(cx)?, false),
             (None, false) => (
-                lnet_store::default_netns_path(&cx.config.exec_root, &id),
+                lnet_store::default_netns_path(&cx.config.exec_root, id),
                 true,
             ),
         };
@@ -133,11 +154,11 @@ impl State {
             schema: SCHEMA_VERSION,
             state: Lifecycle::Creating,
             revision: 0,
-            id: id.clone(),
+            id: id.to_string(),
             container_id: container_id.to_string(),
             netns_path,
             owns_netns,
-            files_dir: cx.config.sandboxes_dir().join(&id),
+            files_dir: cx.config.sandboxes_dir().join(id),
             hostname: o.hostname,
             domainname: o.domainname,
             dns: o.dns,
@@ -148,25 +169,25 @@ impl State {
         };
         cx.store.put(&mut rec)?;
         crate::failpoint::hit("sandbox-create:recorded");
-        let made = (|| -> Result<SandboxEntry> {
-            if rec.owns_netns {
-                Netns::create_at(&rec.netns_path).map_err(CoreError::kernel(format!(
-                    "create network namespace {}",
-                    rec.netns_path.display()
-                )))?;
-            }
-            write_resolv_conf(cx, &rec)?;
-            let kernel = if rec.host_mode {
-                None
-            } else {
-                Some(open_sandbox_kernel(&rec)?)
-            };
-            Ok(SandboxEntry::new(rec.clone(), kernel))
-        })();
+        self.sandboxes
+            .insert(id.to_string(), SandboxEntry::new(rec.clone(), None));
+        Ok(rec)
+    }
+
+    /// Records the sandbox `ready` once its namespace and files are made; a failed create
+    /// is undone.
+    pub(crate) fn sandbox_create_end(
+        &mut self,
+        cx: &Cx,
+        rec: SandboxRecord,
+        made: Result<Option<SandboxKernel>>,
+    ) -> Result<String> {
+        let id = rec.id.clone();
+        self.sandboxes.remove(&id);
         let mut entry = match made {
-            Ok(e) => e,
+            Ok(kernel) => SandboxEntry::new(rec.clone(), kernel),
             Err(e) => {
-                tracing::warn!(sandbox = %container_id, error = %e, "sandbox create failed; undoing");
+                tracing::warn!(sandbox = %rec.container_id, error = %e, "sandbox create failed; undoing");
                 if let Err(undo) = remove_sandbox_artifacts(&rec) {
                     tracing::error!(error = %undo, "undoing sandbox create failed; start-up will roll it back");
                     return Err(e);
@@ -195,7 +216,7 @@ impl State {
             let _ = cx.store.delete(&rec);
             return Err(e.into());
         }
-        tracing::info!(sandbox = %container_id, key = %entry.rec.netns_path.display(), "sandbox created");
+        tracing::info!(sandbox = %rec.container_id, key = %entry.rec.netns_path.display(), "sandbox created");
         self.sandboxes.insert(id.clone(), entry);
         Ok(id)
     }
