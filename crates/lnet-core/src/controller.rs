@@ -375,7 +375,7 @@ impl Controller {
 
     /// A handle on the host with a socket of its own, for a change's kernel work done
     /// without the state lock.
-    fn host(&self) -> Result<HostKernel> {
+    fn host(&self) -> Result<crate::kernel::Lent> {
         self.locked(|st, _| st.host.another())
     }
 
@@ -426,8 +426,8 @@ impl Controller {
     ) -> Result<Network> {
         let id = crate::ids::new_id();
         self.change(vec![keys::network(&id)], || {
-            let c = self
-                .locked_mut(|st, cx| st.network_create_begin(cx, &id, (driver, name), options))?;
+            let c =
+                self.locked(|st, cx| st.network_create_begin(cx, &id, (driver, name), options))?;
             // The bridge, its addresses, sysctls and firewall are made holding only this
             // network's key.
             let made = self
@@ -477,7 +477,7 @@ impl Controller {
         let id = crate::ids::new_id();
         self.change(vec![keys::sandbox(&id)], || {
             let rec =
-                self.locked_mut(|st, cx| st.sandbox_create_begin(cx, &id, container_id, options))?;
+                self.locked(|st, cx| st.sandbox_create_begin(cx, &id, container_id, options))?;
             // The namespace and files are made holding only this sandbox's key.
             let made = crate::ops::make_sandbox(&self.inner.cx, &rec);
             self.locked_mut(|st, cx| st.sandbox_create_end(cx, rec, made))
@@ -632,7 +632,7 @@ impl Network {
     pub fn delete(&self) -> Result<()> {
         self.ctrl.change(vec![keys::network(&self.id)], || {
             let c = &self.ctrl;
-            let d = c.locked_mut(|st, cx| st.network_delete_begin(cx, &self.id))?;
+            let d = c.locked(|st, cx| st.network_delete_begin(cx, &self.id))?;
             let done = c.host().and_then(|mut h| d.kernel(&mut h));
             c.locked_mut(|st, cx| st.network_delete_end(cx, d, done))
         })
@@ -682,7 +682,7 @@ impl Endpoint {
     pub fn join(&self, sandbox: &Sandbox, options: JoinOptions) -> Result<()> {
         self.ctrl.change(self.keys(Some(&sandbox.id)), || {
             let c = &self.ctrl;
-            let j = c.locked_mut(|st, cx| st.join_begin(cx, &self.id, &sandbox.id, options))?;
+            let j = c.locked(|st, cx| st.join_begin(cx, &self.id, &sandbox.id, options))?;
             // The interface and routes are made holding only this endpoint's network's
             // and the sandbox's keys: changes elsewhere go on meanwhile.
             let made = c.host().and_then(|mut h| j.kernel(&mut h));
@@ -694,7 +694,7 @@ impl Endpoint {
     pub fn leave(&self, sandbox: &Sandbox) -> Result<()> {
         self.ctrl.change(self.keys(Some(&sandbox.id)), || {
             let c = &self.ctrl;
-            let l = c.locked_mut(|st, cx| st.leave_begin(cx, &self.id, Some(&sandbox.id)))?;
+            let l = c.locked(|st, cx| st.leave_begin(cx, &self.id, Some(&sandbox.id)))?;
             let done = c.host().and_then(|mut h| l.kernel(&mut h));
             c.locked_mut(|st, cx| st.leave_end(cx, l, done))
         })
@@ -763,11 +763,11 @@ impl Sandbox {
     /// the kernel's parts without it.
     fn delete_held(&self) -> Result<()> {
         let c = &self.ctrl;
-        let eps = c.locked_mut(|st, cx| st.sandbox_delete_begin(cx, &self.id))?;
+        let eps = c.locked(|st, cx| st.sandbox_delete_begin(cx, &self.id))?;
         let mut errors = crate::error::Errors::default();
         for ep in eps {
             let left = c
-                .locked_mut(|st, cx| st.leave_begin(cx, &ep, Some(&self.id)))
+                .locked(|st, cx| st.leave_begin(cx, &ep, Some(&self.id)))
                 .and_then(|l| {
                     let done = c.host().and_then(|mut h| l.kernel(&mut h));
                     c.locked_mut(|st, cx| st.leave_end(cx, l, done))

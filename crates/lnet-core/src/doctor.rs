@@ -62,7 +62,7 @@ impl DoctorReport {
 /// What `doctor` checks, copied from memory: nothing in it reads the kernel.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    host: Result<HostKernel>,
+    host: Result<crate::kernel::Lent>,
     drivers: Registry,
     config: Config,
     /// Ready networks: name and what they want.

@@ -162,6 +162,45 @@ pub struct HostShared {
     forwarding: Mutex<crate::forwarding::Forwarding>,
     /// Deletes links in the background when set ([`crate::Config::background_deletes`]).
     pub reaper: Option<crate::reaper::Reaper>,
+    /// Sockets of handles that were given back, for the next to take: a change's kernel
+    /// work should not pay for a socket of its own every time.
+    pool: Mutex<Vec<Netlink>>,
+}
+
+/// The most sockets kept for reuse; more are closed when given back.
+const POOL: usize = 16;
+
+/// A handle lent out by [`HostKernel::another`]; its socket goes back to the pool when it
+/// is dropped.
+#[derive(Debug)]
+pub struct Lent(Option<HostKernel>);
+
+impl std::ops::Deref for Lent {
+    type Target = HostKernel;
+    fn deref(&self) -> &HostKernel {
+        self.0
+            .as_ref()
+            .expect("a lent handle is there until it is dropped")
+    }
+}
+
+impl std::ops::DerefMut for Lent {
+    fn deref_mut(&mut self) -> &mut HostKernel {
+        self.0
+            .as_mut()
+            .expect("a lent handle is there until it is dropped")
+    }
+}
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        if let Some(HostKernel { shared, nl }) = self.0.take() {
+            let mut pool = shared.pool.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < POOL {
+                pool.push(nl);
+            }
+        }
+    }
 }
 
 /// A handle on the host side of the kernel: the shared parts, and a netlink socket of its
@@ -191,26 +230,36 @@ impl HostKernel {
                 fw: Mutex::new(fw),
                 forwarding: Mutex::new(forwarding),
                 reaper,
+                pool: Mutex::new(Vec::new()),
             }),
             nl,
         }
     }
 
-    /// Another handle on the same host, with a netlink socket of its own (opened in the
-    /// host namespace whatever thread asks).
-    pub fn another(&self) -> Result<HostKernel> {
-        let nl = self
+    /// Another handle on the same host, with a netlink socket of its own: one given back
+    /// earlier, or a new one (opened in the host namespace whatever thread asks).
+    pub fn another(&self) -> Result<Lent> {
+        let pooled = self
             .shared
-            .ns
-            .run(Netlink::new)
-            .and_then(|r| r)
-            .map_err(CoreError::kernel(
-                "open a netlink socket in the host namespace",
-            ))?;
-        Ok(HostKernel {
+            .pool
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop();
+        let nl = match pooled {
+            Some(nl) => nl,
+            None => self
+                .shared
+                .ns
+                .run(Netlink::new)
+                .and_then(|r| r)
+                .map_err(CoreError::kernel(
+                    "open a netlink socket in the host namespace",
+                ))?,
+        };
+        Ok(Lent(Some(HostKernel {
             shared: Arc::clone(&self.shared),
             nl,
-        })
+        })))
     }
 
     /// The host network namespace.
