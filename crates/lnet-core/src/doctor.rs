@@ -410,17 +410,20 @@ fn check_sandbox(
             f.missing(drift);
         }
     }
-    // A socket of doctor's own in the sandbox: the sandbox's own is its changes'.
-    let mut nl = match Netlink::in_netns(ns) {
-        Ok(nl) => nl,
-        Err(e) => {
-            report
-                .errors
-                .push(format!("sandbox {}: enter its namespace: {e}", sb.label));
-            return;
-        }
+    // A socket of doctor's own in the sandbox (the sandbox's own is its changes'), opened
+    // only when the shared trip's look does not answer: at a thousand sandboxes a socket
+    // each was a third of `doctor`.
+    let mut own: Option<Netlink> = None;
+    let (sandbox_links, sandbox_addrs) = match view {
+        Some(v) => v,
+        None => match sandbox_nl(&mut own, ns) {
+            Ok(nl) => crate::kernel::view_of(nl),
+            Err(e) => {
+                report.errors.push(format!("sandbox {}: {e}", sb.label));
+                return;
+            }
+        },
     };
-    let (sandbox_links, sandbox_addrs) = view.unwrap_or_else(|| crate::kernel::view_of(&mut nl));
     let view = KernelView {
         host_links,
         sandbox_links: &sandbox_links,
@@ -441,7 +444,8 @@ fn check_sandbox(
             Ok(Vec::new())
         } else {
             // Not right in the dumps: read again, each link alone.
-            crate::reconcile::drift_live(want, &mut host.nl, Some(&mut nl))
+            sandbox_nl(&mut own, ns)
+                .and_then(|nl| crate::reconcile::drift_live(want, &mut host.nl, Some(nl)))
         };
         match checked {
             Ok(drift) => f.drift(&drift),
@@ -459,19 +463,30 @@ fn check_sandbox(
         (1, IpFamily::V6, sb.gateways.v6),
     ] {
         // The default route, and its gateway if it has one.
-        let have: Option<Option<IpAddr>> =
-            match routes[i].take().unwrap_or_else(|| nl.routes(family)) {
-                Ok(routes) => routes
-                    .into_iter()
-                    .find(|r| r.is_default())
-                    .map(|r| r.gateway),
+        let fetched = match routes[i].take() {
+            Some(r) => r,
+            None => match sandbox_nl(&mut own, ns) {
+                Ok(nl) => nl.routes(family),
                 Err(e) => {
                     report
                         .errors
                         .push(format!("sandbox {}: routes: {e}", sb.label));
                     continue;
                 }
-            };
+            },
+        };
+        let have: Option<Option<IpAddr>> = match fetched {
+            Ok(routes) => routes
+                .into_iter()
+                .find(|r| r.is_default())
+                .map(|r| r.gateway),
+            Err(e) => {
+                report
+                    .errors
+                    .push(format!("sandbox {}: routes: {e}", sb.label));
+                continue;
+            }
+        };
         let route = |gw: Option<IpAddr>| match gw {
             Some(h) => format!("default route via {h}"),
             None => "default route without a gateway".to_string(),
@@ -483,6 +498,18 @@ fn check_sandbox(
             _ => {}
         }
     }
+}
+
+/// Doctor's own socket in a sandbox, opened the first time it is needed.
+fn sandbox_nl<'a>(own: &'a mut Option<Netlink>, ns: &Netns) -> Result<&'a mut Netlink> {
+    if own.is_none() {
+        *own = Some(
+            Netlink::in_netns(ns).map_err(crate::error::CoreError::kernel(
+                "enter the sandbox's namespace",
+            ))?,
+        );
+    }
+    Ok(own.as_mut().expect("opened above"))
 }
 
 /// What `doctor` reads inside one sandbox.

@@ -473,3 +473,75 @@ impl SandboxOps for FakeSandbox {
         None
     }
 }
+
+/// Records for driver tests: an endpoint (`10.7.0.2/24`, a MAC, with or without a published
+/// port), its join into sandbox `s` (`vethfedcba9` / `eth0`), and the sandbox.
+pub(crate) mod records {
+    use std::collections::BTreeMap;
+
+    use lnet_store::{
+        EndpointRecord, JoinRecord, JoinState, Lifecycle, PortMapping, Proto, SCHEMA_VERSION,
+        SandboxRecord,
+    };
+
+    pub(crate) fn endpoint(ports: bool) -> EndpointRecord {
+        EndpointRecord {
+            schema: SCHEMA_VERSION,
+            state: Lifecycle::Ready,
+            revision: 1,
+            id: "fedcba9876543210".repeat(4),
+            name: "e".into(),
+            network_id: "0123456789abcdef".repeat(4),
+            mac: Some("02:42:0a:07:00:02".into()),
+            addr_v4: Some("10.7.0.2/24".parse().unwrap()),
+            addr_v6: None,
+            aliases: Vec::new(),
+            options: BTreeMap::new(),
+            ports: if ports {
+                vec![PortMapping {
+                    proto: Proto::Tcp,
+                    host_ip: "0.0.0.0".parse().unwrap(),
+                    host_port: 8080,
+                    container_port: 80,
+                }]
+            } else {
+                Vec::new()
+            },
+            join: None,
+            ephemeral: false,
+        }
+    }
+
+    pub(crate) fn join_record() -> JoinRecord {
+        JoinRecord {
+            sandbox_id: "s".into(),
+            state: JoinState::Joined,
+            host_ifname: Some("vethfedcba9".into()),
+            container_ifname: Some("eth0".into()),
+            priority: 0,
+            order: 0,
+        }
+    }
+
+    pub(crate) fn sandbox_record(host_mode: bool) -> SandboxRecord {
+        SandboxRecord {
+            schema: SCHEMA_VERSION,
+            state: Lifecycle::Ready,
+            revision: 1,
+            id: "s".into(),
+            container_id: "c".into(),
+            netns_path: "/nonexistent".into(),
+            owns_netns: true,
+            files_dir: "/nonexistent".into(),
+            hostname: String::new(),
+            domainname: String::new(),
+            dns: Vec::new(),
+            dns_search: Vec::new(),
+            dns_options: Vec::new(),
+            extra_hosts: Vec::new(),
+            host_mode,
+        }
+    }
+}
+
+pub(crate) use records::{endpoint, join_record, sandbox_record};

@@ -4,16 +4,13 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use lnet_store::{
-    EndpointRecord, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord, PoolAssignment,
-    PortMapping, Proto, SCHEMA_VERSION, SandboxRecord,
-};
+use lnet_store::{IpamSpec, Lifecycle, NetworkRecord, PoolAssignment, SCHEMA_VERSION};
 
 use super::*;
 use crate::driver::{Driver, JoinMode};
 use crate::kernel::{HostLinks, HostOps, SandboxOps};
 use crate::reconcile;
-use crate::testing::{Fake, Side as At};
+use crate::testing::{Fake, Side as At, endpoint, join_record, sandbox_record};
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const EP: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -51,65 +48,6 @@ fn net_with(options: &[(&str, &str)]) -> NetworkRecord {
 
 fn net() -> NetworkRecord {
     net_with(&[])
-}
-
-fn endpoint(ports: bool) -> EndpointRecord {
-    EndpointRecord {
-        schema: SCHEMA_VERSION,
-        state: Lifecycle::Ready,
-        revision: 1,
-        id: EP.into(),
-        name: "e".into(),
-        network_id: ID.into(),
-        mac: Some("02:42:0a:07:00:02".into()),
-        addr_v4: Some("10.7.0.2/24".parse().unwrap()),
-        addr_v6: None,
-        aliases: Vec::new(),
-        options: BTreeMap::new(),
-        ports: if ports {
-            vec![PortMapping {
-                proto: Proto::Tcp,
-                host_ip: "0.0.0.0".parse().unwrap(),
-                host_port: 8080,
-                container_port: 80,
-            }]
-        } else {
-            Vec::new()
-        },
-        join: None,
-        ephemeral: false,
-    }
-}
-
-fn join_record() -> JoinRecord {
-    JoinRecord {
-        sandbox_id: "s".into(),
-        state: JoinState::Joined,
-        host_ifname: Some("vethfedcba9".into()),
-        container_ifname: Some("eth0".into()),
-        priority: 0,
-        order: 0,
-    }
-}
-
-fn sandbox_record(host_mode: bool) -> SandboxRecord {
-    SandboxRecord {
-        schema: SCHEMA_VERSION,
-        state: Lifecycle::Ready,
-        revision: 1,
-        id: "s".into(),
-        container_id: "c".into(),
-        netns_path: "/nonexistent".into(),
-        owns_netns: true,
-        files_dir: "/nonexistent".into(),
-        hostname: String::new(),
-        domainname: String::new(),
-        dns: Vec::new(),
-        dns_search: Vec::new(),
-        dns_options: Vec::new(),
-        extra_hosts: Vec::new(),
-        host_mode,
-    }
 }
 
 /// Only the calls that change something (reads are free to come and go).

@@ -107,3 +107,85 @@ impl Driver for PassiveDriver {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Fake, endpoint, join_record, sandbox_record};
+
+    fn network(driver: &str) -> NetworkRecord {
+        let mut n: NetworkRecord = serde_json::from_value(serde_json::json!({
+            "schema": 1, "state": "ready", "revision": 1, "id": "0".repeat(64),
+            "name": driver, "driver": driver, "scope": "local", "created_unix_nanos": 0,
+            "ipam": {"driver": "null"}, "pools": [], "enable_ipv6": false, "internal": false,
+            "attachable": false, "labels": {}, "options": {}, "driver_state": null
+        }))
+        .unwrap();
+        n.name = driver.into();
+        n
+    }
+
+    #[test]
+    fn host_takes_only_host_mode_sandboxes_and_null_only_the_others() {
+        let fake = Fake::new();
+        let ep = endpoint(false);
+        for (d, host_mode, ok) in [
+            (&PassiveDriver::HOST, true, true),
+            (&PassiveDriver::HOST, false, false),
+            (&PassiveDriver::NULL, false, true),
+            (&PassiveDriver::NULL, true, false),
+        ] {
+            let net = network(d.name);
+            let got = d.plan_join(&mut fake.host(), &net, &ep, &sandbox_record(host_mode));
+            match (got, ok) {
+                (Ok(plan), true) => assert_eq!(plan, JoinPlan::default(), "no interface"),
+                (Err(e), false) => assert!(e.to_string().contains("sandbox c"), "{e}"),
+                (got, _) => panic!("{} with host_mode {host_mode}: {got:?}", d.name),
+            }
+        }
+    }
+
+    #[test]
+    fn they_take_no_options_and_ask_nothing_of_the_kernel() {
+        let fake = Fake::new();
+        let opts: std::collections::BTreeMap<String, String> = [(
+            "com.docker.network.bridge.name".to_string(),
+            "x".to_string(),
+        )]
+        .into();
+        for d in [&PassiveDriver::HOST, &PassiveDriver::NULL] {
+            let mut host = fake.host();
+            let mut plan = PlanNetwork {
+                id: "i",
+                name: "n",
+                options: &opts,
+                enable_ipv6: false,
+                internal: false,
+                others: vec![],
+                host: &mut host,
+                adopted: None,
+            };
+            let e = d.plan_network(&mut plan).unwrap_err().to_string();
+            assert!(e.contains("takes no options"), "{e}");
+            let net = network(d.name);
+            let (ep, j) = (endpoint(false), join_record());
+            d.create_network(&mut fake.host(), &net, &Config::default())
+                .unwrap();
+            d.join(
+                &mut fake.host(),
+                &mut fake.sandbox(),
+                &net,
+                &ep,
+                &j,
+                JoinMode::Fresh,
+            )
+            .unwrap();
+            d.leave(&mut fake.host(), Some(&mut fake.sandbox()), &net, &ep, &j)
+                .unwrap();
+            d.delete_network(&mut fake.host(), &net).unwrap();
+            assert_eq!(fake.take_calls(), Vec::<String>::new(), "{}", d.name);
+            let caps = d.capabilities();
+            assert!(!caps.uses_ipam && caps.singleton);
+        }
+    }
+}
