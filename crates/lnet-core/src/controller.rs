@@ -170,9 +170,19 @@ impl Controller {
                 // Each object alone, under its own keys: a heal waits for a change to
                 // that object, and holds up no other.
                 let keys = self.with(|st, _| st.keys_of(t));
-                done.extend(self.change(keys, || {
-                    self.locked_mut(|st, cx| st.heal(cx, std::slice::from_ref(t)))
-                }));
+                let repaired = self.change(keys, || {
+                    let work = self.locked(|st, cx| st.heal_work(cx, t))?;
+                    // Read and repaired with no state lock held: a heal holds up only
+                    // changes to the object it repairs.
+                    match self.make(|h| work.run(h, &self.inner.cx.config)) {
+                        Ok(done) => done,
+                        Err(e) => {
+                            tracing::error!(object = ?t, error = %e, "putting back what someone else changed failed");
+                            None
+                        }
+                    }
+                });
+                done.extend(repaired);
             }
             if !done.is_empty() {
                 self.count_heal();
@@ -702,7 +712,12 @@ impl Endpoint {
     pub fn join(&self, sandbox: &Sandbox, options: JoinOptions) -> Result<()> {
         self.ctrl.change(self.keys(Some(&sandbox.id)), || {
             let c = &self.ctrl;
-            let j = c.locked(|st, cx| st.join_begin(cx, &self.id, &sandbox.id, options))?;
+            // The driver's plan may ask the kernel whether a name is free: without the
+            // state lock too (the keys hold the endpoint and the sandbox meanwhile).
+            let (driver, net, ep, sb) =
+                c.locked(|st, cx| st.join_check(cx, &self.id, &sandbox.id))?;
+            let plan = c.unmake(|h| driver.plan_join(h, &net, &ep, &sb))?;
+            let j = c.locked(|st, cx| st.join_begin(cx, &self.id, &sandbox.id, options, plan))?;
             // The interface and routes are made holding only this endpoint's network's
             // and the sandbox's keys: changes elsewhere go on meanwhile.
             let made = c.make(|h| j.kernel(h));

@@ -18,8 +18,15 @@ use std::collections::BTreeSet;
 use lnet_kernel::Netlink;
 use lnet_store::{JoinState, Lifecycle};
 
-use crate::driver::{JoinMode, Registry};
+use std::sync::{Arc, Mutex};
+
+use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord};
+
+use crate::config::Config;
+use crate::driver::{Driver, JoinMode, Registry};
 use crate::error::Result;
+use crate::kernel::{HostKernel, SandboxKernel};
+use crate::ops::{Gateways, set_gateways};
 use crate::reconcile;
 use crate::state::{Cx, Records, State};
 use crate::want::{Side, Wanted};
@@ -126,81 +133,102 @@ impl State {
         }
     }
 
-    /// Puts right each target that still drifts, looked at again now; what it repaired.
-    pub(crate) fn heal(&mut self, cx: &Cx, targets: &[Target]) -> Vec<String> {
-        let mut done = Vec::new();
-        for t in targets {
-            let res = match t {
-                Target::Network(id) => self.heal_network(cx, id),
-                Target::Join(id) => self.heal_join(cx, id),
-            };
-            match res {
-                Ok(Some(what)) => done.push(what),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::error!(object = ?t, error = %e, "putting back what someone else changed failed")
+    /// What a repair of `t` needs, copied under the state lock (`None`: nothing to repair
+    /// any more — the object went, or its join is no longer `joined`).
+    pub(crate) fn heal_work(&self, cx: &Cx, t: &Target) -> Option<Work> {
+        match t {
+            Target::Network(id) => {
+                let net = self
+                    .networks
+                    .get(id)
+                    .filter(|n| n.state == Lifecycle::Ready)?
+                    .clone();
+                Some(Work::Network {
+                    driver: cx.driver(&net.driver).ok()?,
+                    net,
+                })
+            }
+            Target::Join(ep_id) => {
+                let ep = self.endpoints.get(ep_id)?.clone();
+                let join = ep.join.clone().filter(|j| j.state == JoinState::Joined)?;
+                let net = self.networks.get(&ep.network_id)?.clone();
+                let sandbox = self.sandboxes.get(&join.sandbox_id)?;
+                Some(Work::Join {
+                    driver: cx.driver(&net.driver).ok()?,
+                    kernel: sandbox.kernel.clone()?,
+                    label: sandbox.rec.container_id.clone(),
+                    gateways: self.gateways_of(cx, &join.sandbox_id, None),
+                    net,
+                    ep,
+                    join,
+                })
+            }
+        }
+    }
+}
+
+/// A repair of one object, with what it needs; done without the state lock, holding the
+/// object's keys.
+#[derive(Debug)]
+// One is made per repair and used at once, never kept in a collection: the size is moot.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Work {
+    /// A network's links.
+    Network {
+        driver: Arc<dyn Driver>,
+        net: NetworkRecord,
+    },
+    /// A join's links, and the sandbox's routes through them.
+    Join {
+        driver: Arc<dyn Driver>,
+        kernel: Arc<Mutex<SandboxKernel>>,
+        label: String,
+        gateways: Gateways,
+        net: NetworkRecord,
+        ep: EndpointRecord,
+        join: JoinRecord,
+    },
+}
+
+impl Work {
+    /// Looks at the object again and, if it still drifts, puts it right: what it repaired.
+    pub(crate) fn run(&self, host: &mut HostKernel, config: &Config) -> Result<Option<String>> {
+        match self {
+            Work::Network { driver, net } => {
+                let drift = reconcile::drift_live(&driver.want_network(net), &mut host.nl, None)?;
+                if drift.is_empty() {
+                    return Ok(None);
                 }
+                driver.create_network(host, net, config)?;
+                Ok(Some(format!("network {}: {}", net.name, list(&drift))))
+            }
+            Work::Join {
+                driver,
+                kernel,
+                label,
+                gateways,
+                net,
+                ep,
+                join,
+            } => {
+                let mut k = kernel.lock().unwrap_or_else(|p| p.into_inner());
+                let want = driver.want_join(net, ep, join);
+                let drift = reconcile::drift_live(&want, &mut host.nl, Some(&mut k.nl))?;
+                if drift.is_empty() {
+                    return Ok(None);
+                }
+                driver.join(host, &mut *k, net, ep, join, JoinMode::Repair)?;
+                // A link made again lost the routes through it.
+                if drift.iter().any(|d| d.needs_remake()) {
+                    set_gateways(&mut k, label, None, *gateways)?;
+                }
+                Ok(Some(format!(
+                    "endpoint {} in sandbox {label}: {}",
+                    ep.name,
+                    list(&drift)
+                )))
             }
         }
-        done
-    }
-
-    fn heal_network(&mut self, cx: &Cx, id: &str) -> Result<Option<String>> {
-        let Some(net) = self
-            .networks
-            .get(id)
-            .filter(|n| n.state == Lifecycle::Ready)
-            .cloned()
-        else {
-            return Ok(None);
-        };
-        let driver = cx.driver(&net.driver)?;
-        let drift = reconcile::drift_live(&driver.want_network(&net), &mut self.host.nl, None)?;
-        if drift.is_empty() {
-            return Ok(None);
-        }
-        driver.create_network(&mut self.host, &net, &cx.config)?;
-        Ok(Some(format!("network {}: {}", net.name, list(&drift))))
-    }
-
-    fn heal_join(&mut self, cx: &Cx, ep_id: &str) -> Result<Option<String>> {
-        let Some(ep) = self.endpoints.get(ep_id).cloned() else {
-            return Ok(None);
-        };
-        let Some(join) = ep.join.clone().filter(|j| j.state == JoinState::Joined) else {
-            return Ok(None);
-        };
-        let Some(net) = self.networks.get(&ep.network_id).cloned() else {
-            return Ok(None);
-        };
-        let driver = cx.driver(&net.driver)?;
-        let drift = {
-            let State {
-                host, sandboxes, ..
-            } = &mut *self;
-            let Some(mut k) = sandboxes.get(&join.sandbox_id).and_then(|s| s.kernel()) else {
-                return Ok(None);
-            };
-            let k = &mut *k;
-            let want = driver.want_join(&net, &ep, &join);
-            let drift = reconcile::drift_live(&want, &mut host.nl, Some(&mut k.nl))?;
-            if drift.is_empty() {
-                return Ok(None);
-            }
-            driver.join(host, k, &net, &ep, &join, JoinMode::Repair)?;
-            drift
-        };
-        // A link made again lost the routes through it.
-        if drift.iter().any(|d| d.needs_remake()) {
-            let want = self.gateways_of(cx, &join.sandbox_id, None);
-            self.apply_gateways(&join.sandbox_id, None, want)?;
-        }
-        Ok(Some(format!(
-            "endpoint {} in sandbox {}: {}",
-            ep.name,
-            self.sandbox_label(&join.sandbox_id),
-            list(&drift)
-        )))
     }
 }
 

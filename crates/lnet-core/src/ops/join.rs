@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use lnet_store::{EndpointRecord, JoinRecord, JoinState, Lifecycle, NetworkRecord};
 
-use crate::driver::{Driver, JoinMode};
+use crate::driver::{Driver, JoinMode, JoinPlan};
 use crate::error::{CoreError, Result};
 use crate::kernel::{HostKernel, SandboxKernel, SandboxOps};
 use crate::ops::Gateways;
@@ -87,49 +87,10 @@ impl State {
         ep_id: &str,
         sb_id: &str,
         opts: JoinOptions,
+        plan: JoinPlan,
     ) -> Result<Joining> {
-        let ep = self
-            .endpoints
-            .get(ep_id)
-            .ok_or_else(|| CoreError::not_found("endpoint", ep_id))?;
-        let sb = self
-            .sandboxes
-            .get(sb_id)
-            .ok_or_else(|| CoreError::not_found("sandbox", sb_id))?;
-        if let Some(j) = &ep.join {
-            return Err(CoreError::InUse(format!(
-                "endpoint {} is already joined to sandbox {}; leave it first",
-                ep.name,
-                self.sandbox_label(&j.sandbox_id)
-            )));
-        }
-        if sb.rec.state != Lifecycle::Ready || (sb.kernel.is_none() && !sb.rec.host_mode) {
-            return Err(CoreError::Forbidden(format!(
-                "sandbox {} is not live (state {}); it takes no joins",
-                sb.rec.container_id, sb.rec.state
-            )));
-        }
-        let net = self.network_of(ep)?;
-        if net.state != Lifecycle::Ready {
-            return Err(CoreError::Forbidden(format!(
-                "network {} is not ready (state {})",
-                net.name, net.state
-            )));
-        }
-        if let Some(other) = self
-            .joined(sb_id)
-            .into_iter()
-            .find(|e| e.network_id == ep.network_id)
-        {
-            return Err(CoreError::Forbidden(format!(
-                "sandbox {} is already connected to network {} through endpoint {}",
-                sb.rec.container_id, net.name, other.name
-            )));
-        }
-        let driver = cx.driver(&net.driver)?;
-        let (net, mut ep, sb_rec) = (net.clone(), ep.clone(), sb.rec.clone());
-        let kernel = sb.kernel.clone();
-        let plan = driver.plan_join(&mut self.host, &net, &ep, &sb_rec)?;
+        let (driver, net, mut ep, sb_rec) = self.join_check(cx, ep_id, sb_id)?;
+        let kernel = self.sandboxes.get(sb_id).and_then(|s| s.kernel.clone());
         self.hold_before_join(&ep)?;
         let container_ifname = plan.iface_prefix.map(|prefix| {
             let used = self.used_ifnames(sb_id);
@@ -176,6 +137,62 @@ impl State {
             after,
             lose_record,
         })
+    }
+
+    /// Whether endpoint `ep_id` may join sandbox `sb_id` now; its driver, network, record
+    /// and the sandbox's record, for the driver to plan the join with (outside the state
+    /// lock: a plan may ask the kernel whether a name is free).
+    pub(crate) fn join_check(
+        &self,
+        cx: &Cx,
+        ep_id: &str,
+        sb_id: &str,
+    ) -> Result<(
+        Arc<dyn Driver>,
+        NetworkRecord,
+        EndpointRecord,
+        lnet_store::SandboxRecord,
+    )> {
+        let ep = self
+            .endpoints
+            .get(ep_id)
+            .ok_or_else(|| CoreError::not_found("endpoint", ep_id))?;
+        let sb = self
+            .sandboxes
+            .get(sb_id)
+            .ok_or_else(|| CoreError::not_found("sandbox", sb_id))?;
+        if let Some(j) = &ep.join {
+            return Err(CoreError::InUse(format!(
+                "endpoint {} is already joined to sandbox {}; leave it first",
+                ep.name,
+                self.sandbox_label(&j.sandbox_id)
+            )));
+        }
+        if sb.rec.state != Lifecycle::Ready || (sb.kernel.is_none() && !sb.rec.host_mode) {
+            return Err(CoreError::Forbidden(format!(
+                "sandbox {} is not live (state {}); it takes no joins",
+                sb.rec.container_id, sb.rec.state
+            )));
+        }
+        let net = self.network_of(ep)?;
+        if net.state != Lifecycle::Ready {
+            return Err(CoreError::Forbidden(format!(
+                "network {} is not ready (state {})",
+                net.name, net.state
+            )));
+        }
+        if let Some(other) = self
+            .joined(sb_id)
+            .into_iter()
+            .find(|e| e.network_id == ep.network_id)
+        {
+            return Err(CoreError::Forbidden(format!(
+                "sandbox {} is already connected to network {} through endpoint {}",
+                sb.rec.container_id, net.name, other.name
+            )));
+        }
+        let driver = cx.driver(&net.driver)?;
+        Ok((driver, net.clone(), ep.clone(), sb.rec.clone()))
     }
 
     /// Records how the kernel's part went: `joined`, or — when it failed (and undid itself)

@@ -22,4 +22,4 @@ pub(crate) use dns::{
 pub(crate) use published::{PortPlan, check_ports};
 pub use published::{firewall_check_records, firewall_expected};
 pub(crate) use sandbox_create::{make_sandbox, remove_sandbox_artifacts, write_resolv_conf};
-pub(crate) use sandbox_support::{Gateways, open_sandbox_kernel};
+pub(crate) use sandbox_support::{Gateways, open_sandbox_kernel, set_gateways};
