@@ -4,13 +4,15 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use lnet_store::{IpamSpec, Lifecycle, NetworkRecord, PoolAssignment, SCHEMA_VERSION};
+use lnet_store::{
+    EndpointRecord, IpamSpec, JoinRecord, Lifecycle, NetworkRecord, PoolAssignment, SCHEMA_VERSION,
+};
 
 use super::*;
 use crate::driver::{Driver, JoinMode};
 use crate::kernel::{HostLinks, HostOps, SandboxOps};
 use crate::reconcile;
-use crate::testing::{Fake, Side as At, endpoint, join_record, sandbox_record};
+use crate::testing::{Fake, Side as At, endpoint, join_record, plan_of, sandbox_record};
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const EP: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -65,6 +67,41 @@ fn position(calls: &[String], prefix: &str) -> usize {
         .iter()
         .position(|c| c.starts_with(prefix))
         .unwrap_or_else(|| panic!("no call {prefix:?} in {calls:#?}"))
+}
+
+/// A network made, and an endpoint (publishing a port or not) joined fresh to it; the
+/// calls so far forgotten.
+fn joined(
+    fake: &Fake,
+    net: &NetworkRecord,
+    ports: bool,
+) -> (BridgeDriver, EndpointRecord, JoinRecord) {
+    let d = made_network(fake, net);
+    let (ep, j) = (endpoint(ports), join_record());
+    d.join(
+        &mut fake.host(),
+        &mut fake.sandbox(),
+        net,
+        &ep,
+        &j,
+        JoinMode::Fresh,
+    )
+    .unwrap();
+    fake.take_calls();
+    (d, ep, j)
+}
+
+/// `join` in `JoinMode::Repair`, as a start or a heal asks it.
+fn repair(fake: &Fake, d: &BridgeDriver, net: &NetworkRecord, ep: &EndpointRecord, j: &JoinRecord) {
+    d.join(
+        &mut fake.host(),
+        &mut fake.sandbox(),
+        net,
+        ep,
+        j,
+        JoinMode::Repair,
+    )
+    .unwrap();
 }
 
 fn made_network(fake: &Fake, net: &NetworkRecord) -> BridgeDriver {
@@ -165,31 +202,13 @@ fn a_plan_refuses_a_name_taken_by_another_network_or_by_someone_else() {
     other.name = "other".into();
     let opts: BTreeMap<String, String> = [(OPT_NAME.to_string(), "br-x".to_string())].into();
     let mut host = fake.host();
-    let mut plan = PlanNetwork {
-        id: ID,
-        name: "web",
-        options: &opts,
-        enable_ipv6: false,
-        internal: false,
-        others: vec![&other],
-        host: &mut host,
-        adopted: None,
-    };
+    let mut plan = plan_of(ID, &opts, vec![&other], &mut host);
     let e = d.plan_network(&mut plan).unwrap_err().to_string();
     assert!(e.contains("taken by network other"), "{e}");
 
     fake.add_link(At::Host, "br-x", "bridge");
     let mut host = fake.host();
-    let mut plan = PlanNetwork {
-        id: ID,
-        name: "web",
-        options: &opts,
-        enable_ipv6: false,
-        internal: false,
-        others: vec![],
-        host: &mut host,
-        adopted: None,
-    };
+    let mut plan = plan_of(ID, &opts, vec![], &mut host);
     let e = d.plan_network(&mut plan).unwrap_err().to_string();
     assert!(e.contains("lnet did not make it"), "{e}");
     assert!(
@@ -205,16 +224,7 @@ fn a_plan_takes_over_lnets_own_leftover_bridge_keeping_its_mac() {
     fake.world().host.links.get_mut("br-x").unwrap().alias = Some(mark(&"2".repeat(64)));
     let opts: BTreeMap<String, String> = [(OPT_NAME.to_string(), "br-x".to_string())].into();
     let mut host = fake.host();
-    let mut plan = PlanNetwork {
-        id: ID,
-        name: "web",
-        options: &opts,
-        enable_ipv6: false,
-        internal: false,
-        others: vec![],
-        host: &mut host,
-        adopted: None,
-    };
+    let mut plan = plan_of(ID, &opts, vec![], &mut host);
     let state = BridgeDriver::default().plan_network(&mut plan).unwrap();
     assert_eq!(plan.adopted, Some(index));
     let cfg: BridgeConfig = serde_json::from_value(state).unwrap();
@@ -297,28 +307,8 @@ fn a_join_that_fails_half_way_is_undone_by_leave_and_leaves_nothing() {
 fn a_repair_of_a_join_that_is_right_only_reads() {
     let fake = Fake::new();
     let net = net();
-    let d = made_network(&fake, &net);
-    let ep = endpoint(false);
-    let j = join_record();
-    d.join(
-        &mut fake.host(),
-        &mut fake.sandbox(),
-        &net,
-        &ep,
-        &j,
-        JoinMode::Fresh,
-    )
-    .unwrap();
-    fake.take_calls();
-    d.join(
-        &mut fake.host(),
-        &mut fake.sandbox(),
-        &net,
-        &ep,
-        &j,
-        JoinMode::Repair,
-    )
-    .unwrap();
+    let (d, ep, j) = joined(&fake, &net, false);
+    repair(&fake, &d, &net, &ep, &j);
     assert_eq!(changes(fake.take_calls()), Vec::<String>::new());
 }
 
@@ -326,18 +316,7 @@ fn a_repair_of_a_join_that_is_right_only_reads() {
 fn a_repair_puts_a_port_back_on_its_bridge_in_place_and_remakes_a_deleted_pair() {
     let fake = Fake::new();
     let net = net();
-    let d = made_network(&fake, &net);
-    let ep = endpoint(false);
-    let j = join_record();
-    d.join(
-        &mut fake.host(),
-        &mut fake.sandbox(),
-        &net,
-        &ep,
-        &j,
-        JoinMode::Fresh,
-    )
-    .unwrap();
+    let (d, ep, j) = joined(&fake, &net, false);
     fake.world()
         .host
         .links
@@ -345,15 +324,7 @@ fn a_repair_puts_a_port_back_on_its_bridge_in_place_and_remakes_a_deleted_pair()
         .unwrap()
         .master = None;
     fake.take_calls();
-    d.join(
-        &mut fake.host(),
-        &mut fake.sandbox(),
-        &net,
-        &ep,
-        &j,
-        JoinMode::Repair,
-    )
-    .unwrap();
+    repair(&fake, &d, &net, &ep, &j);
     let calls = changes(fake.take_calls());
     assert_eq!(calls, ["host: set_master vethfedcba9"]);
 
@@ -363,15 +334,7 @@ fn a_repair_puts_a_port_back_on_its_bridge_in_place_and_remakes_a_deleted_pair()
         "the peer went with it"
     );
     fake.take_calls();
-    d.join(
-        &mut fake.host(),
-        &mut fake.sandbox(),
-        &net,
-        &ep,
-        &j,
-        JoinMode::Repair,
-    )
-    .unwrap();
+    repair(&fake, &d, &net, &ep, &j);
     let calls = changes(fake.take_calls());
     assert!(
         calls[0].starts_with("host: create_veth vethfedcba9"),
@@ -387,19 +350,7 @@ fn a_repair_puts_a_port_back_on_its_bridge_in_place_and_remakes_a_deleted_pair()
 fn a_leave_unpublishes_ports_before_the_interface_goes() {
     let fake = Fake::new();
     let net = net();
-    let d = made_network(&fake, &net);
-    let ep = endpoint(true);
-    let j = join_record();
-    d.join(
-        &mut fake.host(),
-        &mut fake.sandbox(),
-        &net,
-        &ep,
-        &j,
-        JoinMode::Fresh,
-    )
-    .unwrap();
-    fake.take_calls();
+    let (d, ep, j) = joined(&fake, &net, true);
     d.leave(&mut fake.host(), Some(&mut fake.sandbox()), &net, &ep, &j)
         .unwrap();
     let calls = changes(fake.take_calls());
@@ -412,19 +363,7 @@ fn a_leave_unpublishes_ports_before_the_interface_goes() {
 fn a_leave_that_deletes_later_first_frees_the_address_and_the_name() {
     let fake = Fake::new();
     let net = net();
-    let d = made_network(&fake, &net);
-    let ep = endpoint(false);
-    let j = join_record();
-    d.join(
-        &mut fake.host(),
-        &mut fake.sandbox(),
-        &net,
-        &ep,
-        &j,
-        JoinMode::Fresh,
-    )
-    .unwrap();
-    fake.take_calls();
+    let (d, ep, j) = joined(&fake, &net, false);
     let mut host = fake.host();
     host.deletes_later = true;
     d.leave(&mut host, Some(&mut fake.sandbox()), &net, &ep, &j)
