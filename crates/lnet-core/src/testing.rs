@@ -545,23 +545,3 @@ pub(crate) mod records {
 }
 
 pub(crate) use records::{endpoint, join_record, sandbox_record};
-
-/// What a driver sees when it plans network `id` (named `web`) with `options`, next to
-/// `others`, on `host`.
-pub(crate) fn plan_of<'a>(
-    id: &'a str,
-    options: &'a BTreeMap<String, String>,
-    others: Vec<&'a lnet_store::NetworkRecord>,
-    host: &'a mut FakeHost,
-) -> crate::driver::PlanNetwork<'a> {
-    crate::driver::PlanNetwork {
-        id,
-        name: "web",
-        options,
-        enable_ipv6: false,
-        internal: false,
-        others,
-        host,
-        adopted: None,
-    }
-}

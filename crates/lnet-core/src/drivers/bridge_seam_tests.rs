@@ -10,9 +10,10 @@ use lnet_store::{
 
 use super::*;
 use crate::driver::{Driver, JoinMode};
+use crate::drivers::plan_of;
 use crate::kernel::{HostLinks, HostOps, SandboxOps};
 use crate::reconcile;
-use crate::testing::{Fake, Side as At, endpoint, join_record, plan_of, sandbox_record};
+use crate::testing::{Fake, Side as At, endpoint, join_record, sandbox_record};
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const EP: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";

@@ -61,3 +61,24 @@ pub fn builtin() -> Registry {
     }
     r
 }
+
+/// What a driver sees when it plans network `id` (named `web`) with `options`, next to
+/// `others`, on `host` (for driver tests).
+#[cfg(test)]
+pub(crate) fn plan_of<'a>(
+    id: &'a str,
+    options: &'a std::collections::BTreeMap<String, String>,
+    others: Vec<&'a lnet_store::NetworkRecord>,
+    host: &'a mut crate::testing::FakeHost,
+) -> crate::driver::PlanNetwork<'a> {
+    crate::driver::PlanNetwork {
+        id,
+        name: "web",
+        options,
+        enable_ipv6: false,
+        internal: false,
+        others,
+        host,
+        adopted: None,
+    }
+}

@@ -155,7 +155,7 @@ mod tests {
         .into();
         for d in [&PassiveDriver::HOST, &PassiveDriver::NULL] {
             let mut host = fake.host();
-            let mut plan = crate::testing::plan_of("i", &opts, vec![], &mut host);
+            let mut plan = crate::drivers::plan_of("i", &opts, vec![], &mut host);
             let e = d.plan_network(&mut plan).unwrap_err().to_string();
             assert!(e.contains("takes no options"), "{e}");
             let net = network(d.name);
