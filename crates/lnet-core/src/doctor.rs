@@ -270,11 +270,7 @@ impl Plan {
         }
 
         let links: Vec<lnet_kernel::Link> = if host_links.is_empty() {
-            let nl = &mut host.nl;
-            match nl.bridge_ports().and_then(|mut p| {
-                p.extend(nl.links_of_kind("bridge")?);
-                Ok(p)
-            }) {
+            match crate::kernel::bridges_and_ports(&mut host.nl) {
                 Ok(l) => l,
                 Err(e) => {
                     report.errors.push(format!("host interfaces: {e}"));

@@ -33,16 +33,6 @@ pub enum Scope {
     Global,
 }
 
-impl Scope {
-    /// `local` or `global`, as Docker's API says it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Local => "local",
-            Scope::Global => "global",
-        }
-    }
-}
-
 /// What a driver can do, stated once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {

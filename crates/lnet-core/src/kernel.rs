@@ -37,8 +37,6 @@ pub trait Links: std::fmt::Debug + Send {
     fn create_veth(&mut self, spec: VethSpec<'_>) -> lnet_kernel::Result<u32>;
     /// Deletes link `name`; `false` when it was not there.
     fn delete_link(&mut self, name: &str) -> lnet_kernel::Result<bool>;
-    /// Puts link `name` in interface group `group`.
-    fn set_group(&mut self, name: &str, group: u32) -> lnet_kernel::Result<()>;
     /// Brings a link up.
     fn set_up(&mut self, index: u32) -> lnet_kernel::Result<()>;
     /// Sets (or clears) a link's master.
@@ -86,9 +84,6 @@ impl Links for Netlink {
     }
     fn delete_link(&mut self, name: &str) -> lnet_kernel::Result<bool> {
         Netlink::delete_link(self, name)
-    }
-    fn set_group(&mut self, name: &str, group: u32) -> lnet_kernel::Result<()> {
-        Netlink::set_group(self, name, group)
     }
     fn set_up(&mut self, index: u32) -> lnet_kernel::Result<()> {
         Netlink::set_up(self, index)
@@ -489,6 +484,14 @@ pub(crate) fn links_by_name(nl: &mut lnet_kernel::Netlink) -> HashMap<String, Li
 pub(crate) fn host_links(nl: &mut lnet_kernel::Netlink) -> HashMap<String, Link> {
     let ports = nl.bridge_ports();
     merge_host_links(ports, nl.links_of_kind("bridge"))
+}
+
+/// The host's bridges and bridge ports (a port as its bridge describes it), from two
+/// dumps: every link lnet's leftovers could be.
+pub(crate) fn bridges_and_ports(nl: &mut Netlink) -> lnet_kernel::Result<Vec<Link>> {
+    let mut links = nl.bridge_ports()?;
+    links.extend(nl.links_of_kind("bridge")?);
+    Ok(links)
 }
 
 /// [`host_links`] from the two dumps.

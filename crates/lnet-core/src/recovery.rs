@@ -425,13 +425,7 @@ impl State {
     /// crash between making an interface and recording it, or links a crash caught waiting
     /// for the background deleter (`(deleted)`).
     pub(crate) fn orphan_links(&mut self, cx: &Cx) -> Result<Vec<Orphan>> {
-        let nl = &mut self.host.nl;
-        let links: Vec<Link> = nl
-            .bridge_ports()
-            .and_then(|mut p| {
-                p.extend(nl.links_of_kind("bridge")?);
-                Ok(p)
-            })
+        let links = crate::kernel::bridges_and_ports(&mut self.host.nl)
             .map_err(CoreError::kernel("list the host's bridges and their ports"))?;
         Ok(self.orphans_among(cx, &links))
     }

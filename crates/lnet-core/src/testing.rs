@@ -328,12 +328,6 @@ impl Links for FakeLinks {
         Ok(true)
     }
 
-    fn set_group(&mut self, name: &str, group: u32) -> lnet_kernel::Result<()> {
-        self.fake
-            .world()
-            .call(self.side, format!("set_group {name} {group}"))
-    }
-
     fn set_up(&mut self, index: u32) -> lnet_kernel::Result<()> {
         self.fake
             .world()

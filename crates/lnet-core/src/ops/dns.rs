@@ -229,7 +229,7 @@ impl State {
     }
 }
 
-/// Inside a sandbox: the rules of its DNS redirect, for [`State::dns_redirect_drift_in`].
+/// Inside a sandbox: the rules of its DNS redirect, for [`redirect_drift`].
 pub(crate) fn redirect_rules_here() -> lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>> {
     NftSocket::new().and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN))
 }
@@ -397,23 +397,12 @@ pub(crate) fn redirect_rules_in(
 
 impl State {
     /// Whether sandbox `sb_id`'s redirect to its resolver is in place, when it is served:
-    /// `None` when it is (or there is none to check), else what is wrong.
+    /// `None` when it is (or there is none to check), else what is wrong. The sandbox's
+    /// rules are read only when there is a resolver to compare them with.
     pub(crate) fn dns_redirect_drift(&self, sb_id: &str) -> Option<String> {
-        let k = self.sandboxes.get(sb_id)?.kernel()?;
-        self.dns_redirect_drift_in(
-            sb_id,
-            NftSocket::in_netns(&k.ns).and_then(|mut s| s.rules(Family::Ip, TABLE, CHAIN)),
-        )
-    }
-
-    /// [`State::dns_redirect_drift`] against the redirect's rules already read
-    /// ([`redirect_rules_here`]).
-    pub(crate) fn dns_redirect_drift_in(
-        &self,
-        sb_id: &str,
-        rules: lnet_kernel::Result<Vec<lnet_kernel::nft::RuleInfo>>,
-    ) -> Option<String> {
-        redirect_drift(self.dns.as_ref()?.port(sb_id)?, rules)
+        let port = self.resolver_port(sb_id)?;
+        let ns = self.sandboxes.get(sb_id)?.ns.clone()?;
+        redirect_drift(port, redirect_rules_in(&ns))
     }
 
     /// The port sandbox `sb_id`'s resolver answers on, when it is served.

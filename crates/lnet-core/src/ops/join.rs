@@ -38,6 +38,9 @@ pub(crate) struct Joining {
     after: Gateways,
     /// The `join:unrecorded` failpoint dropped the journal write.
     lose_record: bool,
+    /// The kernel's part failed and could not take its interface away again: the
+    /// `joining` record must stay, for a start to undo it.
+    left_behind: std::cell::Cell<bool>,
 }
 
 impl Joining {
@@ -68,7 +71,8 @@ impl Joining {
                 &self.ep,
                 &self.join,
             ) {
-                tracing::error!(endpoint = %self.ep.name, error = %e, "undoing join: removing the interface failed");
+                tracing::error!(endpoint = %self.ep.name, error = %e, "undoing join: removing the interface failed; the next start removes it");
+                self.left_behind.set(true);
             }
             // What the failed join changed is unknown: set both families back to `before`.
             else if let Err(e) = set_gateways(&mut k, &self.label, None, self.before) {
@@ -136,6 +140,7 @@ impl State {
             before,
             after,
             lose_record,
+            left_behind: Default::default(),
         })
     }
 
@@ -203,6 +208,7 @@ impl State {
             join,
             lose_record,
             before,
+            left_behind,
             ..
         } = j;
         let sb_id = join.sandbox_id.as_str();
@@ -215,6 +221,9 @@ impl State {
             if kernel_done {
                 tracing::warn!(endpoint = %ep.name, error = %e, "join failed; undoing");
                 self.undo_join(cx, &mut ep, before);
+            } else if left_behind.get() {
+                // The interface is still there: its `joining` record stays, in memory and
+                // in the store, so nothing is left that no record names.
             } else {
                 // The kernel's part undid itself.
                 self.forget_join(cx, &mut ep);
