@@ -61,21 +61,27 @@ if [ ${#packages[@]} -gt 0 ]; then
 fi
 
 if [ "$what" = all ]; then
-  # The end-to-end tests drive lnet's daemon with the docker CLI. Only the client: Debian's
-  # docker.io would also install (and might start) a Docker engine, which would program this
-  # machine's own firewall, so its CLI alone is taken out of the package.
-  if ! command -v docker >/dev/null; then
+  # The plugin tests run a real dockerd (Debian's docker.io: dockerd, containerd, runc and
+  # the docker CLI) with containers from a busybox image they build; the end-to-end tests
+  # drive lnet's daemon with the same CLI. Only the programs are wanted: no Docker engine may
+  # start on this machine (it would program the machine's own firewall), so the packages'
+  # services are kept from starting while they install and are disabled after. The tests
+  # start dockerd themselves, inside namespaces they make.
+  if ! command -v dockerd >/dev/null || ! command -v busybox >/dev/null; then
     if $root; then
-      $updated || { apt-get update -qq; updated=true; }
-      echo "deps: the docker CLI, from the Debian package docker.io"
-      tmp=$(mktemp -d)
-      chmod 0777 "$tmp" # apt fetches as its own user, _apt
-      (cd "$tmp" && apt-get download -qq docker.io)
-      dpkg-deb --fsys-tarfile "$tmp"/docker.io_*.deb | tar -x -C "$tmp" ./usr/bin/docker
-      install -m 0755 "$tmp/usr/bin/docker" /usr/local/bin/docker
-      rm -rf "$tmp"
+      made_policy=false
+      if [ ! -e /usr/sbin/policy-rc.d ]; then
+        printf '#!/bin/sh\n# scripts/deps.sh: no service starts while packages install\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod 0755 /usr/sbin/policy-rc.d
+        made_policy=true
+      fi
+      apt_install docker.io busybox-static || { $made_policy && rm -f /usr/sbin/policy-rc.d; exit 1; }
+      $made_policy && rm -f /usr/sbin/policy-rc.d
+      if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+        systemctl disable --now docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+      fi
     else
-      missing+=("the docker CLI (scripts/deps.sh as root takes it from the Debian package docker.io)")
+      missing+=("dockerd, the docker CLI and busybox (the Debian packages docker.io and busybox-static)")
     fi
   fi
 

@@ -27,6 +27,7 @@ echo '{}' > "$dir/daemon.json"
 # one below must change nothing (a test build would abort at the network's creation).
 LNET_FAILPOINT=network-create:recorded \
 "$bin" daemon --data-root "$dir/data" --exec-root "$dir/run" -H "unix://$dir/lnet.sock" \
+  --plugin-socket "$dir/plugins/lnet.sock" \
   --config-file "$dir/daemon.json" --log-level warn &
 daemon=$!
 cleanup() { kill "$daemon" 2>/dev/null; wait "$daemon" 2>/dev/null || true; rm -rf "$dir"; }

@@ -75,6 +75,7 @@ fn try_start(dir: &Path, wrapper: &[&str]) -> Result<(), Output> {
         .arg(format!("unix://{}", socket.display()))
         .arg("--config-file")
         .arg(&config)
+        .arg("--plugin-socket=")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

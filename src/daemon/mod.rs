@@ -3,6 +3,7 @@
 //! and serving the API on a unix socket until SIGTERM or SIGINT. Shutdown leaves every
 //! network and sandbox in place for the next start.
 
+pub mod plugin;
 pub mod routes;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,11 @@ pub struct DaemonArgs {
     /// `lnet doctor` still reports and `--repair` still repairs when off) [default: true].
     #[arg(long)]
     pub self_heal: Option<bool>,
+    /// Where to serve Docker's plugin protocol, as plugin `lnet` for dockerd (`docker
+    /// network create -d lnet --ipam-driver lnet`); empty to serve none
+    /// [default: /run/docker/plugins/lnet.sock].
+    #[arg(long)]
+    pub plugin_socket: Option<PathBuf>,
     /// Log level: error, warn, info, debug, trace [default: info].
     #[arg(short = 'l', long)]
     pub log_level: Option<String>,
@@ -89,6 +95,7 @@ struct FileConfig {
     ip_forward: Option<bool>,
     ip_forward_no_drop: Option<bool>,
     self_heal: Option<bool>,
+    plugin_socket: Option<PathBuf>,
     log_level: Option<String>,
 }
 
@@ -120,6 +127,8 @@ pub struct Settings {
     pub ip_masq: bool,
     /// `--log-level`.
     pub log_level: String,
+    /// Where the plugin protocol is served (`None`: not at all).
+    pub plugin_socket: Option<PathBuf>,
 }
 
 fn parse_pool(s: &str) -> Result<lnet_ipam::PoolSpec> {
@@ -249,7 +258,22 @@ impl Settings {
             .or(file.bridge)
             .unwrap_or_else(|| "lnet0".into());
         config.predefined_bridge = Some(bridge.clone());
+        let plugin_socket = args
+            .plugin_socket
+            .clone()
+            .or(file.plugin_socket)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGIN_SOCKET));
+        let plugin_socket = (!plugin_socket.as_os_str().is_empty()).then_some(plugin_socket);
+        if let Some(p) = &plugin_socket
+            && (!p.is_absolute() || p.extension().is_none_or(|e| e != "sock"))
+        {
+            bail!(
+                "--plugin-socket {}: give an absolute path ending in .sock (dockerd finds plugin <name> at /run/docker/plugins/<name>.sock), or an empty value to serve none",
+                p.display()
+            );
+        }
         Ok(Settings {
+            plugin_socket,
             socket,
             bridge,
             bip: cidr("bip", args.bip.clone().or(file.bip))?,
@@ -262,6 +286,9 @@ impl Settings {
         })
     }
 }
+
+/// Where dockerd looks for plugin `lnet`.
+pub const DEFAULT_PLUGIN_SOCKET: &str = "/run/docker/plugins/lnet.sock";
 
 /// Creates `none`, `host` and `bridge` when they are missing (existing ones are kept as
 /// they are, with their endpoints).
@@ -578,11 +605,31 @@ pub fn run(settings: Settings) -> Result<()> {
     // anything (its start-up would reconcile the firewall of this network namespace).
     let _instance = lock_exec_root(&settings.config.exec_root, INSTANCE_WAIT)?;
     let std_listener = bind_socket(&settings.socket)?;
+    let plugin_listener = match &settings.plugin_socket {
+        Some(p) => match bind_socket(p) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = std::fs::remove_file(&settings.socket);
+                return Err(
+                    e.context("serve the plugin socket (--plugin-socket; empty to serve none)")
+                );
+            }
+        },
+        None => None,
+    };
+    let sockets: Vec<PathBuf> = std::iter::once(settings.socket.clone())
+        .chain(settings.plugin_socket.clone())
+        .collect();
+    let remove_sockets = move || {
+        for s in &sockets {
+            let _ = std::fs::remove_file(s);
+        }
+    };
     let started = start_controller(&settings);
     let ctrl = match started {
         Ok(c) => c,
         Err(e) => {
-            let _ = std::fs::remove_file(&settings.socket);
+            remove_sockets();
             return Err(e);
         }
     };
@@ -595,6 +642,20 @@ pub fn run(settings: Settings) -> Result<()> {
     rt.block_on(async move {
         let listener =
             tokio::net::UnixListener::from_std(std_listener).context("register the API socket")?;
+        let (stop_plugin, plugin_stopped) = tokio::sync::watch::channel(false);
+        let plugin_task = match plugin_listener {
+            Some(l) => {
+                let l = tokio::net::UnixListener::from_std(l)
+                    .context("register the plugin socket")?;
+                let router = plugin::router(plugin::Plugin::new(ctrl.clone()));
+                let mut stopped = plugin_stopped.clone();
+                tracing::info!(socket = ?settings.plugin_socket, "serving Docker's plugin protocol as plugin lnet");
+                Some(tokio::spawn(serve(l, router, async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                })))
+            }
+            None => None,
+        };
         let state = AppState {
             ctrl,
             info: Arc::new(DaemonInfo {
@@ -614,7 +675,11 @@ pub fn run(settings: Settings) -> Result<()> {
             }
         };
         serve(listener, routes::router(state), shutdown).await;
-        let _ = std::fs::remove_file(&settings.socket);
+        let _ = stop_plugin.send(true);
+        if let Some(t) = plugin_task {
+            let _ = t.await;
+        }
+        remove_sockets();
         tracing::info!("stopped; networks and sandboxes stay for the next start");
         Ok(())
     })

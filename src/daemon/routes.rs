@@ -603,6 +603,7 @@ fn network_options(req: api::NetworkCreate) -> ApiResult<(String, String, Networ
             attachable: req.attachable.unwrap_or(false),
             labels: req.labels.unwrap_or_default(),
             options: req.options.unwrap_or_default(),
+            ..Default::default()
         },
     ))
 }
@@ -869,6 +870,7 @@ async fn sandbox_create(
         extra_hosts,
         netns_path: req.netns_path.filter(|p| !p.is_empty()).map(Into::into),
         host_mode: req.host_network.unwrap_or(false),
+        ..Default::default()
     };
     let ctrl = st.ctrl.clone();
     let id = blocking(move || Ok(ctrl.new_sandbox(&name, opts)?.id().to_string())).await?;

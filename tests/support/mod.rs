@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod dockerd;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -64,6 +66,11 @@ impl Daemon {
             .arg(format!("unix://{}", self.socket.display()))
             .arg("--config-file")
             .arg(self.dir.join("daemon.json"))
+            // Never the machine's /run/docker/plugins: each test's socket is its own.
+            .args(
+                (!self.args.iter().any(|a| a.starts_with("--plugin-socket")))
+                    .then(|| format!("--plugin-socket={}", self.plugin_socket().display())),
+            )
             .args(&self.args)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
@@ -152,6 +159,12 @@ impl Daemon {
     /// The daemon's `--data-root`.
     pub fn data_root(&self) -> PathBuf {
         self.dir.join("data")
+    }
+
+    /// Where the daemon serves the plugin protocol (unless a test gave its own
+    /// `--plugin-socket`).
+    pub fn plugin_socket(&self) -> PathBuf {
+        self.dir.join("plugins").join("lnet.sock")
     }
 
     /// The daemon's `--exec-root`.

@@ -261,7 +261,7 @@ impl Controller {
         }
         for rec in loaded.sandboxes {
             let gone = rec.owns_netns && !Netns::is_mounted_at(&rec.netns_path);
-            let kernel = if rec.host_mode || gone {
+            let kernel = if !rec.lnet_inside() || gone {
                 None
             } else {
                 crate::ops::open_sandbox_kernel(&rec).ok()
@@ -449,9 +449,15 @@ impl Controller {
         &self,
         driver: &str,
         name: &str,
-        options: NetworkOptions,
+        mut options: NetworkOptions,
     ) -> Result<Network> {
-        let id = crate::ids::new_id();
+        let id = match options.id.take() {
+            Some(id) => {
+                crate::ids::validate_id("NetworkID", &id)?;
+                id
+            }
+            None => crate::ids::new_id(),
+        };
         self.change(vec![keys::network(&id)], || {
             let c =
                 self.locked(|st, cx| st.network_create_begin(cx, &id, (driver, name), options))?;
@@ -464,6 +470,32 @@ impl Controller {
             ctrl: self.clone(),
             id,
             name: name.to_string(),
+        })
+    }
+
+    /// Holds a pool for a network about to be created with
+    /// [`NetworkOptions::held_pools`] (an engine asks its IPAM for the pool first): `subnet`
+    /// (and `ip_range` in it), or the next free default pool of the family. Held in memory
+    /// only, until a network takes it, [`Controller::release_pool`] lets it go, or the
+    /// daemon ends.
+    pub fn hold_pool(
+        &self,
+        subnet: Option<ipnet::IpNet>,
+        ip_range: Option<ipnet::IpNet>,
+        v6: bool,
+    ) -> Result<ipnet::IpNet> {
+        self.change(Vec::new(), || {
+            self.locked_mut(|st, cx| {
+                let exclude = st.host_prefixes(cx, None);
+                st.ipam.hold_pool(subnet, ip_range, v6, &exclude)
+            })
+        })
+    }
+
+    /// Lets go of a held pool; whether one was held. A network's pool is not touched.
+    pub fn release_pool(&self, pool: ipnet::IpNet) -> bool {
+        self.change(Vec::new(), || {
+            self.locked_mut(|st, _| st.ipam.release_pool_hold(pool.trunc()))
         })
     }
 
@@ -630,6 +662,32 @@ impl Network {
         })
     }
 
+    /// Holds an address for an endpoint about to be created with
+    /// [`EndpointOptions::held`]: the one preferred, or the next free one, of the IPv4 or
+    /// IPv6 pools. Held in memory only, until the endpoint takes it,
+    /// [`Network::release_address`] lets it go, or the daemon ends.
+    pub fn hold_address(&self, preferred: Option<IpAddr>, v6: bool) -> Result<ipnet::IpNet> {
+        self.ctrl.change(vec![keys::network(&self.id)], || {
+            self.ctrl
+                .locked_mut(|st, _| st.hold_address(&self.id, preferred, v6))
+        })
+    }
+
+    /// Lets go of a held address. An address an endpoint has, or the gateway, is kept.
+    pub fn release_address(&self, ip: IpAddr) -> Result<()> {
+        self.ctrl.change(vec![keys::network(&self.id)], || {
+            self.ctrl.locked_mut(|st, _| {
+                let net = st
+                    .networks
+                    .get(&self.id)
+                    .cloned()
+                    .ok_or_else(|| CoreError::not_found("network", &self.name))?;
+                st.release_hold(&net, ip);
+                Ok(())
+            })
+        })
+    }
+
     /// The endpoints of this network.
     pub fn endpoints(&self) -> Vec<Endpoint> {
         self.ctrl.with(|st, _| {
@@ -667,6 +725,21 @@ impl Network {
             c.locked_mut(|st, cx| st.network_delete_end(cx, d, done))
         })
     }
+}
+
+/// A join handed over to an engine: the interface it takes, and the gateways to give it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Handover {
+    /// The interface's name in the host namespace until the engine moves it.
+    pub src_name: String,
+    /// The prefix of its name in the sandbox (`eth`).
+    pub dst_prefix: String,
+    /// The IPv4 gateway, if the network gives one.
+    pub gateway_v4: Option<IpAddr>,
+    /// The IPv6 gateway, if the network gives one.
+    pub gateway_v6: Option<IpAddr>,
+    /// The sandbox joined.
+    pub sandbox_id: String,
 }
 
 /// An endpoint handle.
@@ -740,6 +813,37 @@ impl Endpoint {
         self.ctrl.change(self.keys(None), || {
             self.ctrl
                 .locked_mut(|st, cx| st.delete_endpoint(cx, &self.id))
+        })
+    }
+
+    /// What an engine needs to take over this endpoint's interface after a join into its
+    /// sandbox ([`crate::SandboxOptions::handover`]); `None` when the join is not handed over.
+    pub fn handover(&self) -> Result<Option<Handover>> {
+        self.ctrl.with(|st, cx| {
+            let ep = st
+                .endpoints
+                .get(&self.id)
+                .ok_or_else(|| CoreError::not_found("endpoint", &self.name))?;
+            let Some(join) = &ep.join else {
+                return Ok(None);
+            };
+            let (Some(prefix), Some(src)) = (&join.handover, &join.container_ifname) else {
+                return Ok(None);
+            };
+            let net = st.network_of(ep)?;
+            // An internal network leads nowhere: it gives the sandbox no default route.
+            let (v4, v6) = if net.internal {
+                (None, None)
+            } else {
+                cx.driver(&net.driver)?.facts(net).gateways
+            };
+            Ok(Some(Handover {
+                src_name: src.clone(),
+                dst_prefix: prefix.clone(),
+                gateway_v4: v4,
+                gateway_v6: v6,
+                sandbox_id: join.sandbox_id.clone(),
+            }))
         })
     }
 

@@ -89,6 +89,8 @@ struct SandboxPlan {
     label: String,
     state: Lifecycle,
     host_mode: bool,
+    /// An engine's namespace: lnet checks only the host ends of its joins.
+    handover: bool,
     owns_netns: bool,
     netns_path: PathBuf,
     files_dir: PathBuf,
@@ -180,10 +182,11 @@ impl State {
                     label: s.rec.container_id.clone(),
                     state: s.rec.state,
                     host_mode: s.rec.host_mode,
+                    handover: s.rec.handover,
                     owns_netns: s.rec.owns_netns,
                     netns_path: s.rec.netns_path.clone(),
                     files_dir: s.rec.files_dir.clone(),
-                    hosts: self.hosts_text(cx, id).ok(),
+                    hosts: self.hosts_text(cx, id).ok().filter(|_| !s.rec.handover),
                     resolver: wants_resolver.then(|| self.serves(id)),
                     redirect_port: self.resolver_port(id),
                     ns: s.ns.clone(),
@@ -329,7 +332,7 @@ impl Plan {
 fn look_into_sandboxes(sandboxes: &[SandboxPlan], dns: bool) -> HashMap<String, Look> {
     let live: Vec<(&String, &Netns)> = sandboxes
         .iter()
-        .filter(|s| s.state == Lifecycle::Ready && !s.host_mode)
+        .filter(|s| s.state == Lifecycle::Ready && !s.host_mode && !s.handover)
         .filter_map(|s| s.ns.as_deref().map(|ns| (&s.id, ns)))
         .collect();
     let nss: Vec<&Netns> = live.iter().map(|(_, ns)| *ns).collect();
@@ -353,6 +356,57 @@ fn look_into_sandboxes(sandboxes: &[SandboxPlan], dns: bool) -> HashMap<String, 
         .collect()
 }
 
+/// Checks each join of `sb` against the dumps in `view`, and reads again with `live` only
+/// what they do not show right.
+fn check_joins(
+    sb: &SandboxPlan,
+    view: KernelView<'_>,
+    f: &mut Findings,
+    report: &mut DoctorReport,
+    mut live: impl FnMut(&crate::want::Wanted) -> crate::error::Result<Vec<crate::want::Drift>>,
+) {
+    for j in &sb.joins {
+        report.endpoints += 1;
+        f.about(format!("sandbox {} endpoint {}", sb.label, j.name));
+        if j.state != JoinState::Joined {
+            f.different(format!(
+                "join {:?} (interrupted; the next start finishes it)",
+                j.state
+            ));
+            continue;
+        }
+        let Some(want) = &j.want else { continue };
+        if crate::reconcile::drift_in_view(want, view).is_empty() {
+            continue;
+        }
+        match live(want) {
+            Ok(drift) => f.drift(&drift),
+            Err(e) => report
+                .errors
+                .push(format!("sandbox {} endpoint {}: {e}", sb.label, j.name)),
+        }
+    }
+}
+
+/// The joins of an engine's sandbox: their host ends (the engine owns what is inside).
+fn check_handed_over(
+    sb: &SandboxPlan,
+    host: &mut HostKernel,
+    host_links: &HashMap<String, lnet_kernel::Link>,
+    f: &mut Findings,
+    report: &mut DoctorReport,
+) {
+    let none = HashMap::new();
+    let view = KernelView {
+        host_links,
+        sandbox_links: &none,
+        sandbox_addrs: &[],
+    };
+    check_joins(sb, view, f, report, |want| {
+        crate::reconcile::drift_live(want, &mut host.nl, None)
+    });
+}
+
 fn check_sandbox(
     sb: &SandboxPlan,
     host: &mut HostKernel,
@@ -368,6 +422,10 @@ fn check_sandbox(
             "record {} (interrupted; the next start finishes it)",
             sb.state
         ));
+        return;
+    }
+    if sb.handover {
+        check_handed_over(sb, host, host_links, f, report);
         return;
     }
     for file in ["hosts", "resolv.conf"] {
@@ -425,31 +483,11 @@ fn check_sandbox(
         sandbox_links: &sandbox_links,
         sandbox_addrs: &sandbox_addrs,
     };
-    for j in &sb.joins {
-        report.endpoints += 1;
-        f.about(format!("sandbox {} endpoint {}", sb.label, j.name));
-        if j.state != JoinState::Joined {
-            f.different(format!(
-                "join {:?} (interrupted; the next start finishes it)",
-                j.state
-            ));
-            continue;
-        }
-        let Some(want) = &j.want else { continue };
-        let checked = if crate::reconcile::drift_in_view(want, view).is_empty() {
-            Ok(Vec::new())
-        } else {
-            // Not right in the dumps: read again, each link alone.
-            sandbox_nl(&mut own, ns)
-                .and_then(|nl| crate::reconcile::drift_live(want, &mut host.nl, Some(nl)))
-        };
-        match checked {
-            Ok(drift) => f.drift(&drift),
-            Err(e) => report
-                .errors
-                .push(format!("sandbox {} endpoint {}: {e}", sb.label, j.name)),
-        }
-    }
+    check_joins(sb, view, f, report, |want| {
+        // Not right in the dumps: read again, each link alone.
+        sandbox_nl(&mut own, ns)
+            .and_then(|nl| crate::reconcile::drift_live(want, &mut host.nl, Some(nl)))
+    });
     f.about(format!("sandbox {}", sb.label));
     let mut routes = routes
         .map(|[v4, v6]| [Some(v4), Some(v6)])

@@ -97,6 +97,10 @@ pub struct JoinPlan {
     /// The prefix of the interface in the sandbox (`eth`, an index is appended), if the
     /// join puts one there.
     pub iface_prefix: Option<String>,
+    /// For an engine's sandbox ([`SandboxRecord::handover`]): the name, free in the host
+    /// namespace, the interface is made under for the engine to take. A driver that leaves
+    /// it `None` cannot hand interfaces over.
+    pub handover_ifname: Option<String>,
 }
 
 /// Whether [`Driver::join`] makes a join for the first time or puts an existing one right.

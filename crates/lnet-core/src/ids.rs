@@ -16,6 +16,24 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// An id given by the caller (an engine's, through the plugin protocol): 64 lowercase hex
+/// digits, as Docker's, so that it can never be taken for a name or a prefix of another.
+pub(crate) fn validate_id(field: &str, id: &str) -> Result<()> {
+    if id.len() == 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(CoreError::invalid(
+            field,
+            id,
+            "an id is 64 lowercase hexadecimal digits, as Docker's",
+        ))
+    }
+}
+
 /// The first 12 characters, as Docker shows ids.
 pub fn short_id(id: &str) -> &str {
     &id[..id.len().min(12)]

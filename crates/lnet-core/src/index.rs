@@ -124,6 +124,7 @@ mod tests {
                 container_ifname: None,
                 priority: 0,
                 order: 0,
+                handover: None,
             }),
             ephemeral: false,
         }

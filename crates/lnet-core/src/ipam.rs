@@ -23,6 +23,9 @@ pub const IPAM_DRIVERS: [&str; 2] = ["default", "null"];
 pub(crate) struct IpamState {
     builtin: Ipam,
     leases: HashMap<String, Vec<PoolId>>,
+    /// Pools held for networks about to be created (an engine asks its IPAM for the pool
+    /// before it creates the network), by pool. In memory only, as address holds.
+    holds: HashMap<IpNet, PoolId>,
 }
 
 fn space(scope: &str) -> AddressSpace {
@@ -51,6 +54,57 @@ impl IpamState {
         IpamState {
             builtin,
             leases: HashMap::new(),
+            holds: HashMap::new(),
+        }
+    }
+
+    /// Holds a pool for a network about to be created: `subnet` (with `ip_range` inside
+    /// it), or the next free default pool of the family outside `exclude`.
+    pub(crate) fn hold_pool(
+        &mut self,
+        subnet: Option<IpNet>,
+        ip_range: Option<IpNet>,
+        v6: bool,
+        exclude: &[IpNet],
+    ) -> Result<IpNet> {
+        if let Some(s) = subnet
+            && self.holds.contains_key(&s.trunc())
+        {
+            // The same request again (a retry): the hold stands.
+            return Ok(s.trunc());
+        }
+        let lease = self
+            .builtin
+            .request_pool(&PoolRequest {
+                space: AddressSpace::Local,
+                pool: subnet,
+                sub_pool: ip_range,
+                v6,
+                exclude: if subnet.is_none() {
+                    exclude.to_vec()
+                } else {
+                    Vec::new()
+                },
+            })
+            .map_err(CoreError::ipam_field(if ip_range.is_some() {
+                "IPAM.Config.IPRange"
+            } else {
+                "IPAM.Config.Subnet"
+            }))?;
+        self.holds.insert(lease.pool, lease.id);
+        Ok(lease.pool)
+    }
+
+    /// Lets go of a held pool; whether there was one.
+    pub(crate) fn release_pool_hold(&mut self, pool: IpNet) -> bool {
+        match self.holds.remove(&pool) {
+            Some(id) => {
+                if let Err(e) = self.builtin.release_pool(&id) {
+                    tracing::warn!(%pool, error = %e, "releasing a held pool");
+                }
+                true
+            }
+            None => false,
         }
     }
 

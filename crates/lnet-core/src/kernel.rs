@@ -398,6 +398,21 @@ impl HostOps for HostKernel {
     }
 }
 
+/// The host namespace in a sandbox's place, for a join handed over to an engine: the peer
+/// is made beside the host end, where the engine takes it from.
+#[derive(Debug)]
+pub struct HandoverSide(pub Lent);
+
+impl SandboxOps for HandoverSide {
+    fn links(&mut self) -> &mut dyn Links {
+        &mut self.0.nl
+    }
+
+    fn netns(&self) -> Option<&Netns> {
+        Some(self.0.ns())
+    }
+}
+
 impl SandboxOps for SandboxKernel {
     fn links(&mut self) -> &mut dyn Links {
         &mut self.nl

@@ -66,7 +66,7 @@ mod recovery;
 mod controller;
 
 pub use config::Config;
-pub use controller::{Controller, Endpoint, Network, Sandbox};
+pub use controller::{Controller, Endpoint, Handover, Network, Sandbox};
 pub use doctor::{DoctorReport, Finding};
 pub use driver::{
     Capabilities, Driver, JoinMode, JoinPlan, NetworkFacts, PlanNetwork, Registry, Scope,

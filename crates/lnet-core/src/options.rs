@@ -9,6 +9,8 @@ use lnet_store::IpamSpec;
 /// Options of [`crate::Controller::new_network`].
 #[derive(Debug, Clone, Default)]
 pub struct NetworkOptions {
+    /// The id to give it (64 hex, an engine's own); a new one when `None`.
+    pub id: Option<String>,
     /// IPAM driver and configs; an empty driver means `default`.
     pub ipam: IpamSpec,
     /// Enable IPv6 (needs an IPv6 subnet or a configured IPv6 pool).
@@ -21,11 +23,19 @@ pub struct NetworkOptions {
     pub labels: BTreeMap<String, String>,
     /// Driver options (`com.docker.network.bridge.name`, …).
     pub options: BTreeMap<String, String>,
+    /// The subnets were held for it with [`crate::Controller::hold_pool`]: the network takes
+    /// them over.
+    pub held_pools: bool,
 }
 
 /// Options of [`crate::Network::create_endpoint`].
 #[derive(Debug, Clone, Default)]
 pub struct EndpointOptions {
+    /// The id to give it (64 hex, an engine's own); a new one when `None`.
+    pub id: Option<String>,
+    /// The preferred addresses were held for it with [`crate::Network::hold_address`]:
+    /// the endpoint takes them over.
+    pub held: bool,
     /// A preferred IPv4 address.
     pub ipv4: Option<IpAddr>,
     /// A preferred IPv6 address.
@@ -71,4 +81,7 @@ pub struct SandboxOptions {
     pub netns_path: Option<PathBuf>,
     /// Share the host's network namespace (host networking).
     pub host_mode: bool,
+    /// The namespace at `netns_path` is an engine's, which moves each join's interface in
+    /// itself (Docker's plugin protocol): lnet neither opens it nor writes files for it.
+    pub handover: bool,
 }

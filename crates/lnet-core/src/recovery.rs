@@ -263,7 +263,7 @@ fn namespace_of(cx: &Cx, sb: &SandboxRecord) -> Found {
     {
         return Found::Dead;
     }
-    if sb.host_mode {
+    if !sb.lnet_inside() {
         return Found::Host;
     }
     if sb.owns_netns && !Netns::is_mounted_at(&sb.netns_path) {

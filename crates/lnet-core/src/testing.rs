@@ -514,6 +514,7 @@ pub(crate) mod records {
             container_ifname: Some("eth0".into()),
             priority: 0,
             order: 0,
+            handover: None,
         }
     }
 
@@ -534,6 +535,7 @@ pub(crate) mod records {
             dns_options: Vec::new(),
             extra_hosts: Vec::new(),
             host_mode,
+            handover: false,
         }
     }
 }

@@ -136,9 +136,8 @@ pub fn provider(tool: &str) -> &'static str {
         "ip" => "the Debian package iproute2",
         "nsenter" | "unshare" => "the Debian package util-linux",
         "python3" => "the Debian package python3",
-        "docker" => {
-            "the docker CLI of the Debian package docker.io (scripts/deps.sh takes only the client)"
-        }
+        "docker" | "dockerd" => "the Debian package docker.io",
+        "busybox" => "the Debian package busybox-static",
         "aardvark-dns" => "crates.io: cargo install --locked aardvark-dns --version 2.1.0",
         _ => "its package",
     }

@@ -248,6 +248,11 @@ pub struct JoinRecord {
     /// Join order within the sandbox (monotonic), a tie breaker for interface naming.
     #[serde(default)]
     pub order: u64,
+    /// A join handed over to an engine (Docker's plugin protocol): the peer is made in the
+    /// host namespace as `container_ifname` and the engine moves it into its sandbox and names
+    /// it `<prefix><n>` — this prefix. lnet then owns only the host end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handover: Option<String>,
 }
 
 /// An endpoint: a container's attachment to a network.
@@ -350,6 +355,19 @@ pub struct SandboxRecord {
     /// The sandbox shares the host's network namespace (host networking).
     #[serde(default)]
     pub host_mode: bool,
+    /// The namespace is an engine's (dockerd through the plugin protocol): lnet never opens
+    /// it, writes no files and serves no names for it; each join's interface is handed over
+    /// for the engine to move in and configure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handover: bool,
+}
+
+impl SandboxRecord {
+    /// Whether lnet works inside the sandbox's namespace (neither host networking nor an
+    /// engine's namespace).
+    pub fn lnet_inside(&self) -> bool {
+        !self.host_mode && !self.handover
+    }
 }
 impl_record!(SandboxRecord, RecordKind::Sandbox);
 

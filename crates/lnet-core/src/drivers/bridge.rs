@@ -400,7 +400,8 @@ fn want_bridge(net: &NetworkRecord, cfg: &BridgeConfig) -> LinkWant {
 /// A join's two links as they should be: the host end on the bridge (isolated when ICC is
 /// off, hairpin when it publishes ports), the peer in the sandbox with its MAC and
 /// addresses.
-fn want_pair(cfg: &BridgeConfig, ep: &EndpointRecord, host_if: &str, ctr_if: &str) -> Wanted {
+fn want_pair(cfg: &BridgeConfig, ep: &EndpointRecord, join: &JoinRecord) -> Result<Wanted> {
+    let (host_if, ctr_if) = pair_names(ep, join)?;
     let host = LinkWant {
         master: Some(cfg.bridge.clone()),
         up: true,
@@ -408,6 +409,10 @@ fn want_pair(cfg: &BridgeConfig, ep: &EndpointRecord, host_if: &str, ctr_if: &st
         hairpin: !ep.ports.is_empty(),
         ..LinkWant::new(Side::Host, "veth", host_if)
     };
+    if join.handover.is_some() {
+        // The engine moves the peer into its sandbox and configures it there.
+        return Ok(Wanted { links: vec![host] });
+    }
     let peer = LinkWant {
         up: true,
         mac: ep
@@ -422,9 +427,9 @@ fn want_pair(cfg: &BridgeConfig, ep: &EndpointRecord, host_if: &str, ctr_if: &st
             .collect(),
         ..LinkWant::new(Side::Sandbox, "interface", ctr_if)
     };
-    Wanted {
+    Ok(Wanted {
         links: vec![host, peer],
-    }
+    })
 }
 
 /// The firewall facts of a bridge network.
@@ -653,22 +658,31 @@ impl Driver for BridgeDriver {
                 sandbox.container_id
             )));
         }
+        let free = |host: &mut dyn HostOps, name: &str| -> Result<bool> {
+            Ok(host
+                .links()
+                .link_by_name(name)
+                .map_err(kernel(format!("look up {name}")))?
+                .is_none())
+        };
         let prefix = BridgeConfig::of(net)
             .map(|c| c.container_iface_prefix)
             .unwrap_or_else(|_| "eth".into());
         // Named from the endpoint id so a leftover is recognisable; a different slice of the id
         // on the (rare) clash with an existing interface.
         for start in (0..ep.id.len().saturating_sub(7)).step_by(7) {
-            let name = format!("veth{}", &ep.id[start..start + 7]);
-            if host
-                .links()
-                .link_by_name(&name)
-                .map_err(kernel(format!("look up {name}")))?
-                .is_none()
-            {
+            let slice = &ep.id[start..start + 7];
+            let name = format!("veth{slice}");
+            // An engine's sandbox takes the peer from the host namespace: it needs a free
+            // name there too.
+            let peer = sandbox
+                .handover
+                .then(|| format!("{HANDOVER_PREFIX}{slice}"));
+            if free(host, &name)? && peer.as_deref().map_or(Ok(true), |p| free(host, p))? {
                 return Ok(JoinPlan {
                     host_ifname: Some(name),
                     iface_prefix: Some(prefix),
+                    handover_ifname: peer,
                 });
             }
         }
@@ -688,10 +702,9 @@ impl Driver for BridgeDriver {
     }
 
     fn want_join(&self, net: &NetworkRecord, ep: &EndpointRecord, join: &JoinRecord) -> Wanted {
-        match (BridgeConfig::of(net), pair_names(ep, join)) {
-            (Ok(cfg), Ok((h, c))) => want_pair(&cfg, ep, h, c),
-            _ => Wanted::default(),
-        }
+        BridgeConfig::of(net)
+            .and_then(|cfg| want_pair(&cfg, ep, join))
+            .unwrap_or_default()
     }
 
     fn join(
@@ -705,8 +718,9 @@ impl Driver for BridgeDriver {
     ) -> Result<()> {
         let cfg = BridgeConfig::of(net)?;
         let (host_if, ctr_if) = pair_names(ep, join)?;
-        let want = want_pair(&cfg, ep, host_if, ctr_if);
-        let (want_host, want_peer) = (&want.links[0], &want.links[1]);
+        let want = want_pair(&cfg, ep, join)?;
+        let want_host = &want.links[0];
+        let want_peer = want.links.get(1);
         // The hot path: a fresh join makes the pair in one request and knows what it made.
         // It falls back to the repair path only if something is already there.
         // What a fresh pair is: its host end up and on the bridge, no port flags yet.
@@ -739,6 +753,22 @@ impl Driver for BridgeDriver {
             // bridge port flags) makes the kernel walk the whole IPv6 routing table
             // (NETDEV_CHANGE), so a start that re-set ten thousand healthy ports took
             // minutes.
+            let bridge = self.bridge_index(host.links(), &cfg, net)?;
+            let (h, drift) = reconcile::observe(host.links(), want_host, |_| Some(bridge))?;
+            if join.handover.is_some() {
+                // The engine took the peer into a namespace lnet does not open: a pair
+                // made anew would leave the container without it. Only the host end's
+                // settings can be put right.
+                let h = h.filter(|_| !drift.iter().any(|d| d.needs_remake())).ok_or_else(|| {
+                    CoreError::Forbidden(format!(
+                        "the host end {host_if} of endpoint {}, handed over to its engine, is gone with the container's interface; lnet cannot remake it: disconnect and connect the container again",
+                        ep.name
+                    ))
+                })?;
+                pair = Some((h, drift, bridge));
+            }
+        }
+        if pair.is_none() {
             let bridge = self.bridge_index(host.links(), &cfg, net)?;
             let (h, drift) = reconcile::observe(host.links(), want_host, |_| Some(bridge))?;
             let peer = sandbox
@@ -785,13 +815,15 @@ impl Driver for BridgeDriver {
             &host_drift,
             |_| Some(bridge),
         )?;
-        let (peer, peer_drift) = reconcile::observe(sandbox.links(), want_peer, |_| None)?;
-        let peer = peer.ok_or_else(|| {
-            CoreError::Forbidden(format!("{ctr_if} did not appear in the sandbox"))
-        })?;
-        reconcile::apply(sandbox.links(), peer.index, want_peer, &peer_drift, |_| {
-            None
-        })?;
+        if let Some(want_peer) = want_peer {
+            let (peer, peer_drift) = reconcile::observe(sandbox.links(), want_peer, |_| None)?;
+            let peer = peer.ok_or_else(|| {
+                CoreError::Forbidden(format!("{ctr_if} did not appear in the sandbox"))
+            })?;
+            reconcile::apply(sandbox.links(), peer.index, want_peer, &peer_drift, |_| {
+                None
+            })?;
+        }
         if mode == JoinMode::Fresh {
             crate::failpoint::hit("join:interface-made");
         }
@@ -1022,6 +1054,10 @@ impl Driver for BridgeDriver {
         m
     }
 }
+
+/// The name a handed-over join's peer has in the host namespace until its engine takes it:
+/// this and the seven hex digits of its host end's name.
+pub const HANDOVER_PREFIX: &str = "lnc";
 
 /// Whether `name` has the shape of the host interfaces this driver makes: `veth` and seven
 /// hex digits of an endpoint id.

@@ -488,3 +488,67 @@ fn facts_say_where_ports_publish_and_whether_names_resolve() {
         "Docker's default bridge has no embedded DNS"
     );
 }
+
+#[test]
+fn a_join_handed_over_to_an_engine_makes_the_pair_and_configures_nothing_inside() {
+    let fake = Fake::new();
+    let net = net();
+    let d = made_network(&fake, &net);
+    let ep = endpoint(true);
+    let mut engine = sandbox_record(false);
+    engine.handover = true;
+    let plan = d.plan_join(&mut fake.host(), &net, &ep, &engine).unwrap();
+    assert_eq!(plan.host_ifname.as_deref(), Some("vethfedcba9"));
+    assert_eq!(plan.handover_ifname.as_deref(), Some("lncfedcba9"));
+    assert_eq!(plan.iface_prefix.as_deref(), Some("eth"));
+    let j = JoinRecord {
+        container_ifname: plan.handover_ifname.clone(),
+        handover: Some("eth".into()),
+        ..join_record()
+    };
+    fake.take_calls();
+    d.join(
+        &mut fake.host(),
+        &mut fake.sandbox(),
+        &net,
+        &ep,
+        &j,
+        JoinMode::Fresh,
+    )
+    .unwrap();
+    let calls = changes(fake.take_calls());
+    assert!(
+        calls[0].starts_with("host: create_veth vethfedcba9"),
+        "{calls:#?}"
+    );
+    // The engine addresses the peer and brings it up in its own namespace.
+    assert!(
+        !calls.iter().any(|c| c.starts_with("sandbox:")),
+        "lnet configured the handed-over peer: {calls:#?}"
+    );
+    assert!(calls.iter().any(|c| c.contains("firewall")), "{calls:#?}");
+    // lnet wants, and so checks and heals, only the host end.
+    let want = d.want_join(&net, &ep, &j);
+    assert_eq!(want.links.len(), 1);
+    assert_eq!(want.links[0].name, "vethfedcba9");
+    // Gone with the container's interface, the pair cannot be remade: said, not done.
+    fake.host().links().delete_link("vethfedcba9").unwrap();
+    fake.take_calls();
+    let e = d
+        .join(
+            &mut fake.host(),
+            &mut fake.sandbox(),
+            &net,
+            &ep,
+            &j,
+            JoinMode::Repair,
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("disconnect and connect"), "{e}");
+    assert!(
+        !changes(fake.take_calls())
+            .iter()
+            .any(|c| c.contains("create_veth")),
+        "a repair remade a handed-over pair"
+    );
+}

@@ -148,7 +148,7 @@ impl State {
         let Some(entry) = self.sandboxes.get_mut(sb_id) else {
             return Ok(());
         };
-        if entry.rec.host_mode {
+        if !entry.rec.lnet_inside() {
             return Ok(());
         }
         if view.is_empty() {

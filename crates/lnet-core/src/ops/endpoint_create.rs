@@ -12,6 +12,56 @@ use crate::options::EndpointOptions;
 use crate::state::{Cx, State};
 
 impl State {
+    /// Holds an address of network `network_id` for an endpoint about to be created (an
+    /// engine asks its IPAM first, then creates the endpoint). In memory only: a hold no
+    /// record names does not outlive the daemon, so it cannot leak.
+    pub(crate) fn hold_address(
+        &mut self,
+        network_id: &str,
+        preferred: Option<IpAddr>,
+        v6: bool,
+    ) -> Result<ipnet::IpNet> {
+        let net = self
+            .networks
+            .get(network_id)
+            .ok_or_else(|| CoreError::not_found("network", network_id))?
+            .clone();
+        let (a, b) = if v6 {
+            self.ipam.allocate_endpoint(&net, None, preferred)?
+        } else {
+            self.ipam.allocate_endpoint(&net, preferred, None)?
+        };
+        // `allocate_endpoint` takes both families; keep only the one asked for.
+        let (got, other) = if v6 { (b, a) } else { (a, b) };
+        if let Some(o) = other {
+            self.ipam.release_address(&net, o.addr());
+        }
+        got.ok_or_else(|| {
+            CoreError::Forbidden(format!(
+                "network {} has no IPv{} pool",
+                net.name,
+                if v6 { 6 } else { 4 }
+            ))
+        })
+    }
+
+    /// Lets go of a hold; an address an endpoint has is left alone.
+    pub(crate) fn release_hold(&mut self, net: &lnet_store::NetworkRecord, ip: IpAddr) {
+        let used = self.endpoints.in_network(&net.id).any(|e| {
+            e.addr_v4
+                .iter()
+                .chain(e.addr_v6.iter())
+                .any(|a| a.addr() == ip)
+        });
+        let gateway = net
+            .pools
+            .iter()
+            .any(|p| p.gateway.is_some_and(|g| g.addr() == ip));
+        if !used && !gateway {
+            self.ipam.release_address(net, ip);
+        }
+    }
+
     pub(crate) fn create_endpoint(
         &mut self,
         cx: &Cx,
@@ -76,7 +126,23 @@ impl State {
                     .map_err(|why| CoreError::invalid(crate::ports::FIELD, "", why))?,
             )
         };
+        if let Some(id) = &opts.id {
+            ids::validate_id("EndpointID", id)?;
+            if let Some(e) = self.endpoints.get(id) {
+                return Err(CoreError::InUse(format!(
+                    "endpoint id {id} is taken by endpoint {}",
+                    e.name
+                )));
+            }
+        }
         let net = net.clone();
+        if opts.held {
+            // Held for this endpoint by `hold_address`: let go, then taken again below
+            // under the same lock, so no one else can get them in between.
+            for ip in opts.ipv4.iter().chain(opts.ipv6.iter()) {
+                self.release_hold(&net, *ip);
+            }
+        }
         let (v4, v6) = if uses_ipam {
             self.ipam.allocate_endpoint(&net, opts.ipv4, opts.ipv6)?
         } else {
@@ -108,7 +174,7 @@ impl State {
             schema: SCHEMA_VERSION,
             state: Lifecycle::Ready,
             revision: 0,
-            id: ids::new_id(),
+            id: opts.id.unwrap_or_else(ids::new_id),
             name: name.to_string(),
             network_id: network_id.to_string(),
             mac: mac.map(|m| ids::format_mac(&m)),

@@ -18,7 +18,7 @@ use lnet_store::{EndpointRecord, JoinRecord, JoinState, Lifecycle, NetworkRecord
 
 use crate::driver::{Driver, JoinMode, JoinPlan};
 use crate::error::{CoreError, Result};
-use crate::kernel::{HostKernel, SandboxKernel, SandboxOps};
+use crate::kernel::{HandoverSide, HostKernel, SandboxKernel, SandboxOps};
 use crate::ops::Gateways;
 use crate::ops::sandbox_support::set_gateways;
 use crate::options::JoinOptions;
@@ -47,6 +47,9 @@ impl Joining {
     /// The kernel's part: the interface, then the default routes. On failure what it made
     /// is taken away again before the error is returned.
     pub(crate) fn kernel(&self, host: &mut HostKernel) -> Result<()> {
+        if self.join.handover.is_some() {
+            return self.hand_over(host);
+        }
         let Some(cell) = &self.kernel else {
             return Ok(());
         };
@@ -83,6 +86,33 @@ impl Joining {
     }
 }
 
+impl Joining {
+    /// A join into an engine's sandbox: the pair is made in the host namespace, its peer
+    /// left for the engine to take; nothing else (routes, names) is lnet's to set.
+    fn hand_over(&self, host: &mut HostKernel) -> Result<()> {
+        let mut side = HandoverSide(host.another()?);
+        let made = self.driver.join(
+            host,
+            &mut side,
+            &self.net,
+            &self.ep,
+            &self.join,
+            JoinMode::Fresh,
+        );
+        if let Err(e) = &made {
+            tracing::warn!(endpoint = %self.ep.name, error = %e, "join failed; undoing");
+            if let Err(e) =
+                self.driver
+                    .leave(host, Some(&mut side), &self.net, &self.ep, &self.join)
+            {
+                tracing::error!(endpoint = %self.ep.name, error = %e, "undoing join: removing the interface failed; the next start removes it");
+                self.left_behind.set(true);
+            }
+        }
+        made
+    }
+}
+
 impl State {
     /// Validates, chooses the interface names and journals the join as `joining`.
     pub(crate) fn join_begin(
@@ -96,13 +126,26 @@ impl State {
         let (driver, net, mut ep, sb_rec) = self.join_check(cx, ep_id, sb_id)?;
         let kernel = self.sandboxes.get(sb_id).and_then(|s| s.kernel.clone());
         self.hold_before_join(&ep)?;
-        let container_ifname = plan.iface_prefix.map(|prefix| {
-            let used = self.used_ifnames(sb_id);
-            (0..)
-                .map(|i| format!("{prefix}{i}"))
-                .find(|n| !used.contains(n))
-                .expect("unbounded")
-        });
+        let handover = sb_rec
+            .handover
+            .then(|| plan.iface_prefix.clone().unwrap_or_else(|| "eth".into()));
+        if sb_rec.handover && plan.handover_ifname.is_none() {
+            return Err(CoreError::Forbidden(format!(
+                "network {} ({} driver) cannot hand an interface over to an engine's sandbox",
+                net.name, net.driver
+            )));
+        }
+        let container_ifname = if sb_rec.handover {
+            plan.handover_ifname
+        } else {
+            plan.iface_prefix.map(|prefix| {
+                let used = self.used_ifnames(sb_id);
+                (0..)
+                    .map(|i| format!("{prefix}{i}"))
+                    .find(|n| !used.contains(n))
+                    .expect("unbounded")
+            })
+        };
         let order = self
             .joined(sb_id)
             .iter()
@@ -118,6 +161,7 @@ impl State {
             container_ifname,
             priority: opts.priority,
             order,
+            handover,
         };
         ep.join = Some(join.clone());
         // The failpoint drops this write as a disk that lies about fsync (or a store restored
@@ -135,8 +179,8 @@ impl State {
             net,
             ep,
             join,
+            kernel: kernel.filter(|_| sb_rec.lnet_inside()),
             label: sb_rec.container_id,
-            kernel: kernel.filter(|_| !sb_rec.host_mode),
             before,
             after,
             lose_record,
@@ -173,7 +217,7 @@ impl State {
                 self.sandbox_label(&j.sandbox_id)
             )));
         }
-        if sb.rec.state != Lifecycle::Ready || (sb.kernel.is_none() && !sb.rec.host_mode) {
+        if sb.rec.state != Lifecycle::Ready || (sb.kernel.is_none() && sb.rec.lnet_inside()) {
             return Err(CoreError::Forbidden(format!(
                 "sandbox {} is not live (state {}); it takes no joins",
                 sb.rec.container_id, sb.rec.state

@@ -109,7 +109,7 @@ impl State {
             join,
             label: self.sandbox_label(&sb),
             kernel: entry.and_then(|e| e.kernel.clone()),
-            present: entry.is_some_and(|e| e.kernel.is_some() || e.rec.host_mode),
+            present: entry.is_some_and(|e| e.kernel.is_some() || !e.rec.lnet_inside()),
             before,
             after,
         })

@@ -50,6 +50,12 @@ impl State {
         mut opts: NetworkOptions,
     ) -> Result<Creating> {
         ids::validate_name("name", name)?;
+        if let Some(n) = self.networks.get(id) {
+            return Err(CoreError::InUse(format!(
+                "network id {id} is taken by network {}",
+                n.name
+            )));
+        }
         if self.networks.values().any(|n| n.name == name) {
             return Err(CoreError::NameInUse {
                 kind: "network",
@@ -120,6 +126,18 @@ impl State {
             };
             (driver.plan_network(&mut plan)?, plan.adopted)
         };
+        if opts.held_pools {
+            // Let go under the same lock as they are taken again below.
+            for s in opts
+                .ipam
+                .v4
+                .iter()
+                .chain(opts.ipam.v6.iter())
+                .filter_map(|c| c.subnet)
+            {
+                self.ipam.release_pool_hold(s.trunc());
+            }
+        }
         let exclude = self.host_prefixes(cx, adopted);
         let pools =
             self.ipam

@@ -80,6 +80,13 @@ fn validate(container_id: &str, o: &SandboxOptions) -> Result<()> {
             ));
         }
     }
+    if o.handover && (o.host_mode || o.netns_path.is_none()) {
+        return Err(CoreError::invalid(
+            "handover",
+            "true",
+            "an engine's sandbox names its namespace (the plugin protocol's SandboxKey) and does not use host networking",
+        ));
+    }
     if o.host_mode && o.netns_path.is_some() {
         return Err(CoreError::invalid(
             "netns",
@@ -101,6 +108,9 @@ pub(crate) fn make_sandbox(cx: &Cx, rec: &SandboxRecord) -> Result<Option<Sandbo
             "create network namespace {}",
             rec.netns_path.display()
         )))?;
+    }
+    if rec.handover {
+        return Ok(None);
     }
     write_resolv_conf(cx, rec)?;
     Ok(if rec.host_mode {
@@ -132,7 +142,7 @@ impl State {
                 scope: format!(" (sandbox {})", ids::short_id(&s.rec.id)),
             });
         }
-        if let Some(p) = &o.netns_path {
+        if let Some(p) = o.netns_path.as_ref().filter(|_| !o.handover) {
             // Check the runtime's namespace before anything is written.
             Netns::open(p).map_err(|e| {
                 CoreError::invalid(
@@ -166,6 +176,7 @@ impl State {
             dns_options: o.dns_options,
             extra_hosts: o.extra_hosts,
             host_mode: o.host_mode,
+            handover: o.handover,
         };
         cx.store.put(&mut rec)?;
         crate::failpoint::hit("sandbox-create:recorded");

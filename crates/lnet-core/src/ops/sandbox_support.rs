@@ -139,7 +139,7 @@ impl State {
             .sandboxes
             .get_mut(sandbox_id)
             .ok_or_else(|| CoreError::not_found("sandbox", sandbox_id))?;
-        if entry.rec.host_mode {
+        if !entry.rec.lnet_inside() {
             return Ok(());
         }
         let Some(mut k) = entry.kernel() else {
@@ -153,8 +153,11 @@ impl State {
 
     /// Regenerates the sandbox's hosts file from its record and joined endpoints.
     pub(crate) fn write_hosts(&self, cx: &Cx, sandbox_id: &str) -> Result<()> {
-        let text = self.hosts_text(cx, sandbox_id)?;
         let rec = &self.sandboxes[sandbox_id].rec;
+        if rec.handover {
+            return Ok(());
+        }
+        let text = self.hosts_text(cx, sandbox_id)?;
         files::write_in_place(&rec.files_dir.join("hosts"), &text)
     }
 
