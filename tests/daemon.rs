@@ -268,8 +268,9 @@ fn bad_requests_get_docker_errors_and_disturb_nothing() {
             "POST",
             "/networks/create",
             Some(r#"{"Name":"x","Driver":"nosuch"}"#),
-            400,
-            "driver",
+            // dockerd: 404, plugin "nosuch" not found.
+            404,
+            "network driver or plugin \"nosuch\" not found",
         ),
         ("GET", "/networks/nosuch", None, 404, "not found"),
         ("DELETE", "/networks/none", None, 403, "pre-defined"),

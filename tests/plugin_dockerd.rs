@@ -495,7 +495,7 @@ fn lnet_killed_at_any_step_of_dockerds_calls_finishes_or_undoes_it() {
     .enumerate()
     {
         env.lnet.restart_with_env(&[("LNET_FAILPOINT", fp)]);
-        let net = format!("c{i}");
+        let net = format!("crashnet{i}");
         let subnet = format!("10.88.{i}.0/24");
         let d = &env.dockerd;
         if fp.starts_with("network-delete") {

@@ -71,7 +71,20 @@ pub struct DaemonArgs {
     /// network create -d lnet --ipam-driver lnet`); empty to serve none
     /// [default: /run/docker/plugins/lnet.sock].
     #[arg(long)]
-    pub plugin_socket: Option<PathBuf>,
+    pub plugin_socket: Option<String>,
+    /// Where to look for other plugins, network drivers named by `-d`: each directory for
+    /// `<name>.sock`, `<name>/<name>.sock`, `<name>.spec` and `<name>.json` (repeatable;
+    /// replaces Docker's /run/docker/plugins, /etc/docker/plugins, /usr/lib/docker/plugins).
+    #[arg(long = "plugin-dir")]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// How long a plugin may take to answer one call, and how long one that cannot be
+    /// reached is retried (with dockerd's back-off), in seconds [default: 30].
+    #[arg(long)]
+    pub plugin_timeout: Option<u64>,
+    /// The name of this daemon's nftables table and bridge marks [default: lnet]. Only two
+    /// lnet daemons sharing one network namespace need different ones.
+    #[arg(long)]
+    pub instance: Option<String>,
     /// Log level: error, warn, info, debug, trace [default: info].
     #[arg(short = 'l', long)]
     pub log_level: Option<String>,
@@ -95,7 +108,10 @@ struct FileConfig {
     ip_forward: Option<bool>,
     ip_forward_no_drop: Option<bool>,
     self_heal: Option<bool>,
-    plugin_socket: Option<PathBuf>,
+    plugin_socket: Option<String>,
+    plugin_dirs: Option<Vec<PathBuf>>,
+    plugin_timeout: Option<u64>,
+    instance: Option<String>,
     log_level: Option<String>,
 }
 
@@ -129,6 +145,10 @@ pub struct Settings {
     pub log_level: String,
     /// Where the plugin protocol is served (`None`: not at all).
     pub plugin_socket: Option<PathBuf>,
+    /// How other plugins are found and called.
+    pub remote: lnet_remote::RemoteConfig,
+    /// `--instance`.
+    pub instance: Option<String>,
 }
 
 fn parse_pool(s: &str) -> Result<lnet_ipam::PoolSpec> {
@@ -262,7 +282,7 @@ impl Settings {
             .plugin_socket
             .clone()
             .or(file.plugin_socket)
-            .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGIN_SOCKET));
+            .map_or_else(|| PathBuf::from(DEFAULT_PLUGIN_SOCKET), PathBuf::from);
         let plugin_socket = (!plugin_socket.as_os_str().is_empty()).then_some(plugin_socket);
         if let Some(p) = &plugin_socket
             && (!p.is_absolute() || p.extension().is_none_or(|e| e != "sock"))
@@ -272,7 +292,32 @@ impl Settings {
                 p.display()
             );
         }
+        let dirs = if args.plugin_dirs.is_empty() {
+            file.plugin_dirs.unwrap_or_default()
+        } else {
+            args.plugin_dirs.clone()
+        };
+        let timeout = match args.plugin_timeout.or(file.plugin_timeout) {
+            Some(0) => bail!("--plugin-timeout 0: give a number of seconds above 0"),
+            Some(s) => Duration::from_secs(s),
+            None => Duration::from_secs(30),
+        };
+        let remote = lnet_remote::RemoteConfig {
+            dirs: if dirs.is_empty() {
+                lnet_remote::Dirs::default()
+            } else {
+                lnet_remote::Dirs::only(&dirs)
+            },
+            bounds: lnet_remote::Bounds {
+                answer: timeout,
+                retry: timeout,
+            },
+            own_socket: plugin_socket.clone(),
+        };
+        let instance = args.instance.clone().or(file.instance);
         Ok(Settings {
+            instance,
+            remote,
             plugin_socket,
             socket,
             bridge,
@@ -524,7 +569,9 @@ fn hostname() -> String {
 /// Opens the store, recovers, and makes the predefined networks.
 fn start_controller(settings: &Settings) -> Result<Controller> {
     let config = settings.config.clone();
-    let ctrl = match Controller::new(config.clone()) {
+    let drivers =
+        lnet_core::drivers::builtin().with_finder(lnet_remote::finder(settings.remote.clone()));
+    let ctrl = match Controller::with_drivers(config.clone(), drivers) {
         Ok(c) => c,
         Err(lnet_core::CoreError::Store(e @ lnet_store::StoreError::Locked { .. })) => {
             bail!(
@@ -601,6 +648,9 @@ pub fn run(settings: Settings) -> Result<()> {
     }
     abort_on_panic();
     raise_fd_limit()?;
+    if let Some(name) = &settings.instance {
+        lnet_core::set_instance(name).context("--instance")?;
+    }
     // The lock first: a second daemon must learn that one is running before it touches
     // anything (its start-up would reconcile the firewall of this network namespace).
     let _instance = lock_exec_root(&settings.config.exec_root, INSTANCE_WAIT)?;
@@ -647,8 +697,26 @@ pub fn run(settings: Settings) -> Result<()> {
             Some(l) => {
                 let l = tokio::net::UnixListener::from_std(l)
                     .context("register the plugin socket")?;
-                let router = plugin::router(plugin::Plugin::new(ctrl.clone()));
+                let served = plugin::Plugin::new(ctrl.clone());
+                let router = plugin::router(served.clone());
                 let mut stopped = plugin_stopped.clone();
+                let mut sweeps = plugin_stopped.clone();
+                tokio::spawn(async move {
+                    let mut seen = std::collections::HashSet::new();
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep(plugin::SWEEP_EVERY) => {}
+                            _ = sweeps.wait_for(|s| *s) => return,
+                        }
+                        let p = served.clone();
+                        seen = tokio::task::spawn_blocking(move || {
+                            p.sweep(&mut seen);
+                            seen
+                        })
+                        .await
+                        .unwrap_or_default();
+                    }
+                });
                 tracing::info!(socket = ?settings.plugin_socket, "serving Docker's plugin protocol as plugin lnet");
                 Some(tokio::spawn(serve(l, router, async move {
                     let _ = stopped.wait_for(|s| *s).await;

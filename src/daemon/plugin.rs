@@ -43,6 +43,10 @@ const GLOBAL_SPACE: &str = "lnet-global";
 /// another.
 pub const IPAM_LABEL: &str = "lnet.plugin.ipam";
 
+/// How often [`Plugin::sweep`] runs: an endpoint dockerd never joins goes after one to two
+/// of these, well after dockerd's 30 s of retries.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The prefix of a PoolID lnet's IPAM hands out; the pool follows.
 const POOL_ID_PREFIX: &str = "lnet/";
 
@@ -118,7 +122,25 @@ impl Plugin {
                         )
                     })?;
                 if let Some(net) = pool_of_id(&r.pool_id).and_then(|p| self.network_with(p)) {
-                    net.release_address(ip).map_err(|e| e.to_string())?;
+                    // dockerd gives an address back once it has given up on the endpoint
+                    // that had it. An endpoint of lnet's still holding it, unjoined, is one
+                    // whose CreateEndpoint answer dockerd never read: it goes now.
+                    let stale = net.endpoints().into_iter().find(|e| {
+                        e.info().is_ok_and(|r| {
+                            r.join.is_none()
+                                && r.addr_v4
+                                    .iter()
+                                    .chain(r.addr_v6.iter())
+                                    .any(|a| a.addr() == ip)
+                        })
+                    });
+                    match stale {
+                        Some(ep) => {
+                            tracing::info!(endpoint = %ep.id(), address = %ip, "dockerd gave back the address of an endpoint it never joined: removing it");
+                            ep.delete().map_err(|e| e.to_string())?;
+                        }
+                        None => net.release_address(ip).map_err(|e| e.to_string())?,
+                    }
                 }
                 Ok(json!({}))
             }
@@ -127,6 +149,16 @@ impl Plugin {
                 if let Ok(net) = self.ctrl.network(&r.network_id)
                     && net.id() == r.network_id
                 {
+                    // dockerd deletes a network only when none of its endpoints is left:
+                    // any lnet still has is one dockerd took for failed (see `sweep`).
+                    for ep in net.endpoints() {
+                        let r = EndpointRef {
+                            network_id: r.network_id.clone(),
+                            endpoint_id: ep.id().to_string(),
+                        };
+                        self.leave(&r)?;
+                        ep.delete().map_err(|e| e.to_string())?;
+                    }
                     net.delete().map_err(|e| e.to_string())?;
                 }
                 Ok(json!({}))
@@ -159,6 +191,37 @@ impl Plugin {
             | Request::RevokeExternalConnectivity(_)
             | Request::Discover => Ok(json!({})),
         }
+    }
+
+    /// Removes the endpoints of plugin networks found unjoined at two sweeps in a row.
+    /// dockerd joins an endpoint right after creating it and deletes it after the leave;
+    /// one left unjoined is one whose CreateEndpoint answer dockerd never read (lnet died
+    /// as it answered, and dockerd's retry came with an empty body), or whose delete was
+    /// cut short: dockerd takes it for failed and will never delete it. `seen` carries the
+    /// ids found unjoined from one sweep to the next.
+    pub fn sweep(&self, seen: &mut std::collections::HashSet<String>) {
+        let mut now = std::collections::HashSet::new();
+        for net in self.ctrl.networks() {
+            if !net.info().is_ok_and(|r| r.labels.contains_key(IPAM_LABEL)) {
+                continue;
+            }
+            for ep in net.endpoints() {
+                if ep.info().is_ok_and(|r| r.join.is_none()) {
+                    now.insert(ep.id().to_string());
+                }
+            }
+        }
+        for id in now.intersection(seen) {
+            match self.ctrl.endpoint(id).and_then(|e| e.delete()) {
+                Ok(()) => {
+                    tracing::info!(endpoint = %id, "removed an endpoint dockerd created and never joined")
+                }
+                Err(e) => {
+                    tracing::warn!(endpoint = %id, error = %e, "removing an endpoint dockerd never joined")
+                }
+            }
+        }
+        *seen = now;
     }
 
     fn held_pools(&self) -> std::sync::MutexGuard<'_, HashMap<String, HeldPool>> {
@@ -384,11 +447,9 @@ impl Plugin {
             .map_err(|e| format!("CreateEndpoint: {e}"))?;
         let options = EndpointOptions {
             id: Some(r.endpoint_id.clone()),
-            // dockerd joins an endpoint right after creating it, and deletes it after the
-            // leave. One found unjoined at a start was being created, joined or deleted when
-            // lnet died: dockerd took the call for failed (its retry comes with an empty
-            // body) and will not delete it, so the start does.
-            ephemeral: true,
+            // Not `ephemeral` (gone at the next start if unjoined): dockerd may be about to
+            // join it, retrying a Join that found lnet restarting. [`Plugin::sweep`] removes
+            // the ones dockerd will never join.
             ipv4: addr("Address", &asked.address)?,
             ipv6: addr("AddressIPv6", &asked.address_ipv6)?,
             held,
@@ -407,7 +468,12 @@ impl Plugin {
         let ep = self
             .ctrl
             .endpoint(&r.endpoint_id)
-            .map_err(|_| format!("Join: endpoint {} was not created with lnet", r.endpoint_id))?;
+            .map_err(|_| {
+                format!(
+                    "Join: endpoint {} is not lnet's: it was never created, or was removed as one dockerd never joined",
+                    r.endpoint_id
+                )
+            })?;
         let label = sandbox_label(&r.sandbox_key)?;
         let rec = ep.info().map_err(|e| e.to_string())?;
         if rec.join.is_none() {
@@ -524,7 +590,8 @@ fn pool_of_id(id: &str) -> Option<IpNet> {
 /// The first address of `pool` a host may have (the gateway dockerd is given when it asks
 /// for none).
 fn first_host(pool: IpNet) -> Option<IpAddr> {
-    pool.hosts().next()
+    // An IPv6 pool's `hosts()` starts at its network address, which is no host's.
+    pool.hosts().find(|a| *a != pool.network())
 }
 
 /// The name of a network created through the plugin: dockerd does not send its own.

@@ -50,7 +50,16 @@ dl_setup() {
     touch "$D/ns/mnt"
     # exec-root: shared bind mount -> mounts made by dockerd below it propagate to the machine
     mount --bind "$D/exec" "$D/exec" && mount --make-shared "$D/exec" || return 1
-    unshare --mount="$D/ns/mnt" --propagation unchanged true || return 1
+    # Pinned to one CPU: on Linux 6.18 binding a new mount namespace's file refuses now and
+    # then (EINVAL) when the process moved between CPUs while making it; each CPU is tried.
+    local cpu made=false
+    for cpu in $(seq 0 $(( $(nproc) - 1 ))) 0 0 0; do
+        if taskset -c "$cpu" unshare --mount="$D/ns/mnt" --propagation unchanged true 2>/dev/null; then
+            made=true
+            break
+        fi
+    done
+    $made || { echo "dockerd.sh: cannot make a mount namespace at $D/ns/mnt" >&2; return 1; }
     # inside the new mount ns: make every shared mount private except $D/exec, then mask /run
     nsenter --mount="$D/ns/mnt" sh -ec '
         D=$1

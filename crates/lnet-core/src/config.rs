@@ -107,3 +107,39 @@ impl Config {
         lnet_store::Store::open_with_runtime(&self.store_path(), &self.state_dir())
     }
 }
+
+/// The name this process's lnet goes by in shared places of its network namespace: its
+/// nftables table and the mark on its bridges. `lnet` unless [`set_instance`] said
+/// otherwise; only two lnet daemons sharing one namespace (one serving the plugin protocol
+/// to the other, say) need different ones.
+static INSTANCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// This process's instance name ([`set_instance`]).
+pub fn instance() -> &'static str {
+    INSTANCE.get().map_or("lnet", String::as_str)
+}
+
+/// Names this process's lnet, once, before its first controller: 1–15 lowercase letters,
+/// digits and `-`, starting with a letter (it names an nftables table).
+pub fn set_instance(name: &str) -> crate::error::Result<()> {
+    let ok = (1..=15).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if !ok {
+        return Err(crate::error::CoreError::InvalidField {
+            field: "instance".into(),
+            value: name.into(),
+            reason: "1 to 15 lowercase letters, digits and '-', starting with a letter".into(),
+        });
+    }
+    match INSTANCE.set(name.to_string()) {
+        Ok(()) => Ok(()),
+        Err(_) if instance() == name => Ok(()),
+        Err(_) => Err(crate::error::CoreError::Forbidden(format!(
+            "this process's lnet is named {} already",
+            instance()
+        ))),
+    }
+}

@@ -444,6 +444,18 @@ impl Controller {
         &self.inner.report
     }
 
+    /// Gets the driver of network `id` ready ([`crate::Driver::prepare`]), before any lock.
+    fn prepare_driver_of(&self, id: &str) -> Result<()> {
+        let driver = self.with(|st, cx| {
+            st.networks
+                .get(id)
+                .map(|n| n.driver.clone())
+                .ok_or_else(|| CoreError::not_found("network", id))
+                .and_then(|d| cx.driver(&d))
+        })?;
+        driver.prepare()
+    }
+
     /// Creates a network.
     pub fn new_network(
         &self,
@@ -451,6 +463,7 @@ impl Controller {
         name: &str,
         mut options: NetworkOptions,
     ) -> Result<Network> {
+        self.inner.cx.driver(driver)?.prepare()?;
         let id = match options.id.take() {
             Some(id) => {
                 crate::ids::validate_id("NetworkID", &id)?;
@@ -651,9 +664,18 @@ impl Network {
 
     /// Creates an endpoint on this network.
     pub fn create_endpoint(&self, name: &str, options: EndpointOptions) -> Result<Endpoint> {
+        self.ctrl.prepare_driver_of(&self.id)?;
         let id = self.ctrl.change(vec![keys::network(&self.id)], || {
-            self.ctrl
-                .locked_mut(|st, cx| st.create_endpoint(cx, &self.id, name, options))
+            let c = &self.ctrl;
+            match c.locked_mut(|st, cx| st.create_endpoint(cx, &self.id, name, options))? {
+                crate::ops::Created::Done(id) => Ok(id),
+                crate::ops::Created::Ask(asking) => {
+                    let (driver, net, rec) = *asking;
+                    // Asked holding only this network's key.
+                    let made = driver.create_endpoint(&net, &rec);
+                    c.locked_mut(|st, cx| st.create_endpoint_end(cx, &net, rec, made))
+                }
+            }
         })?;
         Ok(Endpoint {
             ctrl: self.ctrl.clone(),
@@ -783,6 +805,13 @@ impl Endpoint {
 
     /// Joins the endpoint to a sandbox: its interface appears there, configured.
     pub fn join(&self, sandbox: &Sandbox, options: JoinOptions) -> Result<()> {
+        let network = self.ctrl.with(|st, _| {
+            st.endpoints
+                .get(&self.id)
+                .map(|e| e.network_id.clone())
+                .ok_or_else(|| CoreError::not_found("endpoint", &self.name))
+        })?;
+        self.ctrl.prepare_driver_of(&network)?;
         self.ctrl.change(self.keys(Some(&sandbox.id)), || {
             let c = &self.ctrl;
             // The driver's plan may ask the kernel whether a name is free: without the
@@ -793,7 +822,12 @@ impl Endpoint {
             let j = c.locked(|st, cx| st.join_begin(cx, &self.id, &sandbox.id, options, plan))?;
             // The interface and routes are made holding only this endpoint's network's
             // and the sandbox's keys: changes elsewhere go on meanwhile.
-            let made = c.make(|h| j.kernel(h));
+            // A driver that calls out waits on its plugin: not in the queue of link makers.
+            let made = if j.calls_out() {
+                c.unmake(|h| j.kernel(h))
+            } else {
+                c.make(|h| j.kernel(h))
+            };
             c.locked_mut(|st, cx| st.join_end(cx, j, made))
         })
     }
@@ -811,8 +845,16 @@ impl Endpoint {
     /// Deletes the endpoint; it must not be joined.
     pub fn delete(&self) -> Result<()> {
         self.ctrl.change(self.keys(None), || {
-            self.ctrl
-                .locked_mut(|st, cx| st.delete_endpoint(cx, &self.id))
+            let c = &self.ctrl;
+            match c.locked_mut(|st, cx| st.delete_endpoint_begin(cx, &self.id))? {
+                None => Ok(()),
+                Some((driver, net, rec)) => {
+                    // Asked holding only this endpoint's keys; the record says `deleting`
+                    // meanwhile, so a crash is finished at the next start.
+                    let told = driver.delete_endpoint(&net, &rec);
+                    c.locked_mut(|st, cx| st.delete_endpoint_end(cx, &net, &rec, told))
+                }
+            }
         })
     }
 
@@ -850,13 +892,18 @@ impl Endpoint {
     /// Driver facts about the endpoint (MAC, interface names, addresses), as libnetwork's
     /// `DriverInfo`.
     pub fn driver_info(&self) -> Result<serde_json::Map<String, serde_json::Value>> {
-        self.ctrl.with(|st, cx| {
+        let (driver, net, ep) = self.ctrl.with(|st, cx| {
             let ep = st
                 .endpoints
                 .get(&self.id)
                 .ok_or_else(|| CoreError::not_found("endpoint", &self.name))?;
             let net = st.network_of(ep)?;
-            let mut m = cx.driver(&net.driver)?.endpoint_info(net, ep);
+            Ok::<_, CoreError>((cx.driver(&net.driver)?, net.clone(), ep.clone()))
+        })?;
+        // Asked without the state lock: a plugin's answer may take its time.
+        let mut m = driver.endpoint_info(&net, &ep);
+        {
+            let ep = &ep;
             if let Some(a) = ep.addr_v4 {
                 m.insert("ipv4_address".into(), a.to_string().into());
             }
@@ -869,8 +916,8 @@ impl Endpoint {
                 }
                 m.insert("sandbox_id".into(), j.sandbox_id.clone().into());
             }
-            Ok(m)
-        })
+        }
+        Ok(m)
     }
 }
 

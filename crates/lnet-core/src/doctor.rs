@@ -65,8 +65,9 @@ pub(crate) struct Plan {
     host: Result<crate::kernel::Lent>,
     drivers: Registry,
     config: Config,
-    /// Ready networks: name and what they want.
-    networks: Vec<(String, Wanted)>,
+    /// Ready networks: name, what they want, and their driver (asked whether it can be
+    /// reached).
+    networks: Vec<NetworkCheck>,
     /// Findings about interrupted network records.
     interrupted_networks: Vec<Finding>,
     sandboxes: Vec<SandboxPlan>,
@@ -81,6 +82,14 @@ pub(crate) struct Plan {
     firewall: Want,
     forward_links: Vec<String>,
 }
+
+/// A ready network as `doctor` checks it: its name, what it wants, and its driver (asked
+/// whether it can be reached).
+type NetworkCheck = (
+    String,
+    Wanted,
+    Option<std::sync::Arc<dyn crate::driver::Driver>>,
+);
 
 /// One sandbox, as `doctor` checks it.
 #[derive(Debug)]
@@ -136,11 +145,12 @@ impl State {
             .ready_networks()
             .iter()
             .map(|n| {
-                let want = cx
-                    .driver(&n.driver)
+                let driver = cx.driver(&n.driver).ok();
+                let want = driver
+                    .as_ref()
                     .map(|d| d.want_network(n))
                     .unwrap_or_default();
-                (n.name.clone(), want)
+                (n.name.clone(), want, driver)
             })
             .collect();
         let interrupted_networks = self
@@ -246,9 +256,12 @@ impl Plan {
             r.pending_handle().wait();
         }
         let mut f = Findings::default();
-        for (name, want) in &networks {
+        for (name, want, driver) in &networks {
             f.about(format!("network {name}"));
             report.networks += 1;
+            if let Some(Err(why)) = driver.as_ref().map(|d| d.reachable()) {
+                f.push("unreachable", format!("its driver: {why}"));
+            }
             match crate::reconcile::drift_live(want, &mut host.nl, None) {
                 Ok(drift) => f.drift(&drift),
                 Err(e) => report.errors.push(format!("network {name}: {e}")),

@@ -50,6 +50,10 @@ pub struct Capabilities {
     /// Its sandboxes share the host's namespace (`Some(true)`), must have their own
     /// (`Some(false)`), or either.
     pub host_mode: Option<bool>,
+    /// Its endpoint and join calls reach outside lnet (a plugin): an endpoint is journaled
+    /// `creating` and `deleting` around [`Driver::create_endpoint`] and
+    /// [`Driver::delete_endpoint`], and no call is made holding a lock other changes need.
+    pub calls_out: bool,
 }
 
 impl Default for Capabilities {
@@ -61,6 +65,7 @@ impl Default for Capabilities {
             shares_subnets: false,
             singleton: false,
             host_mode: Some(false),
+            calls_out: false,
         }
     }
 }
@@ -145,6 +150,18 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
 
     /// What it can do.
     fn capabilities(&self) -> Capabilities;
+
+    /// Gets ready for a change (a plugin is found and activated here), before any lock is
+    /// taken: the plan and the steps after it must not wait on anything outside lnet.
+    fn prepare(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Whether the driver can be reached now (a plugin may have gone); why not. `doctor`
+    /// reports a network whose driver cannot be reached rather than failing.
+    fn reachable(&self) -> std::result::Result<(), String> {
+        Ok(())
+    }
 
     /// Parses and validates options and returns the driver state to persist, which names
     /// every kernel object the network will make. Must not change anything.
@@ -272,11 +289,31 @@ pub trait Driver: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// The drivers a controller knows, by name: the built-in ones ([`crate::drivers::builtin`])
-/// and any a library user registers, as libnetwork allows.
-#[derive(Debug, Clone, Default)]
+/// Finds a driver lnet does not have built in, by name (a plugin in Docker's plugin
+/// directories): `None` when there is no such name to find.
+pub type Finder = dyn Fn(&str) -> Option<Arc<dyn Driver>> + Send + Sync;
+
+/// The drivers a controller knows, by name: the built-in ones ([`crate::drivers::builtin`]),
+/// any a library user registers, as libnetwork allows, and those a [`Finder`] finds on
+/// first use (kept from then on).
+#[derive(Clone, Default)]
 pub struct Registry {
     drivers: BTreeMap<String, Arc<dyn Driver>>,
+    finder: Option<Arc<Finder>>,
+    found: Arc<std::sync::Mutex<BTreeMap<String, Arc<dyn Driver>>>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("drivers", &self.drivers.keys().collect::<Vec<_>>())
+            .field("finder", &self.finder.is_some())
+            .field(
+                "found",
+                &self.found_now().keys().cloned().collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Registry {
@@ -299,8 +336,34 @@ impl Registry {
         Ok(())
     }
 
-    /// The driver called `name`.
+    /// Drivers not built in are looked for with `finder` on first use.
+    pub fn with_finder(mut self, finder: Arc<Finder>) -> Registry {
+        self.finder = Some(finder);
+        self
+    }
+
+    fn found_now(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<dyn Driver>>> {
+        self.found.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The driver called `name`: registered, found before, or found now.
     pub fn get(&self, name: &str) -> Result<Arc<dyn Driver>> {
+        if let Some(d) = self.drivers.get(name) {
+            return Ok(d.clone());
+        }
+        if let Some(finder) = &self.finder {
+            if let Some(d) = self.found_now().get(name) {
+                return Ok(d.clone());
+            }
+            // Found outside the lock: finding may ask the file system.
+            if let Some(d) = finder(name) {
+                return Ok(self
+                    .found_now()
+                    .entry(name.to_string())
+                    .or_insert(d)
+                    .clone());
+            }
+        }
         self.drivers.get(name).cloned().ok_or_else(|| {
             CoreError::invalid(
                 "driver",
@@ -318,7 +381,7 @@ impl Registry {
         self.drivers.keys().map(String::as_str)
     }
 
-    /// Every driver.
+    /// Every driver built in or registered (not those found).
     pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Driver>> {
         self.drivers.values()
     }

@@ -100,6 +100,16 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A driver outside lnet (a plugin) refused a call, or could not be reached.
+    #[error("{driver}: {message}")]
+    Driver {
+        /// The driver, as networks name it.
+        driver: String,
+        /// What it said, or why it could not be asked.
+        message: String,
+        /// It could not be reached (rather than refused).
+        unreachable: bool,
+    },
     /// Several errors from a best-effort cleanup that kept going.
     #[error("{}", join_errors(.0))]
     Many(Vec<CoreError>),
@@ -142,6 +152,10 @@ impl CoreError {
             CoreError::Store(_) | CoreError::Kernel { .. } | CoreError::Io { .. } => {
                 ErrorKind::Internal
             }
+            CoreError::Driver {
+                unreachable: true, ..
+            } => ErrorKind::Internal,
+            CoreError::Driver { .. } => ErrorKind::Forbidden,
             CoreError::Many(v) => v.first().map_or(ErrorKind::Internal, CoreError::kind),
         }
     }
@@ -171,7 +185,8 @@ impl CoreError {
         }
     }
 
-    pub(crate) fn kernel(context: impl Into<String>) -> impl FnOnce(KernelError) -> Self {
+    /// A kernel error, with what lnet was doing.
+    pub fn kernel(context: impl Into<String>) -> impl FnOnce(KernelError) -> Self {
         let context = context.into();
         move |source| CoreError::Kernel { context, source }
     }

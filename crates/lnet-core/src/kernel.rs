@@ -53,6 +53,11 @@ pub trait Links: std::fmt::Debug + Send {
     fn set_mac(&mut self, index: u32, mac: [u8; 6]) -> lnet_kernel::Result<()>;
     /// Renames a link.
     fn rename(&mut self, index: u32, new_name: &str) -> lnet_kernel::Result<()>;
+    /// Moves a link into namespace `ns` (a remote driver's interface into its sandbox); it
+    /// keeps its name there and gets a new index.
+    fn move_to_netns(&mut self, index: u32, ns: &Netns) -> lnet_kernel::Result<()>;
+    /// Adds a route, or replaces the one to the same destination.
+    fn replace_route(&mut self, route: &lnet_kernel::Route) -> lnet_kernel::Result<()>;
 }
 
 impl Links for Netlink {
@@ -108,6 +113,12 @@ impl Links for Netlink {
     }
     fn rename(&mut self, index: u32, new_name: &str) -> lnet_kernel::Result<()> {
         Netlink::rename(self, index, new_name)
+    }
+    fn move_to_netns(&mut self, index: u32, ns: &Netns) -> lnet_kernel::Result<()> {
+        Netlink::move_to_netns(self, index, ns)
+    }
+    fn replace_route(&mut self, route: &lnet_kernel::Route) -> lnet_kernel::Result<()> {
+        Netlink::replace_route(self, route)
     }
 }
 

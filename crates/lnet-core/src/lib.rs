@@ -65,11 +65,11 @@ mod recovery;
 // 6. the controller
 mod controller;
 
-pub use config::Config;
+pub use config::{Config, instance, set_instance};
 pub use controller::{Controller, Endpoint, Handover, Network, Sandbox};
 pub use doctor::{DoctorReport, Finding};
 pub use driver::{
-    Capabilities, Driver, JoinMode, JoinPlan, NetworkFacts, PlanNetwork, Registry, Scope,
+    Capabilities, Driver, Finder, JoinMode, JoinPlan, NetworkFacts, PlanNetwork, Registry, Scope,
 };
 pub use error::{CoreError, ErrorKind, Result};
 pub use files::ResolvConf;

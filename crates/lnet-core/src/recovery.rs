@@ -884,6 +884,27 @@ impl State {
                 return;
             }
         };
+        if matches!(ep.state, Lifecycle::Creating | Lifecycle::Deleting) {
+            // Its driver was being told of it (a plugin): created or not, it goes, and the
+            // driver is told so. Kept `deleting` while the driver cannot be told, so that a
+            // later start tells it.
+            let what = format!("endpoint {} ({})", ep.name, ep.state);
+            match driver
+                .delete_endpoint(net, &ep)
+                .and_then(|()| cx.store.delete(&ep).map_err(Into::into))
+            {
+                Ok(()) if ep.state == Lifecycle::Creating => report.rolled_back.push(what),
+                Ok(()) => report.finished.push(what),
+                Err(e) => {
+                    report.errors.push(format!("{what}: {e}"));
+                    if self.replay_or_quarantine(cx, report, net, &ep) {
+                        ep.state = Lifecycle::Deleting;
+                        self.endpoints.insert(ep);
+                    }
+                }
+            }
+            return;
+        }
         if let Some(join) = ep.join.clone() {
             let sb = sandboxes.get_mut(&join.sandbox_id);
             let live =
@@ -892,7 +913,13 @@ impl State {
                 Some((_, Liveness::Live(k))) => k.as_mut(),
                 _ => None,
             };
-            match (live, join.state) {
+            // A join handed over to an engine and not recorded done: the engine never had
+            // the answer (its retry, if any, fails), so it is undone, not finished.
+            let state = match (&join.handover, join.state) {
+                (Some(_), JoinState::Joining) => JoinState::Leaving,
+                (_, state) => state,
+            };
+            match (live, state) {
                 (true, JoinState::Joined | JoinState::Joining) => {
                     if !self.replay_or_quarantine(cx, report, net, &ep) {
                         return;
@@ -922,6 +949,31 @@ impl State {
                         }
                         Some(k) => {
                             driver.join(&mut self.host, k, net, &ep, &join, JoinMode::Repair)
+                        }
+                        // Handed over: only the host end is lnet's to check.
+                        None if join.handover.is_some() => {
+                            let none = std::collections::HashMap::new();
+                            let view = KernelView {
+                                host_links: &views.host,
+                                sandbox_links: &none,
+                                sandbox_addrs: &[],
+                            };
+                            let want = driver.want_join(net, &ep, &join);
+                            if crate::reconcile::drift_in_view(&want, view).is_empty() {
+                                Ok(())
+                            } else {
+                                self.host.another().and_then(|lent| {
+                                    let mut side = crate::kernel::HandoverSide(lent);
+                                    driver.join(
+                                        &mut self.host,
+                                        &mut side,
+                                        net,
+                                        &ep,
+                                        &join,
+                                        JoinMode::Repair,
+                                    )
+                                })
+                            }
                         }
                         None => Ok(()),
                     };

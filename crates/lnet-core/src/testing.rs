@@ -380,6 +380,26 @@ impl Links for FakeLinks {
         ns.links.insert(new_name.into(), l);
         Ok(())
     }
+
+    /// The fake has two namespaces: a link moves to the other one.
+    fn move_to_netns(&mut self, index: u32, _ns: &Netns) -> lnet_kernel::Result<()> {
+        let mut w = self.fake.world();
+        let name = w.name_of(self.side, index)?;
+        w.call(self.side, format!("move_to_netns {name}"))?;
+        let l = w.ns(self.side).links.remove(&name).expect("found above");
+        let other = match self.side {
+            Side::Host => Side::Sandbox,
+            Side::Sandbox => Side::Host,
+        };
+        w.ns(other).links.insert(name, l);
+        Ok(())
+    }
+
+    fn replace_route(&mut self, route: &lnet_kernel::Route) -> lnet_kernel::Result<()> {
+        self.fake
+            .world()
+            .call(self.side, format!("replace_route {}", route.dst))
+    }
 }
 
 /// The fake host: its links, and a record of the firewall, sysctl and forwarding calls.

@@ -66,7 +66,7 @@ impl Suspects {
             }
             Event::Nft { portid, .. } if portid == ours => {}
             Event::Nft { family, table, .. }
-                if family == INET && table == crate::firewall::ruleset::TABLE =>
+                if family == INET && table == *crate::firewall::ruleset::TABLE =>
             {
                 self.firewall = true
             }

@@ -22,8 +22,8 @@ pub use network::{
     ProgramExternalConnectivity, StaticRoute,
 };
 pub use options::{
-    ExposedPort, NetworkOptions, PortBinding, Proto, endpoint_mac, exposed_ports, network_options,
-    port_bindings,
+    ENABLE_IPV6, EXPOSED, ExposedPort, GENERIC, MAC, NetworkOptions, PORTMAP, PortBinding, Proto,
+    endpoint_mac, exposed_ports, mac_option, network_options, port_bindings,
 };
 
 use serde::de::DeserializeOwned;

@@ -159,6 +159,11 @@ pub fn network_options(call: &'static str, o: &Options) -> Result<NetworkOptions
     })
 }
 
+/// A MAC as dockerd writes it into an endpoint's options: base64 of its six bytes.
+pub fn mac_option(mac: [u8; 6]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(mac)
+}
+
 /// The MAC dockerd asks an endpoint to have: base64 of its six bytes, as Go marshals a
 /// `net.HardwareAddr`. `None` when it asks for none.
 pub fn endpoint_mac(call: &'static str, o: &Options) -> Result<Option<[u8; 6]>, ProtocolError> {

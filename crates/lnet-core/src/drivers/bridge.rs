@@ -70,17 +70,21 @@ const KNOWN: [&str; 11] = [
 /// bridge someone else made under a name lnet would use, which it must never take. A veth
 /// needs no mark of its own: an lnet-shaped name (`veth` + 7 hex) on a marked bridge is
 /// lnet's by construction, and the join's hot path pays nothing for it.
-pub const MARK_PREFIX: &str = "lnet:network:";
+/// It reads `lnet:network:`, or the instance's name for `lnet`
+/// ([`crate::config::set_instance`]), so that another lnet in the namespace leaves it be.
+pub fn mark_prefix() -> String {
+    format!("{}:network:", crate::config::instance())
+}
 
 /// The mark of network `id`'s bridge.
 pub fn mark(id: &str) -> String {
-    format!("{MARK_PREFIX}{id}")
+    format!("{}{id}", mark_prefix())
 }
 
 /// The network id in `alias` when it is lnet's mark (a 64-hex id, as lnet makes them);
 /// `None` for any other alias or none.
 pub fn marked_network(alias: Option<&str>) -> Option<&str> {
-    let id = alias?.strip_prefix(MARK_PREFIX)?;
+    let id = alias?.strip_prefix(mark_prefix().as_str())?;
     (id.len() == 64
         && id
             .bytes()
@@ -535,8 +539,9 @@ impl Driver for BridgeDriver {
                 OPT_NAME,
                 &cfg.bridge,
                 format!(
-                    "an interface of that name ({}) already exists on the host and lnet did not make it (it lacks lnet's mark, alias {MARK_PREFIX}…); lnet only uses bridges it creates — choose another name",
-                    link.kind.as_deref().unwrap_or("unknown kind")
+                    "an interface of that name ({}) already exists on the host and lnet did not make it (it lacks lnet's mark, alias {}…); lnet only uses bridges it creates — choose another name",
+                    link.kind.as_deref().unwrap_or("unknown kind"),
+                    mark_prefix()
                 ),
             ));
         }
@@ -859,6 +864,16 @@ impl Driver for BridgeDriver {
         let Some(h) = &join.host_ifname else {
             return Ok(());
         };
+        // Handed over: the peer is in the engine's namespace, which lnet does not open.
+        // Taken off the bridge at once (the address may go to another container), the pair
+        // is deleted in the background.
+        if host.deletes_later()
+            && join.handover.is_some()
+            && let Ok(Some(l)) = host.links().link_by_name(h)
+            && host.links().set_master(l.index, None).is_ok()
+        {
+            return host.delete_link(h);
+        }
         // Deleted in the background: first free what others may take at once — the
         // addresses (IPAM hands them out again) and the interface name in the sandbox (its
         // next join may want it) — so the lingering pair harms no one.

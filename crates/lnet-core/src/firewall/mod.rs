@@ -38,20 +38,20 @@ fn kernel(ctx: impl Into<String>) -> impl FnOnce(lnet_kernel::KernelError) -> Co
 
 fn set_def(s: SetName) -> Set<'static> {
     match s.data() {
-        Some(d) => Set::map(s.family(), TABLE, s.name(), s.key(), d),
+        Some(d) => Set::map(s.family(), &TABLE, s.name(), s.key(), d),
         None if s.ranges() => {
-            Set::new(s.family(), TABLE, s.name(), s.key()).flags(set_flags::INTERVAL)
+            Set::new(s.family(), &TABLE, s.name(), s.key()).flags(set_flags::INTERVAL)
         }
-        None => Set::new(s.family(), TABLE, s.name(), s.key()),
+        None => Set::new(s.family(), &TABLE, s.name(), s.key()),
     }
 }
 
 fn chain_def(c: &ChainSpec) -> Chain<'static> {
     match c.hook {
         Some((ty, hook, prio)) => {
-            Chain::base(c.family, TABLE, c.name, ty, hook, prio).policy(Policy::Accept)
+            Chain::base(c.family, &TABLE, c.name, ty, hook, prio).policy(Policy::Accept)
         }
-        None => Chain::regular(c.family, TABLE, c.name),
+        None => Chain::regular(c.family, &TABLE, c.name),
     }
 }
 
@@ -287,7 +287,7 @@ impl Firewall {
             .nft
             .tables(Family::Inet)
             .map_err(kernel("list inet tables"))?;
-        if !tables.iter().any(|t| t == TABLE) {
+        if !tables.iter().any(|t| *t == *TABLE) {
             base.missing_sets = SetName::ALL.to_vec();
             base.missing_chains = CHAINS.iter().map(|c| c.name).collect();
             return Ok(base);
@@ -295,7 +295,7 @@ impl Firewall {
         base.table = true;
         let sets = self
             .nft
-            .sets(Family::Inet, TABLE)
+            .sets(Family::Inet, &TABLE)
             .map_err(kernel(format!("list sets of inet {TABLE}")))?;
         for s in SetName::ALL {
             match sets.iter().find(|i| i.name == s.name()) {
@@ -306,7 +306,7 @@ impl Firewall {
         }
         let chains = self
             .nft
-            .chains(Family::Inet, TABLE)
+            .chains(Family::Inet, &TABLE)
             .map_err(kernel(format!("list chains of inet {TABLE}")))?;
         base.user_chain = chains.iter().any(|c| c.name == USER_CHAIN);
         for c in &CHAINS {
@@ -320,7 +320,7 @@ impl Firewall {
             }
             let have = self
                 .nft
-                .rules(c.family, TABLE, c.name)
+                .rules(c.family, &TABLE, c.name)
                 .map_err(kernel(format!(
                     "list rules of chain inet {TABLE} {}",
                     c.name
@@ -355,8 +355,8 @@ impl Firewall {
         }
         let b = &mut self.batch;
         b.clear();
-        b.add_table(Family::Inet, TABLE);
-        b.add_chain(&Chain::regular(Family::Inet, TABLE, USER_CHAIN));
+        b.add_table(Family::Inet, &TABLE);
+        b.add_chain(&Chain::regular(Family::Inet, &TABLE, USER_CHAIN));
         // Empty every chain of ours that exists, so that sets and chains can be replaced
         // (a base chain's hook cannot be changed, a set's type neither: they are deleted
         // and made again), then rebuild. One transaction: no packet sees it half written.
@@ -364,13 +364,13 @@ impl Firewall {
             .iter()
             .filter(|c| !base.missing_chains.contains(&c.name))
         {
-            b.flush_chain(c.family, TABLE, c.name);
+            b.flush_chain(c.family, &TABLE, c.name);
         }
         for (name, _) in &base.wrong_hooks {
-            b.delete_chain(Family::Inet, TABLE, name);
+            b.delete_chain(Family::Inet, &TABLE, name);
         }
         for s in &base.wrong_sets {
-            b.delete_set(s.family(), TABLE, s.name());
+            b.delete_set(s.family(), &TABLE, s.name());
         }
         for s in SetName::ALL {
             b.add_set(&set_def(s));
@@ -414,15 +414,16 @@ impl Firewall {
         };
         for (set, e) in kernel_elements(remove) {
             self.batch
-                .destroy_elements(set.family(), TABLE, set.name(), &e);
+                .destroy_elements(set.family(), &TABLE, set.name(), &e);
         }
         for (set, e) in kernel_elements(add) {
             if set.data().is_some() {
                 // A key already mapped to another value would fail the add: re-point it.
                 self.batch
-                    .destroy_elements(set.family(), TABLE, set.name(), &e);
+                    .destroy_elements(set.family(), &TABLE, set.name(), &e);
             }
-            self.batch.add_elements(set.family(), TABLE, set.name(), &e);
+            self.batch
+                .add_elements(set.family(), &TABLE, set.name(), &e);
         }
         match self.commit("update lnet's nftables sets") {
             // With lnet's table gone, what was to be removed is gone too.
@@ -444,7 +445,7 @@ impl Firewall {
         for set in SetName::ALL {
             let elems = self
                 .nft
-                .set_elements(set.family(), TABLE, set.name())
+                .set_elements(set.family(), &TABLE, set.name())
                 .map_err(kernel(format!("list set {}", set.name())))?;
             let m = have.sets.entry(set).or_default();
             if set.ranges() {
@@ -548,7 +549,7 @@ impl Firewall {
                 .tables(family)
                 .map_err(kernel(format!("list {} tables", family.name())))?;
             for t in tables {
-                if family == Family::Inet && t == TABLE {
+                if family == Family::Inet && *t == *TABLE {
                     continue;
                 }
                 let chains = self

@@ -30,8 +30,26 @@
 
 use lnet_kernel::nft::{ChainType, DataType, Family, Field, Hook, Rule, ct_state, ct_status};
 
-/// The name of lnet's tables.
-pub const TABLE: &str = "lnet";
+/// The name of lnet's tables: `lnet`, or this process's instance name
+/// ([`crate::config::set_instance`]). Reads as a `&str` (`&TABLE`) and prints as one.
+pub static TABLE: Table = Table;
+
+/// See [`TABLE`].
+#[derive(Debug, Clone, Copy)]
+pub struct Table;
+
+impl std::ops::Deref for Table {
+    type Target = str;
+    fn deref(&self) -> &str {
+        crate::config::instance()
+    }
+}
+
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
 /// The operators' chain in `inet lnet`.
 pub const USER_CHAIN: &str = "user";
 
@@ -320,7 +338,7 @@ pub const CHAINS: [ChainSpec; 5] = [
 
 /// The rules of one of [`CHAINS`], each with the `nft` text it stands for.
 pub fn rules(chain: &ChainSpec) -> Vec<(Rule, &'static str)> {
-    let r = || Rule::new(chain.family, TABLE, chain.name);
+    let r = || Rule::new(chain.family, &TABLE, chain.name);
     let n = SetName::name;
     use SetName::*;
     match (chain.family, chain.name) {

@@ -11,6 +11,22 @@ use crate::ids;
 use crate::options::EndpointOptions;
 use crate::state::{Cx, State};
 
+/// An endpoint journaled `creating`, its driver to be asked.
+pub(crate) type Asking = (
+    std::sync::Arc<dyn crate::driver::Driver>,
+    lnet_store::NetworkRecord,
+    EndpointRecord,
+);
+
+/// An endpoint create after its first step.
+pub(crate) enum Created {
+    /// Recorded `ready`: its id.
+    Done(String),
+    /// Recorded `creating`: the driver is to be asked (without the state lock), then
+    /// [`State::create_endpoint_end`].
+    Ask(Box<Asking>),
+}
+
 impl State {
     /// Holds an address of network `network_id` for an endpoint about to be created (an
     /// engine asks its IPAM first, then creates the endpoint). In memory only: a hold no
@@ -68,7 +84,7 @@ impl State {
         network_id: &str,
         name: &str,
         opts: EndpointOptions,
-    ) -> Result<String> {
+    ) -> Result<Created> {
         ids::validate_name("name", name)?;
         let net = self
             .networks
@@ -186,6 +202,19 @@ impl State {
             join: None,
             ephemeral: opts.ephemeral,
         };
+        if driver.capabilities().calls_out {
+            // Journaled before the driver is asked: a crash after its answer is undone at
+            // the next start, which tells the driver (`delete_endpoint`).
+            rec.state = Lifecycle::Creating;
+            if let Err(e) = cx.store.put(&mut rec) {
+                self.ipam.release_endpoint(&net, &rec);
+                self.release_ports(&rec.ports);
+                return Err(e.into());
+            }
+            crate::failpoint::hit("endpoint-create:recorded");
+            self.endpoints.insert(rec.clone());
+            return Ok(Created::Ask(Box::new((driver, net, rec))));
+        }
         let made = driver.create_endpoint(&net, &rec);
         if let Err(e) = made.and_then(|()| cx.store.put(&mut rec).map_err(Into::into)) {
             self.ipam.release_endpoint(&net, &rec);
@@ -193,6 +222,37 @@ impl State {
             return Err(e);
         }
         crate::failpoint::hit("endpoint-create:recorded");
+        tracing::debug!(endpoint = %rec.name, network = %net.name, v4 = ?rec.addr_v4, "endpoint created");
+        let id = rec.id.clone();
+        self.endpoints.insert(rec);
+        Ok(Created::Done(id))
+    }
+
+    /// Records how the driver's answer to an endpoint journaled `creating` went: `ready`,
+    /// or — refused — no endpoint at all.
+    pub(crate) fn create_endpoint_end(
+        &mut self,
+        cx: &Cx,
+        net: &lnet_store::NetworkRecord,
+        mut rec: EndpointRecord,
+        made: Result<()>,
+    ) -> Result<String> {
+        let res = made.and_then(|()| {
+            crate::failpoint::hit("endpoint-create:driver-answered");
+            rec.state = Lifecycle::Ready;
+            cx.store.put(&mut rec).map_err(Into::into)
+        });
+        if let Err(e) = res {
+            // The driver refused (or the record could not be written): nothing of it stays.
+            // A `creating` record the store still holds is undone at the next start.
+            if let Err(d) = cx.store.delete(&rec) {
+                tracing::error!(endpoint = %rec.name, error = %d, "removing a refused endpoint's record; the next start does");
+            }
+            self.ipam.release_endpoint(net, &rec);
+            self.release_ports(&rec.ports);
+            self.endpoints.remove(&rec.id);
+            return Err(e);
+        }
         tracing::debug!(endpoint = %rec.name, network = %net.name, v4 = ?rec.addr_v4, "endpoint created");
         let id = rec.id.clone();
         self.endpoints.insert(rec);

@@ -1,12 +1,66 @@
 //! Endpoint delete: validate → delete the record → release its addresses and host ports.
-//! One write; the addresses and ports are derived state, so releasing them after the write cannot leak anything
-//! across a crash.
+//! One write; the addresses and ports are derived state, so releasing them after the write
+//! cannot leak anything across a crash. A driver that calls out
+//! ([`crate::Capabilities::calls_out`]) is told between two writes instead: the record says
+//! `deleting` while it is asked (without the state lock), so a crash is finished at the next
+//! start, which tells it again.
 
+use std::sync::Arc;
+
+use lnet_store::{EndpointRecord, Lifecycle, NetworkRecord};
+
+use crate::driver::Driver;
 use crate::error::{CoreError, Result};
 use crate::state::{Cx, State};
 
+/// An endpoint journaled `deleting`, its driver to be told.
+pub(crate) type Telling = (Arc<dyn Driver>, NetworkRecord, EndpointRecord);
+
 impl State {
+    /// Deletes endpoint `id` at once, telling its driver (recovery, and drivers that do not
+    /// call out).
     pub(crate) fn delete_endpoint(&mut self, cx: &Cx, id: &str) -> Result<()> {
+        let ep = self.deletable(id)?;
+        self.forget_endpoint(cx, ep, true)
+    }
+
+    /// The first step of a delete: done, or — for a driver that calls out — journaled
+    /// `deleting` with the driver to tell.
+    pub(crate) fn delete_endpoint_begin(&mut self, cx: &Cx, id: &str) -> Result<Option<Telling>> {
+        let mut ep = self.deletable(id)?;
+        let driver = self
+            .network_of(&ep)
+            .ok()
+            .cloned()
+            .and_then(|n| cx.driver(&n.driver).ok().map(|d| (d, n)));
+        match driver {
+            Some((d, net)) if d.capabilities().calls_out => {
+                ep.state = Lifecycle::Deleting;
+                cx.store.put(&mut ep)?;
+                self.endpoints.insert(ep.clone());
+                Ok(Some((d, net, ep)))
+            }
+            _ => self.forget_endpoint(cx, ep, true).map(|()| None),
+        }
+    }
+
+    /// Records a delete whose driver was told: the record goes whatever the driver said
+    /// (a plugin that refuses to let go must not keep lnet's record and addresses); what it
+    /// said is logged.
+    pub(crate) fn delete_endpoint_end(
+        &mut self,
+        cx: &Cx,
+        net: &NetworkRecord,
+        ep: &EndpointRecord,
+        told: Result<()>,
+    ) -> Result<()> {
+        if let Err(e) = told {
+            tracing::warn!(endpoint = %ep.name, network = %net.name, error = %e, "the driver could not let the endpoint go");
+        }
+        self.forget_endpoint(cx, ep.clone(), false)
+    }
+
+    fn deletable(&self, id: &str) -> Result<EndpointRecord> {
         let ep = self
             .endpoints
             .get(id)
@@ -18,22 +72,28 @@ impl State {
                 self.sandbox_label(&j.sandbox_id)
             )));
         }
-        let ep = ep.clone();
+        Ok(ep.clone())
+    }
+
+    /// Deletes the record, then lets go of what is derived from it (telling the driver
+    /// when `tell`).
+    fn forget_endpoint(&mut self, cx: &Cx, ep: EndpointRecord, tell: bool) -> Result<()> {
         cx.store.delete(&ep)?;
         crate::failpoint::hit("endpoint-delete:recorded");
         if let Ok(net) = self.network_of(&ep) {
             let net = net.clone();
             self.ipam.release_endpoint(&net, &ep);
             // The record is gone: what the driver keeps of it is let go, logged if it fails.
-            if let Err(e) = cx
-                .driver(&net.driver)
-                .and_then(|d| d.delete_endpoint(&net, &ep))
+            if tell
+                && let Err(e) = cx
+                    .driver(&net.driver)
+                    .and_then(|d| d.delete_endpoint(&net, &ep))
             {
                 tracing::warn!(endpoint = %ep.name, error = %e, "the driver could not let the endpoint go");
             }
         }
         self.release_ports(&ep.ports);
-        self.endpoints.remove(id);
+        self.endpoints.remove(&ep.id);
         tracing::debug!(endpoint = %ep.name, "endpoint deleted");
         Ok(())
     }

@@ -87,6 +87,11 @@ impl Joining {
 }
 
 impl Joining {
+    /// Whether the driver's join calls out of lnet ([`crate::Capabilities::calls_out`]).
+    pub(crate) fn calls_out(&self) -> bool {
+        self.driver.capabilities().calls_out
+    }
+
     /// A join into an engine's sandbox: the pair is made in the host namespace, its peer
     /// left for the engine to take; nothing else (routes, names) is lnet's to set.
     fn hand_over(&self, host: &mut HostKernel) -> Result<()> {

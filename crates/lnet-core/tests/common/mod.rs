@@ -191,7 +191,7 @@ pub fn firewall_elements() -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     for set in SetName::ALL {
         for e in nft
-            .set_elements(set.family(), TABLE, set.name())
+            .set_elements(set.family(), &TABLE, set.name())
             .expect("list set elements")
         {
             let value = match e.data {

@@ -1,0 +1,48 @@
+//! lnet-remote owns lnet's remote drivers: network plugins that speak Docker's plugin
+//! protocol, found where dockerd finds them (`/run/docker/plugins`, `/etc/docker/plugins`,
+//! `/usr/lib/docker/plugins`), activated on first use, and called as dockerd calls them —
+//! with dockerd's back-off when a plugin cannot be reached, and, unlike dockerd, a bound on
+//! every wait, so a plugin that hangs cannot hang lnet. [`finder`] gives the controller's
+//! driver registry a way to find them by name ([`lnet_core::Registry::with_finder`]); the
+//! controller journals around each call as around any kernel step.
+//!
+//! It sits beside lnet-core's built-in drivers, above the protocol's types (lnet-plugin);
+//! lnet-core knows nothing of HTTP.
+
+pub mod client;
+pub mod discovery;
+mod driver;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use client::{Addr, Bounds, CallError};
+pub use discovery::Dirs;
+pub use driver::RemoteDriver;
+
+/// How remote drivers are found and called.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteConfig {
+    /// Where plugins are looked for.
+    pub dirs: Dirs,
+    /// How long calls may take.
+    pub bounds: Bounds,
+    /// This daemon's own plugin socket, never taken for a remote driver.
+    pub own_socket: Option<PathBuf>,
+}
+
+/// A finder for [`lnet_core::Registry::with_finder`]: any name may be a plugin's (whether
+/// one is there is learnt when it is first used, so that a network whose plugin has gone
+/// keeps its records and is reported, not dropped).
+pub fn finder(config: RemoteConfig) -> Arc<lnet_core::Finder> {
+    let dirs = Arc::new(config.dirs);
+    Arc::new(move |name: &str| {
+        let d: Arc<dyn lnet_core::Driver> = Arc::new(RemoteDriver::new(
+            name,
+            dirs.clone(),
+            config.bounds,
+            config.own_socket.clone(),
+        ));
+        Some(d)
+    })
+}
