@@ -1509,3 +1509,75 @@ fn a_sigkill_after_the_interface_moved_keeps_the_container_reachable() {
     teardown(d, p, &joined, Some(&container));
     assert_nothing_left(d, p);
 }
+
+/// dockerd stops one container while it starts another: the stopped one's address, freed
+/// by its DeleteEndpoint, must not go to the new one before dockerd's ReleaseAddress for it
+/// arrives (that call would otherwise take the new container's address away).
+#[test]
+fn an_address_is_given_again_only_after_dockerd_gives_it_back() {
+    let Some(env) = setup("an_address_is_given_again_only_after_dockerd_gives_it_back") else {
+        return;
+    };
+    let (d, p) = (&env.d, &env.p);
+    create_network_as_dockerd(d, p);
+    let first = p.ok("/IpamDriver.RequestAddress", &request_address(POOL_ID, ""));
+    assert_eq!(first["Address"], ADDRESS, "{first}");
+    p.ok(
+        "/NetworkDriver.CreateEndpoint",
+        &create_endpoint(NET_ID, EP_ID, ADDRESS),
+    );
+    // Stop: DeleteEndpoint, and — not yet — ReleaseAddress.
+    p.ok(
+        "/NetworkDriver.DeleteEndpoint",
+        &endpoint_ref(NET_ID, EP_ID),
+    );
+    let second = p.ok("/IpamDriver.RequestAddress", &request_address(POOL_ID, ""));
+    assert_eq!(
+        second["Address"], "10.77.0.3/24",
+        "the address was given out again too soon"
+    );
+    let other = "7".repeat(64);
+    p.ok(
+        "/NetworkDriver.CreateEndpoint",
+        &create_endpoint(NET_ID, &other, "10.77.0.3/24"),
+    );
+    // The stopped container's ReleaseAddress: its address is free, the new one's stays.
+    p.ok(
+        "/IpamDriver.ReleaseAddress",
+        &release_address(POOL_ID, ADDRESS),
+    );
+    let third = p.ok("/IpamDriver.RequestAddress", &request_address(POOL_ID, ""));
+    assert_eq!(third["Address"], ADDRESS, "{third}");
+    // The new container's endpoint is still there: it joins, with its address.
+    let joined = p.ok("/NetworkDriver.Join", &join(NET_ID, &other));
+    assert!(joined["InterfaceName"]["SrcName"].is_string(), "{joined}");
+    let (_, body) = d.request("GET", &format!("/networks/{NET_ID}"), None);
+    assert!(body.contains("10.77.0.3/24"), "{body}");
+}
+
+/// Ids that are not dockerd's shape are refused by name before anything is looked up; one
+/// that is not even ASCII must not bring the daemon down.
+#[test]
+fn ids_that_are_not_dockerds_are_refused_by_name() {
+    let Some(env) = setup("ids_that_are_not_dockerds_are_refused_by_name") else {
+        return;
+    };
+    let (d, p) = (&env.d, &env.p);
+    for id in [
+        "aaaaaaaaaaa\u{e9}",
+        "short",
+        &"A".repeat(64),
+        &"g".repeat(64),
+    ] {
+        let e = p.fails(
+            "/NetworkDriver.CreateNetwork",
+            &create_network(id, POOL, GATEWAY, json!({})),
+        );
+        assert!(e.contains("NetworkID") && e.contains("64"), "{id}: {e}");
+        let e = p.fails("/NetworkDriver.Join", &join(NET_ID, id));
+        assert!(e.contains("EndpointID"), "{id}: {e}");
+    }
+    let (status, _) = d.request("GET", "/_ping", None);
+    assert_eq!(status, 200, "the daemon went down");
+    assert_only_predefined_networks(d, "after ids that are not dockerd's");
+}

@@ -145,6 +145,8 @@ pub struct Settings {
     pub log_level: String,
     /// Where the plugin protocol is served (`None`: not at all).
     pub plugin_socket: Option<PathBuf>,
+    /// `--plugin-socket` (or its key) was given: failing to serve there is an error.
+    pub plugin_socket_given: bool,
     /// How other plugins are found and called.
     pub remote: lnet_remote::RemoteConfig,
     /// `--instance`.
@@ -278,6 +280,7 @@ impl Settings {
             .or(file.bridge)
             .unwrap_or_else(|| "lnet0".into());
         config.predefined_bridge = Some(bridge.clone());
+        let plugin_socket_given = args.plugin_socket.is_some() || file.plugin_socket.is_some();
         let plugin_socket = args
             .plugin_socket
             .clone()
@@ -316,6 +319,7 @@ impl Settings {
         };
         let instance = args.instance.clone().or(file.instance);
         Ok(Settings {
+            plugin_socket_given,
             instance,
             remote,
             plugin_socket,
@@ -658,6 +662,13 @@ pub fn run(settings: Settings) -> Result<()> {
     let plugin_listener = match &settings.plugin_socket {
         Some(p) => match bind_socket(p) {
             Ok(l) => Some(l),
+            // Docker's default place is one per host: another daemon (of another network
+            // namespace) may have it. Said, and gone on without; a place named on purpose
+            // must be had.
+            Err(e) if !settings.plugin_socket_given => {
+                tracing::warn!(socket = %p.display(), error = %e, "not serving the plugin protocol: its default socket is taken (give --plugin-socket to serve it elsewhere)");
+                None
+            }
             Err(e) => {
                 let _ = std::fs::remove_file(&settings.socket);
                 return Err(

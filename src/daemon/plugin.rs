@@ -57,6 +57,9 @@ pub struct Plugin {
     /// By PoolID: the pool and the range dockerd asked for (`CreateNetwork` does not
     /// repeat the range), and the gateway handed out.
     held: Arc<Mutex<HashMap<String, HeldPool>>>,
+    /// One lock per engine sandbox (by its label): finding or making it and joining it,
+    /// and leaving it and removing it when empty, are one step each, whoever else calls.
+    sandbox_locks: Arc<Mutex<HashMap<String, Arc<Mutex<()>>>>>,
 }
 
 #[derive(Debug, Clone)]
@@ -74,6 +77,7 @@ impl Plugin {
         let plugin = Plugin {
             ctrl,
             held: Default::default(),
+            sandbox_locks: Default::default(),
         };
         for s in plugin.ctrl.sandboxes() {
             if s.info().is_ok_and(|r| r.handover) {
@@ -85,6 +89,7 @@ impl Plugin {
 
     /// Answers one parsed call. Blocking: run it off the async runtime.
     pub fn answer(&self, req: Request) -> Answer {
+        check_ids(&req)?;
         match req {
             Request::Activate => Ok(json!({ "Implements": lnet_plugin::IMPLEMENTS })),
             Request::NetworkCapabilities => Ok(json!({
@@ -170,7 +175,20 @@ impl Plugin {
                 };
                 // dockerd leaves first; a join it did not take back is taken back here.
                 self.leave(&r)?;
-                ep.delete().map_err(|e| e.to_string())?;
+                // With lnet's IPAM the addresses stay held until dockerd's ReleaseAddress,
+                // which comes next: given out again at once, an address would be another
+                // container's when that call arrives.
+                let ours = self
+                    .ctrl
+                    .network(&r.network_id)
+                    .and_then(|n| n.info())
+                    .is_ok_and(|n| n.labels.get(IPAM_LABEL).map(String::as_str) == Some("lnet"));
+                if ours {
+                    ep.delete_holding_addresses()
+                } else {
+                    ep.delete()
+                }
+                .map_err(|e| e.to_string())?;
                 Ok(json!({}))
             }
             Request::EndpointOperInfo(r) => {
@@ -222,6 +240,16 @@ impl Plugin {
             }
         }
         *seen = now;
+    }
+
+    /// The lock of engine sandbox `label`.
+    fn sandbox_lock(&self, label: &str) -> Arc<Mutex<()>> {
+        self.sandbox_locks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(label.to_string())
+            .or_default()
+            .clone()
     }
 
     fn held_pools(&self) -> std::sync::MutexGuard<'_, HashMap<String, HeldPool>> {
@@ -302,11 +330,22 @@ impl Plugin {
                 json!({ "Address": IpNet::new(gw, pool.prefix_len()).expect("prefix of the pool").to_string(), "Data": {} }),
             );
         }
-        let net = net.ok_or_else(|| {
-            format!(
-                "RequestAddress: the pool {pool} belongs to no lnet network: lnet's IPAM serves networks of the lnet driver (docker network create -d lnet --ipam-driver lnet)"
-            )
-        })?;
+        let net = match net {
+            Some(n) => n,
+            // An auxiliary address (`--aux-address`), asked before the network exists:
+            // `CreateNetwork`'s AuxAddresses set it aside.
+            None if preferred.is_some() && self.held_pools().contains_key(&r.pool_id) => {
+                let ip = preferred.expect("checked");
+                return Ok(
+                    json!({ "Address": IpNet::new(ip, pool.prefix_len()).expect("prefix of the pool").to_string(), "Data": {} }),
+                );
+            }
+            None => {
+                return Err(format!(
+                    "RequestAddress: the pool {pool} belongs to no lnet network: lnet's IPAM serves networks of the lnet driver (docker network create -d lnet --ipam-driver lnet)"
+                ));
+            }
+        };
         let got = net
             .hold_address(preferred, pool.addr().is_ipv6())
             .map_err(|e| e.to_string())?;
@@ -475,6 +514,8 @@ impl Plugin {
                 )
             })?;
         let label = sandbox_label(&r.sandbox_key)?;
+        let lock = self.sandbox_lock(&label);
+        let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
         let rec = ep.info().map_err(|e| e.to_string())?;
         if rec.join.is_none() {
             let sandbox = match self.sandbox(&label) {
@@ -533,8 +574,10 @@ impl Plugin {
         else {
             return Ok(());
         };
-        ep.leave(&sandbox).map_err(|e| e.to_string())?;
         let label = sandbox.container_id().to_string();
+        let lock = self.sandbox_lock(&label);
+        let _one = lock.lock().unwrap_or_else(|p| p.into_inner());
+        ep.leave(&sandbox).map_err(|e| e.to_string())?;
         self.drop_if_empty(&label);
         Ok(())
     }
@@ -546,15 +589,60 @@ impl Plugin {
             .find(|s| s.container_id() == label)
     }
 
-    /// Deletes the engine's sandbox `label` when no endpoint is joined to it.
+    /// Deletes the engine's sandbox `label` when no endpoint is joined to it. The caller
+    /// holds its lock ([`Plugin::sandbox_lock`]), or is the start, when nothing else runs.
     fn drop_if_empty(&self, label: &str) {
         if let Some(s) = self.sandbox(label)
             && s.endpoints().is_empty()
-            && let Err(e) = s.delete()
         {
-            tracing::warn!(sandbox = %label, error = %e, "removing an engine's sandbox record");
+            match s.delete() {
+                Ok(()) => {
+                    self.sandbox_locks
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(label);
+                }
+                Err(e) => {
+                    tracing::warn!(sandbox = %label, error = %e, "removing an engine's sandbox record")
+                }
+            }
         }
     }
+}
+
+/// Refuses a call whose network or endpoint id is not dockerd's shape (64 hex digits)
+/// before anything is looked up or made of it.
+fn check_ids(req: &Request) -> Result<(), String> {
+    let ids: Vec<(&str, &str)> = match req {
+        Request::CreateNetwork(r) => vec![("NetworkID", &r.network_id)],
+        Request::DeleteNetwork(r) => vec![("NetworkID", &r.network_id)],
+        Request::CreateEndpoint(r) => {
+            vec![("NetworkID", &r.network_id), ("EndpointID", &r.endpoint_id)]
+        }
+        Request::Join(r) => vec![("NetworkID", &r.network_id), ("EndpointID", &r.endpoint_id)],
+        Request::ProgramExternalConnectivity(r) => {
+            vec![("NetworkID", &r.network_id), ("EndpointID", &r.endpoint_id)]
+        }
+        Request::DeleteEndpoint(r)
+        | Request::EndpointOperInfo(r)
+        | Request::Leave(r)
+        | Request::RevokeExternalConnectivity(r) => {
+            vec![("NetworkID", &r.network_id), ("EndpointID", &r.endpoint_id)]
+        }
+        _ => Vec::new(),
+    };
+    for (field, id) in ids {
+        if id.len() != 64
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(format!(
+                "{field} {id:?}: expected 64 lowercase hexadecimal digits, as dockerd's ids"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// What `CreateEndpoint` answers: the fields dockerd left to the driver (dockerd refuses an

@@ -475,8 +475,13 @@ impl Controller {
             let c =
                 self.locked(|st, cx| st.network_create_begin(cx, &id, (driver, name), options))?;
             // The bridge, its addresses, sysctls and firewall are made holding only this
-            // network's key.
-            let made = self.make(|h| c.kernel(h, &self.inner.cx.config));
+            // network's key; a driver that calls out waits on its plugin, not in the
+            // queue of link makers.
+            let made = if c.calls_out() {
+                self.unmake(|h| c.kernel(h, &self.inner.cx.config))
+            } else {
+                self.make(|h| c.kernel(h, &self.inner.cx.config))
+            };
             self.locked_mut(|st, cx| st.network_create_end(cx, c, made))
         })?;
         Ok(Network {
@@ -673,7 +678,16 @@ impl Network {
                     let (driver, net, rec) = *asking;
                     // Asked holding only this network's key.
                     let made = driver.create_endpoint(&net, &rec);
-                    c.locked_mut(|st, cx| st.create_endpoint_end(cx, &net, rec, made))
+                    let res =
+                        c.locked_mut(|st, cx| st.create_endpoint_end(cx, &net, rec.clone(), made));
+                    if res.is_err() {
+                        // Refused, unanswered or not recorded: whatever the driver may have
+                        // made of it is let go.
+                        if let Err(e) = driver.delete_endpoint(&net, &rec) {
+                            tracing::warn!(endpoint = %rec.name, error = %e, "telling the driver an endpoint was not created");
+                        }
+                    }
+                    res
                 }
             }
         })?;
@@ -844,15 +858,27 @@ impl Endpoint {
 
     /// Deletes the endpoint; it must not be joined.
     pub fn delete(&self) -> Result<()> {
+        self.delete_with(false)
+    }
+
+    /// Deletes the endpoint, keeping its addresses as holds until
+    /// [`Network::release_address`] lets each go: an engine gives an address back after it
+    /// deleted the endpoint (dockerd's IPAM calls come after its driver calls), and none
+    /// may have it meanwhile.
+    pub fn delete_holding_addresses(&self) -> Result<()> {
+        self.delete_with(true)
+    }
+
+    fn delete_with(&self, hold: bool) -> Result<()> {
         self.ctrl.change(self.keys(None), || {
             let c = &self.ctrl;
-            match c.locked_mut(|st, cx| st.delete_endpoint_begin(cx, &self.id))? {
+            match c.locked_mut(|st, cx| st.delete_endpoint_begin(cx, &self.id, hold))? {
                 None => Ok(()),
                 Some((driver, net, rec)) => {
                     // Asked holding only this endpoint's keys; the record says `deleting`
                     // meanwhile, so a crash is finished at the next start.
                     let told = driver.delete_endpoint(&net, &rec);
-                    c.locked_mut(|st, cx| st.delete_endpoint_end(cx, &net, &rec, told))
+                    c.locked_mut(|st, cx| st.delete_endpoint_end(cx, &net, &rec, told, hold))
                 }
             }
         })
@@ -959,7 +985,20 @@ impl Sandbox {
                     c.locked_mut(|st, cx| st.leave_end(cx, l, done))
                 });
             if errors.push(left).is_some() {
-                errors.push(c.locked_mut(|st, cx| st.delete_endpoint(cx, &ep)));
+                // In two steps when its driver calls out: the driver is told without the
+                // state lock, the record saying `deleting` meanwhile.
+                let deleted = c
+                    .locked_mut(|st, cx| st.delete_endpoint_begin(cx, &ep, false))
+                    .and_then(|telling| match telling {
+                        None => Ok(()),
+                        Some((driver, net, rec)) => {
+                            let told = driver.delete_endpoint(&net, &rec);
+                            c.locked_mut(|st, cx| {
+                                st.delete_endpoint_end(cx, &net, &rec, told, false)
+                            })
+                        }
+                    });
+                errors.push(deleted);
             }
         }
         crate::failpoint::hit("sandbox-delete:endpoints-done");

@@ -36,7 +36,8 @@ pub(crate) fn validate_id(field: &str, id: &str) -> Result<()> {
 
 /// The first 12 characters, as Docker shows ids.
 pub fn short_id(id: &str) -> &str {
-    &id[..id.len().min(12)]
+    // An id is hex; anything else is shown whole rather than cut inside a character.
+    id.get(..id.len().min(12)).unwrap_or(id)
 }
 
 /// Docker's MAC for a container address: `02:42` followed by the IPv4 address.

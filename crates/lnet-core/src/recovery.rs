@@ -907,8 +907,16 @@ impl State {
         }
         if let Some(join) = ep.join.clone() {
             let sb = sandboxes.get_mut(&join.sandbox_id);
-            let live =
-                matches!(&sb, Some((rec, Liveness::Live(_))) if rec.state == Lifecycle::Ready);
+            // An engine's sandbox is never opened; its container is gone when the host end
+            // of its join is (the pair dies with the container's namespace).
+            let host_end_gone = join.handover.is_some()
+                && !views.host.is_empty()
+                && join
+                    .host_ifname
+                    .as_ref()
+                    .is_some_and(|h| !views.host.contains_key(h));
+            let live = !host_end_gone
+                && matches!(&sb, Some((rec, Liveness::Live(_))) if rec.state == Lifecycle::Ready);
             let kernel = match sb {
                 Some((_, Liveness::Live(k))) => k.as_mut(),
                 _ => None,

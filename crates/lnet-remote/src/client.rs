@@ -167,6 +167,27 @@ pub fn call(addr: &Addr, call: &str, body: &Value, bounds: Bounds) -> Result<Val
     }
 }
 
+/// A stream whose reads can be bounded.
+trait Timed {
+    fn read_timeout(&self, t: Duration) -> std::io::Result<()>;
+}
+
+impl Timed for std::os::unix::net::UnixStream {
+    fn read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+impl Timed for std::net::TcpStream {
+    fn read_timeout(&self, t: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(t))
+    }
+}
+
+fn set_timeout<S: Timed>(s: &S, t: Duration) -> std::io::Result<()> {
+    s.read_timeout(t)
+}
+
 enum Stream {
     Unix(std::os::unix::net::UnixStream),
     Tcp(std::net::TcpStream),
@@ -175,7 +196,7 @@ enum Stream {
 fn connect(addr: &Addr, answer: Duration) -> std::io::Result<Stream> {
     let s = match addr {
         Addr::Unix(p) => {
-            let s = std::os::unix::net::UnixStream::connect(p)?;
+            let s = connect_unix(p, answer)?;
             s.set_read_timeout(Some(answer))?;
             s.set_write_timeout(Some(answer))?;
             Stream::Unix(s)
@@ -194,6 +215,46 @@ fn connect(addr: &Addr, answer: Duration) -> std::io::Result<Stream> {
     Ok(s)
 }
 
+/// Connects to a unix socket within `bound`: a plain connect waits for ever when the
+/// plugin's listen queue is full (a plugin stopped, or stuck before `accept`).
+fn connect_unix(
+    path: &std::path::Path,
+    bound: Duration,
+) -> std::io::Result<std::os::unix::net::UnixStream> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, UnixAddr, connect, socket};
+    let fd = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(path)?;
+    match connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
+        Ok(()) => {}
+        Err(nix::errno::Errno::EINPROGRESS | nix::errno::Errno::EAGAIN) => {
+            let mut fds = [nix::poll::PollFd::new(
+                std::os::fd::AsFd::as_fd(&fd),
+                nix::poll::PollFlags::POLLOUT,
+            )];
+            let ms = u16::try_from(bound.as_millis()).unwrap_or(u16::MAX);
+            if nix::poll::poll(&mut fds, ms)? == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("connect {}: no room in its queue", path.display()),
+                ));
+            }
+            let err = nix::sys::socket::getsockopt(&fd, nix::sys::socket::sockopt::SocketError)?;
+            if err != 0 {
+                return Err(std::io::Error::from_raw_os_error(err));
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let s = std::os::unix::net::UnixStream::from(fd);
+    s.set_nonblocking(false)?;
+    Ok(s)
+}
+
 /// Sends the request and reads the whole answer (the connection is closed after it), within
 /// `answer` in all.
 fn exchange(
@@ -202,7 +263,7 @@ fn exchange(
     payload: &[u8],
     answer: Duration,
 ) -> std::io::Result<Vec<u8>> {
-    fn go<S: Read + Write>(
+    fn go<S: Read + Write + Timed>(
         mut s: S,
         call: &str,
         payload: &[u8],
@@ -219,9 +280,13 @@ fn exchange(
         let mut out = Vec::new();
         let mut buf = [0u8; 8192];
         loop {
-            if Instant::now() >= deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
                 return Err(std::io::ErrorKind::TimedOut.into());
             }
+            // Each read waits only for what is left of the bound: a plugin that trickles
+            // its answer gets no more than the bound in all.
+            set_timeout(&s, left)?;
             let n = s.read(&mut buf)?;
             if n == 0 {
                 return Ok(out);
@@ -289,7 +354,9 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, String> {
         let size_text = String::from_utf8_lossy(&rest[..line_end]);
         let size_text = size_text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size {size_text:?}"))?;
+            .ok()
+            .filter(|s| *s <= MAX_ANSWER)
+            .ok_or_else(|| format!("bad chunk size {size_text:?}"))?;
         rest = &rest[line_end + 2..];
         if size == 0 {
             return Ok(out);
@@ -325,6 +392,8 @@ mod tests {
         for raw in [
             &b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{}"[..],
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nab",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
             b"SSH-2.0-OpenSSH\r\n",
             b"HTTP/1.1 200",

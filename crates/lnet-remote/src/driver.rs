@@ -92,7 +92,10 @@ impl RemoteDriver {
             }
         })?;
         if let (Addr::Unix(p), Some(own)) = (&addr, &self.own)
-            && p == own
+            && (p == own
+                || std::fs::canonicalize(p)
+                    .ok()
+                    .is_some_and(|c| Some(c) == std::fs::canonicalize(own).ok()))
         {
             return Err(self.err(
                 "its socket is this lnet daemon's own: lnet serves its networks directly (-d bridge)",
@@ -140,7 +143,8 @@ impl RemoteDriver {
     /// Remembers a call's failure: a plugin that cannot be reached is found and activated
     /// anew next time (it may have restarted elsewhere), and not waited for meanwhile.
     fn note(&self, e: CallError) -> CoreError {
-        if matches!(e, CallError::Unreachable { .. }) {
+        // A plugin that hangs is as good as gone: its next calls fail at once too.
+        if matches!(e, CallError::Unreachable { .. } | CallError::Timeout { .. }) {
             *self.down_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
             *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
@@ -276,6 +280,25 @@ impl RemoteDriver {
                 "move {} into the sandbox",
                 iface.src_name
             )))?;
+        let configured = self.configure(sandbox, ep, &iface, name, &answer.static_routes);
+        if configured.is_err() {
+            // What the move left in the sandbox goes, under either name (the undo knows
+            // only the journaled one).
+            let _ = sandbox.links().delete_link(&iface.src_name);
+        }
+        configured
+    }
+
+    /// The plugin's interface, moved into the sandbox: named as journaled, with lnet's MAC
+    /// and addresses, up, with the plugin's static routes.
+    fn configure(
+        &self,
+        sandbox: &mut dyn SandboxOps,
+        ep: &EndpointRecord,
+        iface: &lnet_plugin::InterfaceName,
+        name: &str,
+        routes: &[lnet_plugin::StaticRoute],
+    ) -> Result<()> {
         let nl = sandbox.links();
         let moved = nl
             .link_by_name(&iface.src_name)
@@ -297,7 +320,7 @@ impl RemoteDriver {
         let (peer, drift) = lnet_core::reconcile::observe(nl, &want, |_| None)?;
         let peer = peer.ok_or_else(|| self.err(format!("{name} vanished"), false))?;
         lnet_core::reconcile::apply(nl, peer.index, &want, &drift, |_| None)?;
-        for r in &answer.static_routes {
+        for r in routes {
             let dst: ipnet::IpNet = r.destination.parse().map_err(|_| {
                 self.err(
                     format!(
@@ -422,8 +445,20 @@ impl Driver for RemoteDriver {
     }
 
     fn delete_network(&self, _host: &mut dyn HostOps, net: &NetworkRecord) -> Result<()> {
-        self.call("DeleteNetwork", json!({ "NetworkID": net.id }))
-            .map(drop)
+        match self.call("DeleteNetwork", json!({ "NetworkID": net.id })) {
+            // A plugin that refuses (it lost the network, say) must not keep lnet's record
+            // and pools for ever: as dockerd, the refusal is logged and the network goes.
+            // One that cannot be reached is asked again by the next delete or start.
+            Err(CoreError::Driver {
+                unreachable: false,
+                message,
+                ..
+            }) => {
+                tracing::warn!(plugin = %self.name, network = %net.name, %message, "DeleteNetwork refused; removing the network anyway");
+                Ok(())
+            }
+            other => other.map(drop),
+        }
     }
 
     fn create_endpoint(&self, net: &NetworkRecord, ep: &EndpointRecord) -> Result<()> {
@@ -549,12 +584,14 @@ impl Driver for RemoteDriver {
         ep: &EndpointRecord,
         join: &JoinRecord,
     ) -> Result<()> {
-        let told = self
-            .call(
-                "RevokeExternalConnectivity",
-                json!({ "NetworkID": net.id, "EndpointID": ep.id }),
-            )
-            .and_then(|_| self.call("Leave", json!({ "NetworkID": net.id, "EndpointID": ep.id })));
+        // As dockerd: a refused Revoke is logged, and the Leave is made anyway.
+        if let Err(e) = self.call(
+            "RevokeExternalConnectivity",
+            json!({ "NetworkID": net.id, "EndpointID": ep.id }),
+        ) {
+            tracing::warn!(plugin = %self.name, endpoint = %ep.name, error = %e, "RevokeExternalConnectivity");
+        }
+        let told = self.call("Leave", json!({ "NetworkID": net.id, "EndpointID": ep.id }));
         // What is left of the interface in the sandbox goes too (a veth's peer went with
         // the plugin's end).
         if let (Some(sb), Some(name)) = (sandbox, &join.container_ifname) {

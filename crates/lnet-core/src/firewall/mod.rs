@@ -229,11 +229,13 @@ fn element_drift(add: &Want, remove: &Want) -> Vec<Drift> {
 
 /// Why a comment marks a foreign rule as lnet's: `lnet:<bridge>:in|out`.
 fn foreign_comment(bridge: &str, dir: &str) -> String {
-    format!("lnet:{bridge}:{dir}")
+    format!("{}:{bridge}:{dir}", crate::config::instance())
 }
 
 fn foreign_bridge(comment: &str) -> Option<&str> {
-    let rest = comment.strip_prefix("lnet:")?;
+    let rest = comment
+        .strip_prefix(crate::config::instance())?
+        .strip_prefix(':')?;
     rest.strip_suffix(":in")
         .or_else(|| rest.strip_suffix(":out"))
 }

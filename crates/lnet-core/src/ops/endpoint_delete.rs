@@ -21,12 +21,17 @@ impl State {
     /// call out).
     pub(crate) fn delete_endpoint(&mut self, cx: &Cx, id: &str) -> Result<()> {
         let ep = self.deletable(id)?;
-        self.forget_endpoint(cx, ep, true)
+        self.forget_endpoint(cx, ep, true, false)
     }
 
     /// The first step of a delete: done, or — for a driver that calls out — journaled
     /// `deleting` with the driver to tell.
-    pub(crate) fn delete_endpoint_begin(&mut self, cx: &Cx, id: &str) -> Result<Option<Telling>> {
+    pub(crate) fn delete_endpoint_begin(
+        &mut self,
+        cx: &Cx,
+        id: &str,
+        hold: bool,
+    ) -> Result<Option<Telling>> {
         let mut ep = self.deletable(id)?;
         let driver = self
             .network_of(&ep)
@@ -40,7 +45,7 @@ impl State {
                 self.endpoints.insert(ep.clone());
                 Ok(Some((d, net, ep)))
             }
-            _ => self.forget_endpoint(cx, ep, true).map(|()| None),
+            _ => self.forget_endpoint(cx, ep, true, hold).map(|()| None),
         }
     }
 
@@ -53,11 +58,12 @@ impl State {
         net: &NetworkRecord,
         ep: &EndpointRecord,
         told: Result<()>,
+        hold: bool,
     ) -> Result<()> {
         if let Err(e) = told {
             tracing::warn!(endpoint = %ep.name, network = %net.name, error = %e, "the driver could not let the endpoint go");
         }
-        self.forget_endpoint(cx, ep.clone(), false)
+        self.forget_endpoint(cx, ep.clone(), false, hold)
     }
 
     fn deletable(&self, id: &str) -> Result<EndpointRecord> {
@@ -76,13 +82,22 @@ impl State {
     }
 
     /// Deletes the record, then lets go of what is derived from it (telling the driver
-    /// when `tell`).
-    fn forget_endpoint(&mut self, cx: &Cx, ep: EndpointRecord, tell: bool) -> Result<()> {
+    /// when `tell`). With `hold`, its addresses stay taken, as holds
+    /// ([`crate::Network::release_address`] lets them go).
+    fn forget_endpoint(
+        &mut self,
+        cx: &Cx,
+        ep: EndpointRecord,
+        tell: bool,
+        hold: bool,
+    ) -> Result<()> {
         cx.store.delete(&ep)?;
         crate::failpoint::hit("endpoint-delete:recorded");
         if let Ok(net) = self.network_of(&ep) {
             let net = net.clone();
-            self.ipam.release_endpoint(&net, &ep);
+            if !hold {
+                self.ipam.release_endpoint(&net, &ep);
+            }
             // The record is gone: what the driver keeps of it is let go, logged if it fails.
             if tell
                 && let Err(e) = cx

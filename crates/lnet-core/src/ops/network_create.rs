@@ -27,6 +27,9 @@ use crate::{ids, ipam};
 pub(crate) struct Creating {
     driver: Arc<dyn Driver>,
     rec: NetworkRecord,
+    /// A driver that calls out was told of a failed create (`Some(true)`) or could not be
+    /// (`Some(false)`), without the state lock; `None` for the others.
+    told: std::cell::Cell<Option<bool>>,
 }
 
 impl Creating {
@@ -36,7 +39,21 @@ impl Creating {
         host: &mut HostKernel,
         config: &crate::config::Config,
     ) -> Result<()> {
-        self.driver.create_network(host, &self.rec, config)
+        let made = self.driver.create_network(host, &self.rec, config);
+        if made.is_err() && self.calls_out() {
+            // Told here, without the state lock: the undo then only forgets the network.
+            let told = self.driver.delete_network(host, &self.rec);
+            if let Err(e) = &told {
+                tracing::warn!(network = %self.rec.name, error = %e, "telling the driver a network was not created");
+            }
+            self.told.set(Some(told.is_ok()));
+        }
+        made
+    }
+
+    /// Whether the driver calls out of lnet: its steps wait on a plugin.
+    pub(crate) fn calls_out(&self) -> bool {
+        self.driver.capabilities().calls_out
     }
 }
 
@@ -193,7 +210,11 @@ impl State {
         }
         crate::failpoint::hit("network-create:recorded");
         self.networks.insert(id, rec.clone());
-        Ok(Creating { driver, rec })
+        Ok(Creating {
+            driver,
+            rec,
+            told: Default::default(),
+        })
     }
 
     /// Records the network `ready` once its kernel objects are made; a failed create is
@@ -204,7 +225,18 @@ impl State {
         c: Creating,
         made: Result<()>,
     ) -> Result<String> {
-        let Creating { driver, mut rec } = c;
+        let Creating {
+            driver,
+            mut rec,
+            told,
+        } = c;
+        // A driver that calls out is never called here, under the state lock: told
+        // already, or to be told by the next start (the record then says `deleting`).
+        let told = if driver.capabilities().calls_out {
+            Some(told.get().unwrap_or(false))
+        } else {
+            None
+        };
         let id = rec.id.clone();
         self.networks.remove(&id);
         let made = made.and_then(|()| {
@@ -214,7 +246,7 @@ impl State {
         });
         if let Err(e) = made {
             tracing::warn!(network = %rec.name, error = %e, "network create failed; undoing");
-            self.undo_network_create(cx, driver.as_ref(), rec);
+            self.undo_network_create(cx, driver.as_ref(), rec, told);
             return Err(e);
         }
         tracing::info!(network = %rec.name, id = %ids::short_id(&rec.id), driver = %rec.driver,
@@ -232,8 +264,16 @@ impl State {
         cx: &Cx,
         driver: &dyn crate::driver::Driver,
         mut rec: NetworkRecord,
+        told: Option<bool>,
     ) {
-        if let Err(undo) = driver.delete_network(&mut self.host, &rec) {
+        let undone = match told {
+            None => driver.delete_network(&mut self.host, &rec),
+            Some(true) => Ok(()),
+            Some(false) => Err(CoreError::Forbidden(
+                "its driver could not be told; the next start tells it".into(),
+            )),
+        };
+        if let Err(undo) = undone {
             tracing::error!(network = %rec.name, error = %undo, "undoing network create failed; delete it to retry");
             rec.state = Lifecycle::Deleting;
             if let Err(e) = cx.store.put(&mut rec) {
