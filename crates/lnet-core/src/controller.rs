@@ -149,7 +149,11 @@ impl Controller {
         let started = std::time::Instant::now();
         if s.everything {
             // Notifications were lost: anything may have changed.
-            let dirty = !self.doctor().is_clean();
+            // A driver that cannot be reached is reported, not repaired: a repair cannot
+            // bring a plugin back, and would ask it again at every lost notification.
+            let report = self.doctor();
+            let dirty = !report.errors.is_empty()
+                || report.findings.iter().any(|f| f.kind != "unreachable");
             if dirty {
                 self.count_heal();
                 match self.repair() {

@@ -77,7 +77,8 @@ impl Dirs {
     }
 }
 
-fn valid_name(name: &str) -> bool {
+/// Whether `name` can name a plugin (and so a file in a plugin directory).
+pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
         && !name.starts_with('.')

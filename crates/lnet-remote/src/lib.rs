@@ -31,12 +31,15 @@ pub struct RemoteConfig {
     pub own_socket: Option<PathBuf>,
 }
 
-/// A finder for [`lnet_core::Registry::with_finder`]: any name may be a plugin's (whether
-/// one is there is learnt when it is first used, so that a network whose plugin has gone
-/// keeps its records and is reported, not dropped).
+/// A finder for [`lnet_core::Registry::with_finder`]: any name a plugin could have may be a
+/// plugin's (whether one is there is learnt when it is first used, so that a network whose
+/// plugin has gone keeps its records and is reported, not dropped).
 pub fn finder(config: RemoteConfig) -> Arc<lnet_core::Finder> {
     let dirs = Arc::new(config.dirs);
     Arc::new(move |name: &str| {
+        if !discovery::valid_name(name) {
+            return None;
+        }
         let d: Arc<dyn lnet_core::Driver> = Arc::new(RemoteDriver::new(
             name,
             dirs.clone(),
