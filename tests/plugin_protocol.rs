@@ -1581,3 +1581,41 @@ fn ids_that_are_not_dockerds_are_refused_by_name() {
     assert_eq!(status, 200, "the daemon went down");
     assert_only_predefined_networks(d, "after ids that are not dockerd's");
 }
+
+/// A container that dies while lnet is away (its namespace, and the veth pair with it, go;
+/// dockerd's Leave and DeleteEndpoint found no plugin) is reclaimed at the next start: its
+/// endpoint, its host port and its sandbox record go, and the address is free again.
+#[test]
+fn a_container_that_died_while_lnet_was_away_is_reclaimed_at_start() {
+    let Some(mut env) = setup("a_container_that_died_while_lnet_was_away_is_reclaimed_at_start")
+    else {
+        return;
+    };
+    let joined = create_and_join(&env.d, &env.p);
+    let container = ContainerNetns::start();
+    container.take_interface(&joined.src_name, ADDRESS);
+    env.d.kill();
+    drop(container);
+    env.d.restart();
+    let p = Plugin::of(&env.d);
+    assert!(sandboxes(&env.d).is_empty(), "{:?}", sandboxes(&env.d));
+    assert!(
+        nft_lines_with(&HOST_PORT.to_string()).is_empty(),
+        "{:?}",
+        nft_lines_with(&HOST_PORT.to_string())
+    );
+    std::net::TcpListener::bind(("0.0.0.0", HOST_PORT)).expect("the host port is free again");
+    assert_doctor_clean(&env.d, "after the start that reclaimed the endpoint");
+    // dockerd's late calls find nothing to do; the address is lnet's to give again.
+    p.ok("/NetworkDriver.Leave", &endpoint_ref(NET_ID, EP_ID));
+    p.ok(
+        "/NetworkDriver.DeleteEndpoint",
+        &endpoint_ref(NET_ID, EP_ID),
+    );
+    p.ok(
+        "/IpamDriver.ReleaseAddress",
+        &release_address(POOL_ID, ADDRESS),
+    );
+    let again = p.ok("/IpamDriver.RequestAddress", &request_address(POOL_ID, ""));
+    assert_eq!(again["Address"], ADDRESS, "{again}");
+}
