@@ -1596,6 +1596,17 @@ fn a_container_that_died_while_lnet_was_away_is_reclaimed_at_start() {
     container.take_interface(&joined.src_name, ADDRESS);
     env.d.kill();
     drop(container);
+    // The kernel tears a namespace down in the background: the start must find the pair
+    // gone, as it would after a container that died long before.
+    let host_end = format!("veth{}", &EP_ID[..7]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while link(&host_end).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "{host_end} outlived its peer's namespace by 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     env.d.restart();
     let p = Plugin::of(&env.d);
     assert!(sandboxes(&env.d).is_empty(), "{:?}", sandboxes(&env.d));
