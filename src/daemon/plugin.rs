@@ -79,10 +79,9 @@ impl Plugin {
             held: Default::default(),
             sandbox_locks: Default::default(),
         };
-        for s in plugin.ctrl.sandboxes() {
-            if s.info().is_ok_and(|r| r.handover) {
-                plugin.drop_if_empty(s.container_id());
-            }
+        let records = plugin.ctrl.records();
+        for s in records.sandboxes.iter().filter(|s| s.handover) {
+            plugin.drop_if_empty(&s.container_id);
         }
         plugin
     }
@@ -130,15 +129,19 @@ impl Plugin {
                     // dockerd gives an address back once it has given up on the endpoint
                     // that had it. An endpoint of lnet's still holding it, unjoined, is one
                     // whose CreateEndpoint answer dockerd never read: it goes now.
-                    let stale = net.endpoints().into_iter().find(|e| {
-                        e.info().is_ok_and(|r| {
-                            r.join.is_none()
-                                && r.addr_v4
+                    let records = self.ctrl.records();
+                    let stale = records
+                        .endpoints
+                        .iter()
+                        .find(|e| {
+                            e.network_id == net.id()
+                                && e.join.is_none()
+                                && e.addr_v4
                                     .iter()
-                                    .chain(r.addr_v6.iter())
+                                    .chain(e.addr_v6.iter())
                                     .any(|a| a.addr() == ip)
                         })
-                    });
+                        .and_then(|e| self.ctrl.endpoint(&e.id).ok());
                     match stale {
                         Some(ep) => {
                             tracing::info!(endpoint = %ep.id(), address = %ip, "dockerd gave back the address of an endpoint it never joined: removing it");
@@ -218,17 +221,19 @@ impl Plugin {
     /// cut short: dockerd takes it for failed and will never delete it. `seen` carries the
     /// ids found unjoined from one sweep to the next.
     pub fn sweep(&self, seen: &mut std::collections::HashSet<String>) {
-        let mut now = std::collections::HashSet::new();
-        for net in self.ctrl.networks() {
-            if !net.info().is_ok_and(|r| r.labels.contains_key(IPAM_LABEL)) {
-                continue;
-            }
-            for ep in net.endpoints() {
-                if ep.info().is_ok_and(|r| r.join.is_none()) {
-                    now.insert(ep.id().to_string());
-                }
-            }
-        }
+        let records = self.ctrl.records();
+        let plugin_networks: std::collections::HashSet<&str> = records
+            .networks
+            .iter()
+            .filter(|n| n.labels.contains_key(IPAM_LABEL))
+            .map(|n| n.id.as_str())
+            .collect();
+        let now: std::collections::HashSet<String> = records
+            .endpoints
+            .iter()
+            .filter(|e| e.join.is_none() && plugin_networks.contains(e.network_id.as_str()))
+            .map(|e| e.id.clone())
+            .collect();
         for id in now.intersection(seen) {
             match self.ctrl.endpoint(id).and_then(|e| e.delete()) {
                 Ok(()) => {
@@ -256,12 +261,14 @@ impl Plugin {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The network whose pool is `pool`.
+    /// The ready network whose pool is `pool`, from one snapshot of the records (this is
+    /// on every container's way in and out).
     fn network_with(&self, pool: IpNet) -> Option<lnet_core::Network> {
-        self.ctrl.networks().into_iter().find(|n| {
-            n.info()
-                .is_ok_and(|r| r.pools.iter().any(|p| p.pool == pool))
-        })
+        let records = self.ctrl.records();
+        let net = records.networks.iter().find(|n| {
+            n.state == lnet_core::Lifecycle::Ready && n.pools.iter().any(|p| p.pool == pool)
+        })?;
+        self.ctrl.network(&net.id).ok()
     }
 
     fn request_pool(&self, r: RequestPool) -> Answer {
@@ -566,12 +573,7 @@ impl Plugin {
         let Some(h) = ep.handover().map_err(|e| e.to_string())? else {
             return Ok(());
         };
-        let Some(sandbox) = self
-            .ctrl
-            .sandboxes()
-            .into_iter()
-            .find(|s| s.id() == h.sandbox_id)
-        else {
+        let Ok(sandbox) = self.ctrl.sandbox(&h.sandbox_id) else {
             return Ok(());
         };
         let label = sandbox.container_id().to_string();
@@ -582,11 +584,12 @@ impl Plugin {
         Ok(())
     }
 
+    /// Engine sandbox `label` (`dockerd-…`: not hex, so never taken for an id prefix).
     fn sandbox(&self, label: &str) -> Option<lnet_core::Sandbox> {
         self.ctrl
-            .sandboxes()
-            .into_iter()
-            .find(|s| s.container_id() == label)
+            .sandbox(label)
+            .ok()
+            .filter(|s| s.container_id() == label)
     }
 
     /// Deletes the engine's sandbox `label` when no endpoint is joined to it. The caller
