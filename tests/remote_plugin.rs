@@ -1,10 +1,11 @@
-//! lnet using other people's network plugins, as libnetwork does: a plugin written here
-//! (`support/plugin_rec.py`, which records every call) and a second lnet daemon serving
+//! lnet using other people's network and IPAM plugins, as libnetwork does: a plugin written
+//! here (`support/plugin_rec.py`, which records every call) and a second lnet daemon serving
 //! the plugin protocol, each found in the daemon's plugin directory and driven end to end
 //! with real sandboxes and real packets.
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -73,6 +74,14 @@ impl Rec {
             .collect()
     }
 
+    /// The IPAM requests and releases made since `from` calls (activation left out).
+    fn ipam_changes(&self, from: usize) -> Vec<String> {
+        self.methods(from)
+            .into_iter()
+            .filter(|m| m.starts_with("IpamDriver.Re"))
+            .collect()
+    }
+
     /// Makes `method` fail (`fail`) or hang (`hang`) from now on, or neither (`None`).
     fn trouble(&self, method: &str, what: Option<&str>) {
         for kind in ["fail", "hang"] {
@@ -81,6 +90,13 @@ impl Rec {
         if let Some(kind) = what {
             std::fs::write(self.state.join(format!("{kind}-{method}")), "").unwrap();
         }
+    }
+
+    /// What its IPAM holds now: pool id → addresses given out.
+    fn ipam(&self) -> BTreeMap<String, Vec<String>> {
+        std::fs::read_to_string(self.state.join("ipam.json"))
+            .map(|t| serde_json::from_str(&t).unwrap())
+            .unwrap_or_default()
     }
 
     fn stop(&mut self) {
@@ -126,6 +142,36 @@ fn create_network(d: &Daemon, name: &str, driver: &str, subnet: &str) -> (u16, S
     )
 }
 
+/// A bridge network whose addresses come from IPAM driver `ipam`, of `subnet` if given.
+fn create_ipam_network(d: &Daemon, name: &str, ipam: &str, subnet: Option<&str>) -> (u16, String) {
+    let config = subnet.map_or_else(String::new, |s| format!(r#"{{"Subnet":"{s}"}}"#));
+    d.request(
+        "POST",
+        "/networks/create",
+        Some(&format!(
+            r#"{{"Name":"{name}","Driver":"bridge","IPAM":{{"Driver":"{ipam}","Config":[{config}]}}}}"#
+        )),
+    )
+}
+
+/// Connects `sandbox` to `net` asking for address `ip`.
+fn connect_at(d: &Daemon, net: &str, sandbox: &str, ip: &str) -> (u16, String) {
+    d.request(
+        "POST",
+        &format!("/networks/{net}/connect"),
+        Some(&format!(
+            r#"{{"Container":"{sandbox}","EndpointConfig":{{"IPAMConfig":{{"IPv4Address":"{ip}"}}}}}}"#
+        )),
+    )
+}
+
+fn ipam_state(pools: &[(&str, &[&str])]) -> BTreeMap<String, Vec<String>> {
+    pools
+        .iter()
+        .map(|(p, a)| (p.to_string(), a.iter().map(|s| s.to_string()).collect()))
+        .collect()
+}
+
 fn connect(d: &Daemon, net: &str, sandbox: &str) -> (u16, String) {
     d.request(
         "POST",
@@ -160,6 +206,16 @@ fn text(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Connects sandboxes `s1` and `s2` to `net`; `from` (s1's id) then pings `to`.
+fn connect_and_ping(d: &Daemon, net: &str, from: &str, to: &str) {
+    for s in ["s1", "s2"] {
+        let (status, body) = connect(d, net, s);
+        assert_eq!(status, 200, "connect {s}: {body}\n{}", d.log());
+    }
+    let out = in_sandbox(d, from, &["busybox", "ping", "-c", "1", "-W", "2", to]);
+    assert!(out.status.success(), "{}", text(&out));
 }
 
 /// Enters a new network namespace and makes the test's directory; `None` when the test
@@ -493,16 +549,7 @@ fn lnet_drives_another_lnet_through_the_plugin_protocol() {
     assert!(body.contains("10.56.0.0/24"), "{body}");
 
     let (s1, s2) = (a.sandbox("s1"), a.sandbox("s2"));
-    for s in ["s1", "s2"] {
-        let (status, body) = connect(&a, "n", s);
-        assert_eq!(status, 200, "connect {s}: {body}\n{}", a.log());
-    }
-    let out = in_sandbox(
-        &a,
-        &s1,
-        &["busybox", "ping", "-c", "1", "-W", "2", "10.56.0.3"],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    connect_and_ping(&a, "n", &s1, "10.56.0.3");
     let out = in_sandbox(&a, &s2, &["ip", "-o", "addr", "show", "eth0"]);
     assert!(text(&out).contains("10.56.0.3/24"), "{}", text(&out));
     no_findings(&a);
@@ -519,4 +566,282 @@ fn lnet_drives_another_lnet_through_the_plugin_protocol() {
     let (_, body) = b.request("GET", "/lnet/sandboxes", None);
     assert_eq!(body, "[]");
     no_findings(&b);
+
+    // B's IPAM too: A asks B for the pool and every address, as dockerd would.
+    let (status, body) = a.request(
+        "POST",
+        "/networks/create",
+        Some(
+            r#"{"Name":"m","Driver":"lnetb","IPAM":{"Driver":"lnetb","Config":[{"Subnet":"10.59.0.0/24"}]}}"#,
+        ),
+    );
+    assert_eq!(status, 201, "{body}\n{}", a.log());
+    let id = serde_json::from_str::<Value>(&body).unwrap()["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, body) = b.request("GET", &format!("/networks/{id}"), None);
+    assert!(
+        body.contains("lnet.plugin.ipam"),
+        "B's IPAM does not serve it: {body}"
+    );
+    connect_and_ping(&a, "m", &s1, "10.59.0.3");
+    no_findings(&a);
+    no_findings(&b);
+    for s in ["s1", "s2"] {
+        let (status, body) = disconnect(&a, "m", s);
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = a.request("DELETE", "/networks/m", None);
+    assert_eq!(status, 204, "{body}");
+    // B holds nothing of it: the subnet is B's to give again.
+    let (status, body) = create_network(&b, "again", "bridge", "10.59.0.0/24");
+    assert_eq!(status, 201, "B still holds the pool: {body}");
+    no_findings(&b);
+}
+
+#[test]
+fn an_ipam_plugin_gives_pools_and_addresses_and_gets_every_one_back() {
+    let Some(dir) = setup("an_ipam_plugin_gives_pools_and_addresses_and_gets_every_one_back")
+    else {
+        return;
+    };
+    let rec = Rec::start(dir.path(), "rec");
+    let mut d = lnet(dir.path(), 5);
+
+    let (status, body) = create_ipam_network(&d, "n", "rec", Some("10.57.0.0/24"));
+    assert_eq!(status, 201, "{body}");
+    // Asked as dockerd asks: activated, its address spaces learnt, the pool in its local
+    // space, then the gateway.
+    assert_eq!(
+        rec.methods(0),
+        [
+            "Activate",
+            "IpamDriver.GetCapabilities",
+            "IpamDriver.GetDefaultAddressSpaces",
+            "IpamDriver.RequestPool",
+            "IpamDriver.RequestAddress"
+        ]
+    );
+    let calls = rec.calls();
+    assert_eq!(calls[3].1["AddressSpace"], "recl", "{}", calls[3].1);
+    assert_eq!(calls[3].1["Pool"], "10.57.0.0/24");
+    assert_eq!(calls[4].1["PoolID"], "rec:10.57.0.0/24");
+    assert_eq!(
+        calls[4].1["Options"]["RequestAddressType"], "com.docker.network.gateway",
+        "{}",
+        calls[4].1
+    );
+    let pool = "rec:10.57.0.0/24";
+    assert_eq!(rec.ipam(), ipam_state(&[(pool, &["10.57.0.1"])]));
+    let (_, body) = d.request("GET", "/networks/n", None);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["IPAM"]["Driver"], "rec", "{v}");
+    assert_eq!(v["IPAM"]["Config"][0]["Gateway"], "10.57.0.1", "{v}");
+    let addrs = Command::new("ip").args(["-o", "addr"]).output().unwrap();
+    assert!(text(&addrs).contains("10.57.0.1/24"), "{}", text(&addrs));
+
+    // No subnet given: the plugin chooses.
+    let (status, body) = create_ipam_network(&d, "m", "rec", None);
+    assert_eq!(status, 201, "{body}");
+    let (_, body) = d.request("GET", "/networks/m", None);
+    assert!(body.contains("10.200.0.0/24"), "{body}");
+
+    let (a, _b) = (d.sandbox("a"), d.sandbox("b"));
+    connect_gets(&d, "n", "a", "10.57.0.2/24");
+    connect_gets(&d, "n", "b", "10.57.0.3/24");
+    assert_eq!(
+        rec.ipam()[pool],
+        ["10.57.0.1", "10.57.0.2", "10.57.0.3"],
+        "the plugin gave the endpoints their addresses"
+    );
+    let ping = |d: &Daemon| {
+        let out = in_sandbox(
+            d,
+            &a,
+            &["busybox", "ping", "-c", "1", "-W", "2", "10.57.0.3"],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+    };
+    ping(&d);
+
+    // A restart asks the plugin nothing: what it gave is its to keep, and lnet's records
+    // name it.
+    let before = rec.calls().len();
+    d.restart();
+    ping(&d);
+    no_findings(&d);
+    assert_eq!(rec.ipam_changes(before), Vec::<String>::new());
+
+    // A disconnect gives the address back; a preferred one is asked for by name.
+    let before = rec.calls().len();
+    let (status, body) = disconnect(&d, "n", "b");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rec.ipam_changes(before), ["IpamDriver.ReleaseAddress"]);
+    assert!(
+        rec.calls()[before..]
+            .iter()
+            .any(|(m, b)| m == "IpamDriver.ReleaseAddress" && b["Address"] == "10.57.0.3"),
+        "{:?}",
+        rec.calls()
+    );
+    let before = rec.calls().len();
+    let (status, body) = connect_at(&d, "n", "b", "10.57.0.9");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rec.calls()[before].1["Address"], "10.57.0.9");
+    assert_eq!(rec.ipam()[pool], ["10.57.0.1", "10.57.0.2", "10.57.0.9"]);
+    no_findings(&d);
+
+    // Deleting gives everything back: the endpoints' addresses, the gateway, the pools.
+    for s in ["a", "b"] {
+        let (status, body) = disconnect(&d, "n", s);
+        assert_eq!(status, 200, "{body}");
+    }
+    let before = rec.calls().len();
+    for n in ["n", "m"] {
+        let (status, body) = d.request("DELETE", &format!("/networks/{n}"), None);
+        assert_eq!(status, 204, "{body}");
+    }
+    assert_eq!(
+        rec.ipam_changes(before),
+        [
+            "IpamDriver.ReleaseAddress",
+            "IpamDriver.ReleasePool",
+            "IpamDriver.ReleaseAddress",
+            "IpamDriver.ReleasePool"
+        ]
+    );
+    assert_eq!(rec.ipam(), BTreeMap::new());
+    no_findings(&d);
+}
+
+#[test]
+fn an_ipam_plugins_refusal_reaches_the_user_and_changes_nothing() {
+    let Some(dir) = setup("an_ipam_plugins_refusal_reaches_the_user_and_changes_nothing") else {
+        return;
+    };
+    let mut rec = Rec::start(dir.path(), "rec");
+    let d = lnet(dir.path(), 5);
+    let nothing = |d: &Daemon, rec: &Rec| {
+        let (status, _) = d.request("GET", "/networks/n", None);
+        assert_eq!(status, 404, "a network was left behind");
+        assert_eq!(
+            rec.ipam(),
+            BTreeMap::new(),
+            "the plugin was not given back all"
+        );
+    };
+
+    let (status, body) = create_ipam_network(&d, "n", "nosuch", Some("10.57.0.0/24"));
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains(r#"IPAM driver or plugin \"nosuch\" not found"#),
+        "{body}"
+    );
+
+    for method in ["RequestPool", "RequestAddress"] {
+        rec.trouble(method, Some("fail"));
+        let (status, body) = create_ipam_network(&d, "n", "rec", Some("10.57.0.0/24"));
+        assert_eq!(status, 403, "{method}: {body}");
+        assert!(body.contains(&format!("rec refuses {method}")), "{body}");
+        rec.trouble(method, None);
+        nothing(&d, &rec);
+    }
+    // The plugin grants a pool lnet then refuses (it overlaps a bridge network of lnet's
+    // own IPAM): the grant goes back.
+    let (status, body) = create_network(&d, "own", "bridge", "10.58.0.0/24");
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = create_ipam_network(&d, "n", "rec", Some("10.58.0.0/24"));
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("overlaps"), "{body}");
+    assert!(
+        rec.methods(0)
+            .contains(&"IpamDriver.ReleasePool".to_string()),
+        "{:?}",
+        rec.methods(0)
+    );
+    nothing(&d, &rec);
+
+    let (status, body) = create_ipam_network(&d, "n", "rec", Some("10.57.0.0/24"));
+    assert_eq!(status, 201, "{body}");
+    d.sandbox("a");
+    let pool = ipam_state(&[("rec:10.57.0.0/24", &["10.57.0.1"])]);
+    rec.trouble("RequestAddress", Some("fail"));
+    let (status, body) = connect(&d, "n", "a");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("rec refuses RequestAddress"), "{body}");
+    rec.trouble("RequestAddress", None);
+    // An address outside the network is refused before the plugin is asked.
+    let before = rec.calls().len();
+    let (status, body) = connect_at(&d, "n", "a", "10.99.0.5");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("IPv4Address"), "{body}");
+    assert_eq!(rec.methods(before), Vec::<String>::new());
+    let (_, body) = d.request("GET", "/networks/n", None);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Containers"], serde_json::json!({}), "{v}");
+    assert_eq!(rec.ipam(), pool);
+    connect_gets(&d, "n", "a", "10.57.0.2/24");
+
+    // The plugin goes away: doctor says so of its network, and the rest is served.
+    rec.stop();
+    let r = doctor(&d);
+    let findings = r["findings"].to_string();
+    assert!(
+        findings.contains("unreachable") && findings.contains("its IPAM driver"),
+        "{r}"
+    );
+    let (status, body) = connect(&d, "own", "a");
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn lnet_killed_mid_change_gives_the_ipam_plugin_back_what_it_undid() {
+    let Some(dir) = setup("lnet_killed_mid_change_gives_the_ipam_plugin_back_what_it_undid") else {
+        return;
+    };
+    let rec = Rec::start(dir.path(), "rec");
+    let mut d = lnet(dir.path(), 5);
+    let crash = |d: &mut Daemon, failpoint: &str, change: &dyn Fn(&Daemon)| {
+        d.restart_with_env(&[("LNET_FAILPOINT", failpoint)]);
+        change(d);
+        assert!(
+            d.wait_exit(Duration::from_secs(10)).is_some(),
+            "{failpoint}: lnet did not stop\n{}",
+            d.log()
+        );
+        d.restart_with_env(&[]);
+    };
+    let pool = "rec:10.57.0.0/24";
+
+    // A network recorded `creating`, its pool and gateway granted: undone, given back.
+    crash(&mut d, "network-create:kernel-done", &|d| {
+        let _ = create_ipam_network(d, "n", "rec", Some("10.57.0.0/24"));
+    });
+    let (status, _) = d.request("GET", "/networks/n", None);
+    assert_eq!(status, 404);
+    assert_eq!(rec.ipam(), BTreeMap::new());
+
+    // An endpoint journaled `deleting`: finished, its address given back.
+    let (status, body) = create_ipam_network(&d, "n", "rec", Some("10.57.0.0/24"));
+    assert_eq!(status, 201, "{body}");
+    d.sandbox("a");
+    connect_gets(&d, "n", "a", "10.57.0.2/24");
+    crash(&mut d, "endpoint-delete:journaled", &|d| {
+        let _ = disconnect(d, "n", "a");
+    });
+    assert_eq!(rec.ipam(), ipam_state(&[(pool, &["10.57.0.1"])]));
+    let (_, body) = d.request("GET", "/networks/n", None);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["Containers"], serde_json::json!({}), "{v}");
+    no_findings(&d);
+
+    // A network journaled `deleting`: finished, its pool given back.
+    crash(&mut d, "network-delete:recorded", &|d| {
+        let _ = d.request("DELETE", "/networks/n", None);
+    });
+    let (status, _) = d.request("GET", "/networks/n", None);
+    assert_eq!(status, 404);
+    assert_eq!(rec.ipam(), BTreeMap::new());
+    no_findings(&d);
 }

@@ -573,8 +573,9 @@ fn hostname() -> String {
 /// Opens the store, recovers, and makes the predefined networks.
 fn start_controller(settings: &Settings) -> Result<Controller> {
     let config = settings.config.clone();
-    let drivers =
-        lnet_core::drivers::builtin().with_finder(lnet_remote::finder(settings.remote.clone()));
+    let drivers = lnet_core::drivers::builtin()
+        .with_finder(lnet_remote::finder(settings.remote.clone()))
+        .with_ipam_finder(lnet_remote::ipam_finder(settings.remote.clone()));
     let ctrl = match Controller::with_drivers(config.clone(), drivers) {
         Ok(c) => c,
         Err(lnet_core::CoreError::Store(e @ lnet_store::StoreError::Locked { .. })) => {

@@ -476,8 +476,43 @@ impl Controller {
             None => crate::ids::new_id(),
         };
         self.change(vec![keys::network(&id)], || {
-            let c =
-                self.locked(|st, cx| st.network_create_begin(cx, &id, (driver, name), options))?;
+            // An IPAM plugin is asked for the pools before anything is recorded (there is
+            // nothing to record before its answer), holding only this network's key.
+            let (options, plugin) = match self.inner.cx.drivers.ipam(&options.ipam.driver)? {
+                None => (options, None),
+                Some(ipam) => {
+                    ipam.prepare()?;
+                    let (_, opts) = self.locked(|st, cx| {
+                        st.network_create_check(cx, &id, (driver, name), options)
+                    })?;
+                    if crate::ipam::is_builtin(&opts.ipam.driver) {
+                        // The driver takes no IPAM (`null`).
+                        (opts, None)
+                    } else {
+                        let granted = crate::ipam_driver::allocate_network(
+                            ipam.as_ref(),
+                            false,
+                            &opts.ipam,
+                            opts.enable_ipv6,
+                        )?;
+                        (opts, Some((ipam, granted)))
+                    }
+                }
+            };
+            let granted = plugin.as_ref().map(|(_, g)| g.clone());
+            let c = match self
+                .locked(|st, cx| st.network_create_begin(cx, &id, (driver, name), options, granted))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    if let Some((ipam, granted)) = &plugin
+                        && let Err(r) = crate::ipam_driver::release_pools(ipam.as_ref(), granted)
+                    {
+                        tracing::warn!(network = %name, error = %r, "giving back the pools of a network not created");
+                    }
+                    return Err(e);
+                }
+            };
             // The bridge, its addresses, sysctls and firewall are made holding only this
             // network's key; a driver that calls out waits on its plugin, not in the
             // queue of link makers.
@@ -486,13 +521,29 @@ impl Controller {
             } else {
                 self.make(|h| c.kernel(h, &self.inner.cx.config))
             };
-            self.locked_mut(|st, cx| st.network_create_end(cx, c, made))
+            let res = self.locked_mut(|st, cx| st.network_create_end(cx, c, made));
+            if res.is_err() && plugin.is_some() {
+                // Undone as far as `deleting`: the pools go back, then the record.
+                if let Err(e) = self.delete_network_phases(&id) {
+                    tracing::warn!(network = %name, error = %e, "finishing the undo of a network create; the next delete or start finishes it");
+                }
+            }
+            res
         })?;
         Ok(Network {
             ctrl: self.clone(),
             id,
             name: name.to_string(),
         })
+    }
+
+    /// A network delete's phases, holding the network's key: journaled `deleting`, the
+    /// kernel objects (and an IPAM plugin's pools) let go without the state lock, the
+    /// record gone.
+    fn delete_network_phases(&self, id: &str) -> Result<()> {
+        let d = self.locked(|st, cx| st.network_delete_begin(cx, id))?;
+        let done = self.unmake(|h| d.kernel(h));
+        self.locked_mut(|st, cx| st.network_delete_end(cx, d, done))
     }
 
     /// Holds a pool for a network about to be created with
@@ -676,9 +727,42 @@ impl Network {
         self.ctrl.prepare_driver_of(&self.id)?;
         let id = self.ctrl.change(vec![keys::network(&self.id)], || {
             let c = &self.ctrl;
-            match c.locked_mut(|st, cx| st.create_endpoint(cx, &self.id, name, options))? {
-                crate::ops::Created::Done(id) => Ok(id),
-                crate::ops::Created::Ask(asking) => {
+            // An IPAM plugin is asked for the addresses first, holding only this network's
+            // key; they go back if the endpoint is not made.
+            let (net, ipam) = c.with(|st, cx| {
+                let net = st
+                    .networks
+                    .get(&self.id)
+                    .cloned()
+                    .ok_or_else(|| CoreError::not_found("network", &self.name))?;
+                cx.ipam_of(&net).map(|ipam| (net, ipam))
+            })?;
+            let granted = match &ipam {
+                Some(ipam) => Some(crate::ipam_driver::allocate_endpoint(
+                    ipam.as_ref(),
+                    &net,
+                    (options.ipv4, options.ipv6),
+                    options.mac.as_deref(),
+                )?),
+                None => None,
+            };
+            let give_back = |why: &str| {
+                if let (Some(ipam), Some((v4, v6))) = (&ipam, &granted)
+                    && let Err(e) = crate::ipam_driver::release_endpoint(
+                        ipam.as_ref(),
+                        &net,
+                        v4.iter().chain(v6.iter()),
+                    )
+                {
+                    tracing::warn!(endpoint = %name, error = %e, "{why}");
+                }
+            };
+            let res = match c
+                .locked_mut(|st, cx| st.create_endpoint(cx, &self.id, name, options, granted))
+            {
+                Ok(crate::ops::Created::Done(id)) => Ok(id),
+                Err(e) => Err(e),
+                Ok(crate::ops::Created::Ask(asking)) => {
                     let (driver, net, rec) = *asking;
                     // Asked holding only this network's key.
                     let made = driver.create_endpoint(&net, &rec);
@@ -693,7 +777,11 @@ impl Network {
                     }
                     res
                 }
+            };
+            if res.is_err() {
+                give_back("giving back the addresses of an endpoint not created");
             }
+            res
         })?;
         Ok(Endpoint {
             ctrl: self.ctrl.clone(),
@@ -759,10 +847,7 @@ impl Network {
     /// Deletes the network; it must have no endpoints.
     pub fn delete(&self) -> Result<()> {
         self.ctrl.change(vec![keys::network(&self.id)], || {
-            let c = &self.ctrl;
-            let d = c.locked(|st, cx| st.network_delete_begin(cx, &self.id))?;
-            let done = c.unmake(|h| d.kernel(h));
-            c.locked_mut(|st, cx| st.network_delete_end(cx, d, done))
+            self.ctrl.delete_network_phases(&self.id)
         })
     }
 }
@@ -881,7 +966,13 @@ impl Endpoint {
                 Some((driver, net, rec)) => {
                     // Asked holding only this endpoint's keys; the record says `deleting`
                     // meanwhile, so a crash is finished at the next start.
-                    let told = driver.delete_endpoint(&net, &rec);
+                    let told = crate::ops::tell_endpoint_gone(
+                        &self.ctrl.inner.cx,
+                        &driver,
+                        &net,
+                        &rec,
+                        !hold,
+                    );
                     c.locked_mut(|st, cx| st.delete_endpoint_end(cx, &net, &rec, told, hold))
                 }
             }

@@ -83,12 +83,13 @@ pub(crate) struct Plan {
     forward_links: Vec<String>,
 }
 
-/// A ready network as `doctor` checks it: its name, what it wants, and its driver (asked
-/// whether it can be reached).
+/// A ready network as `doctor` checks it: its name, what it wants, its driver and its IPAM
+/// plugin, if it has one (each asked whether it can be reached).
 type NetworkCheck = (
     String,
     Wanted,
     Option<std::sync::Arc<dyn crate::driver::Driver>>,
+    Option<std::sync::Arc<dyn crate::ipam_driver::IpamDriver>>,
 );
 
 /// One sandbox, as `doctor` checks it.
@@ -150,7 +151,7 @@ impl State {
                     .as_ref()
                     .map(|d| d.want_network(n))
                     .unwrap_or_default();
-                (n.name.clone(), want, driver)
+                (n.name.clone(), want, driver, cx.ipam_of(n).ok().flatten())
             })
             .collect();
         let interrupted_networks = self
@@ -256,11 +257,14 @@ impl Plan {
             r.pending_handle().wait();
         }
         let mut f = Findings::default();
-        for (name, want, driver) in &networks {
+        for (name, want, driver, ipam) in &networks {
             f.about(format!("network {name}"));
             report.networks += 1;
             if let Some(Err(why)) = driver.as_ref().map(|d| d.reachable()) {
                 f.push("unreachable", format!("its driver: {why}"));
+            }
+            if let Some(Err(why)) = ipam.as_ref().map(|d| d.reachable()) {
+                f.push("unreachable", format!("its IPAM driver: {why}"));
             }
             match crate::reconcile::drift_live(want, &mut host.nl, None) {
                 Ok(drift) => f.drift(&drift),

@@ -20,6 +20,7 @@ use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
 use crate::config::Config;
 use crate::error::{CoreError, Result};
 use crate::firewall::Want;
+use crate::ipam_driver::{IpamDriver, IpamFinder};
 use crate::kernel::{HostLinks, HostOps, Links, Orphan, SandboxOps};
 use crate::want::Wanted;
 
@@ -301,6 +302,8 @@ pub struct Registry {
     drivers: BTreeMap<String, Arc<dyn Driver>>,
     finder: Option<Arc<Finder>>,
     found: Arc<std::sync::Mutex<BTreeMap<String, Arc<dyn Driver>>>>,
+    ipam_finder: Option<Arc<IpamFinder>>,
+    found_ipam: Arc<std::sync::Mutex<BTreeMap<String, Arc<dyn IpamDriver>>>>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -308,6 +311,7 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("drivers", &self.drivers.keys().collect::<Vec<_>>())
             .field("finder", &self.finder.is_some())
+            .field("ipam_finder", &self.ipam_finder.is_some())
             .field(
                 "found",
                 &self.found_now().keys().cloned().collect::<Vec<_>>(),
@@ -340,6 +344,42 @@ impl Registry {
     pub fn with_finder(mut self, finder: Arc<Finder>) -> Registry {
         self.finder = Some(finder);
         self
+    }
+
+    /// IPAM drivers not built in are looked for with `finder` on first use.
+    pub fn with_ipam_finder(mut self, finder: Arc<IpamFinder>) -> Registry {
+        self.ipam_finder = Some(finder);
+        self
+    }
+
+    /// The IPAM driver called `name`: `None` for lnet's own ([`crate::ipam::IPAM_DRIVERS`]), else
+    /// one found before or found now.
+    pub fn ipam(&self, name: &str) -> Result<Option<Arc<dyn IpamDriver>>> {
+        if crate::ipam::is_builtin(name) {
+            return Ok(None);
+        }
+        if let Some(finder) = &self.ipam_finder {
+            let found = || self.found_ipam.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(d) = found().get(name) {
+                return Ok(Some(d.clone()));
+            }
+            if let Some(d) = finder(name) {
+                return Ok(Some(found().entry(name.to_string()).or_insert(d).clone()));
+            }
+        }
+        Err(CoreError::invalid(
+            "IPAM.Driver",
+            name,
+            format!(
+                "unknown IPAM driver; built in: {}{}",
+                crate::ipam::IPAM_DRIVERS.join(", "),
+                if self.ipam_finder.is_some() {
+                    ", or a plugin's name"
+                } else {
+                    ""
+                }
+            ),
+        ))
     }
 
     fn found_now(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Arc<dyn Driver>>> {

@@ -77,10 +77,13 @@ pub const ALL: &[&str] = &[
     "leave:kernel-done",
 ];
 
-/// Failpoints only a driver that calls out ([`crate::Capabilities::calls_out`]) reaches:
-/// the built-in drivers never do, so the crash suites over [`ALL`] leave them to the remote
-/// driver's tests (`tests/remote_plugin.rs`).
-pub const CALLS_OUT: &[&str] = &["endpoint-create:driver-answered"];
+/// Failpoints only a driver that calls out ([`crate::Capabilities::calls_out`]) or an IPAM
+/// plugin reaches: the built-in drivers never do, so the crash suites over [`ALL`] leave them
+/// to the remote plugins' tests (`tests/remote_plugin.rs`).
+pub const CALLS_OUT: &[&str] = &[
+    "endpoint-create:driver-answered",
+    "endpoint-delete:journaled",
+];
 
 /// Marks a failpoint.
 #[inline]

@@ -36,17 +36,57 @@ fn space(scope: &str) -> AddressSpace {
     }
 }
 
-/// Checks the IPAM driver name.
-pub(crate) fn validate_driver(spec: &IpamSpec) -> Result<()> {
-    if IPAM_DRIVERS.contains(&spec.driver.as_str()) {
-        Ok(())
+/// Whether `driver` names lnet's built-in IPAM (the others are plugins); none named is
+/// `default`.
+pub fn is_builtin(driver: &str) -> bool {
+    driver.is_empty() || IPAM_DRIVERS.contains(&driver)
+}
+
+/// A network's pool configs in the order they are requested, each with whether it is IPv6:
+/// the IPv4 ones (one automatic pool when none is given), then, with IPv6 enabled, the IPv6
+/// ones likewise. The same for lnet's IPAM and a plugin's.
+pub(crate) fn pool_configs(
+    spec: &IpamSpec,
+    enable_ipv6: bool,
+) -> Result<Vec<(bool, lnet_store::IpamPoolConfig)>> {
+    let v4 = if spec.v4.is_empty() {
+        vec![Default::default()]
     } else {
-        Err(CoreError::invalid(
-            "IPAM.Driver",
-            &spec.driver,
-            format!("unknown IPAM driver; built in: {}", IPAM_DRIVERS.join(", ")),
-        ))
+        spec.v4.clone()
+    };
+    let mut cfgs: Vec<(bool, lnet_store::IpamPoolConfig)> =
+        v4.into_iter().map(|c| (false, c)).collect();
+    if enable_ipv6 {
+        let v6 = if spec.v6.is_empty() {
+            vec![Default::default()]
+        } else {
+            spec.v6.clone()
+        };
+        cfgs.extend(v6.into_iter().map(|c| (true, c)));
+    } else if !spec.v6.is_empty() {
+        return Err(CoreError::invalid(
+            "IPAM.Config",
+            spec.v6
+                .iter()
+                .filter_map(|c| c.subnet)
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            "an IPv6 subnet was given but IPv6 is not enabled: set EnableIPv6 (--ipv6)",
+        ));
     }
+    for (v6, cfg) in &cfgs {
+        if let Some(subnet) = cfg.subnet
+            && matches!(subnet, IpNet::V6(_)) != *v6
+        {
+            return Err(CoreError::invalid(
+                "IPAM.Config.Subnet",
+                subnet,
+                "the subnet's family does not match its section",
+            ));
+        }
+    }
+    Ok(cfgs)
 }
 
 impl IpamState {
@@ -123,42 +163,7 @@ impl IpamState {
         }
         let mut done: Vec<(PoolId, PoolAssignment)> = Vec::new();
         let res = (|| {
-            let v4 = if spec.v4.is_empty() {
-                vec![Default::default()]
-            } else {
-                spec.v4.clone()
-            };
-            let mut cfgs: Vec<(bool, lnet_store::IpamPoolConfig)> =
-                v4.into_iter().map(|c| (false, c)).collect();
-            if enable_ipv6 {
-                let v6 = if spec.v6.is_empty() {
-                    vec![Default::default()]
-                } else {
-                    spec.v6.clone()
-                };
-                cfgs.extend(v6.into_iter().map(|c| (true, c)));
-            } else if !spec.v6.is_empty() {
-                return Err(CoreError::invalid(
-                    "IPAM.Config",
-                    spec.v6
-                        .iter()
-                        .filter_map(|c| c.subnet)
-                        .map(|s| s.to_string())
-                        .collect::<Vec<_>>()
-                        .join(","),
-                    "an IPv6 subnet was given but IPv6 is not enabled: set EnableIPv6 (--ipv6)",
-                ));
-            }
-            for (v6, cfg) in cfgs {
-                if let Some(subnet) = cfg.subnet
-                    && matches!(subnet, IpNet::V6(_)) != v6
-                {
-                    return Err(CoreError::invalid(
-                        "IPAM.Config.Subnet",
-                        subnet,
-                        "the subnet's family does not match its section",
-                    ));
-                }
+            for (v6, cfg) in pool_configs(spec, enable_ipv6)? {
                 let lease = self
                     .builtin
                     .request_pool(&PoolRequest {
@@ -182,6 +187,8 @@ impl IpamState {
                     sub_pool: lease.sub_pool,
                     gateway: None,
                     aux_addresses: Default::default(),
+                    pool_id: None,
+                    address_space: None,
                 };
                 done.push((lease.id.clone(), assignment.clone()));
                 // Aux addresses first so the automatic gateway cannot take one of them.
@@ -271,6 +278,10 @@ impl IpamState {
 
     /// Re-reserves a ready network's pools, gateways and aux addresses exactly as recorded.
     pub(crate) fn replay_network(&mut self, net: &NetworkRecord) -> Result<()> {
+        if !is_builtin(&net.ipam.driver) {
+            // A plugin's pools are the plugin's to keep across lnet's restarts.
+            return Ok(());
+        }
         let mut ids = Vec::new();
         let res = (|| {
             for a in &net.pools {
@@ -447,6 +458,9 @@ impl IpamState {
         net: &NetworkRecord,
         ep: &EndpointRecord,
     ) -> Result<()> {
+        if !is_builtin(&net.ipam.driver) {
+            return Ok(());
+        }
         let v4 = ep.addr_v4.map(|a| a.addr());
         let v6 = ep.addr_v6.map(|a| a.addr());
         let got = self.allocate_endpoint(net, v4, v6)?;

@@ -55,6 +55,7 @@ mod watcher;
 // 3. drivers
 mod driver;
 pub mod drivers;
+mod ipam_driver;
 // 4. the state
 mod state;
 // 5. operations and checks
@@ -74,7 +75,8 @@ pub use driver::{
 pub use error::{CoreError, ErrorKind, Result};
 pub use files::ResolvConf;
 pub use ids::{format_mac, parse_bool, parse_cidr, parse_ip, parse_mac, short_id};
-pub use ipam::IPAM_DRIVERS;
+pub use ipam::{IPAM_DRIVERS, is_builtin as is_builtin_ipam};
+pub use ipam_driver::{AddressAsk, IpamDriver, IpamFinder, PoolAsk, PoolGrant};
 pub use kernel::{HostKernel, HostOps, KernelView, Links, SandboxKernel, SandboxOps};
 pub use lnet_store::{
     EndpointRecord, IpamPoolConfig, IpamSpec, JoinRecord, JoinState, Lifecycle, NetworkRecord,

@@ -786,8 +786,13 @@ impl State {
         let what = format!("network {} ({})", net.name, net.state);
         match net.state {
             Lifecycle::Creating | Lifecycle::Deleting => {
+                // An IPAM plugin's pools go back after the kernel objects, before the record.
                 let res = driver
                     .delete_network(&mut self.host, &net)
+                    .and_then(|()| match cx.ipam_of(&net)? {
+                        Some(ipam) => crate::ipam_driver::release_pools(ipam.as_ref(), &net.pools),
+                        None => Ok(()),
+                    })
                     .and_then(|()| cx.store.delete(&net).map_err(Into::into));
                 match res {
                     Ok(()) if net.state == Lifecycle::Creating => report.rolled_back.push(what),
@@ -889,8 +894,7 @@ impl State {
             // driver is told so. Kept `deleting` while the driver cannot be told, so that a
             // later start tells it.
             let what = format!("endpoint {} ({})", ep.name, ep.state);
-            match driver
-                .delete_endpoint(net, &ep)
+            match crate::ops::tell_endpoint_gone(cx, &driver, net, &ep, true)
                 .and_then(|()| cx.store.delete(&ep).map_err(Into::into))
             {
                 Ok(()) if ep.state == Lifecycle::Creating => report.rolled_back.push(what),

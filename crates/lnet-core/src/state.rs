@@ -27,6 +27,14 @@ impl Cx {
     pub(crate) fn driver(&self, name: &str) -> Result<Arc<dyn Driver>> {
         self.drivers.get(name)
     }
+
+    /// The IPAM plugin of `net`; `None` when lnet's own IPAM serves it.
+    pub(crate) fn ipam_of(
+        &self,
+        net: &NetworkRecord,
+    ) -> Result<Option<Arc<dyn crate::ipam_driver::IpamDriver>>> {
+        self.drivers.ipam(&net.ipam.driver)
+    }
 }
 
 /// A sandbox in memory: its record and, while it is live, its kernel handles.

@@ -8,7 +8,7 @@
 //!    want
 //! 2. the kernel: files, firewall, forwarding, hostports, kernel, reaper, reconcile, testing,
 //!    watcher
-//! 3. drivers: driver, drivers
+//! 3. drivers: driver, drivers, ipam_driver
 //! 4. the state: state
 //! 5. operations and checks: doctor, heal, ops, recovery
 //! 6. the controller: controller (and lib.rs, which re-exports)
@@ -41,7 +41,7 @@ const LAYERS: &[&[&str]] = &[
         "testing",
         "watcher",
     ],
-    &["driver", "drivers"],
+    &["driver", "drivers", "ipam_driver"],
     &["state"],
     &["doctor", "heal", "ops", "recovery"],
     &["controller", "lib"],

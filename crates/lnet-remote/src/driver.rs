@@ -8,8 +8,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use lnet_core::want::{Drift, LinkWant, Side, Wanted};
 use lnet_core::{
@@ -20,31 +19,24 @@ use lnet_plugin::{EndpointInterface, JoinResponse};
 use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
 use serde_json::{Value, json};
 
-use crate::client::{self, Addr, Bounds, CallError};
+use crate::client::Bounds;
 use crate::discovery::Dirs;
-
-/// How long a plugin found unreachable is not retried for: calls fail at once meanwhile, so
-/// a plugin that went away costs every other network nothing and its own one connection
-/// attempt each.
-const DOWN_FOR: Duration = Duration::from_secs(5);
+use crate::plugin::Plugin;
 
 /// A plugin as a network driver.
 #[derive(Debug)]
 pub struct RemoteDriver {
     name: String,
-    dirs: Arc<Dirs>,
-    bounds: Bounds,
-    /// lnet's own plugin socket: a daemon is never its own remote driver (its calls would
-    /// wait on the very locks the caller holds).
-    own: Option<PathBuf>,
-    active: Mutex<Option<Active>>,
-    down_since: Mutex<Option<Instant>>,
+    plugin: Plugin<Scope>,
 }
 
-#[derive(Debug, Clone)]
-struct Active {
-    addr: Addr,
-    scope: Scope,
+/// Activation's second call: the driver's scope.
+fn scope(ask: &mut dyn FnMut(&str) -> Result<Value>) -> Result<Scope> {
+    let caps = ask("GetCapabilities")?;
+    Ok(match caps.get("Scope").and_then(Value::as_str) {
+        Some("global") => Scope::Global,
+        _ => Scope::Local,
+    })
 }
 
 impl RemoteDriver {
@@ -52,136 +44,33 @@ impl RemoteDriver {
     pub fn new(name: &str, dirs: Arc<Dirs>, bounds: Bounds, own: Option<PathBuf>) -> Self {
         RemoteDriver {
             name: name.to_string(),
-            dirs,
-            bounds,
-            own,
-            active: Mutex::new(None),
-            down_since: Mutex::new(None),
+            plugin: Plugin::new(
+                name,
+                ("NetworkDriver", "network plugin"),
+                dirs,
+                bounds,
+                own,
+                scope,
+            ),
         }
     }
 
     fn err(&self, message: impl Into<String>, unreachable: bool) -> CoreError {
-        CoreError::Driver {
-            driver: format!("network plugin {}", self.name),
-            message: message.into(),
-            unreachable,
-        }
-    }
-
-    fn call_error(&self, e: CallError) -> CoreError {
-        let unreachable = matches!(e, CallError::Unreachable { .. } | CallError::Timeout { .. });
-        self.err(e.to_string(), unreachable)
-    }
-
-    /// Found and activated: `/Plugin.Activate` (it must implement `NetworkDriver`), then
-    /// `GetCapabilities`. Kept until the plugin cannot be reached.
-    fn activate(&self) -> Result<Active> {
-        if let Some(a) = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            return Ok(a);
-        }
-        let addr = self.dirs.find(&self.name).map_err(|e| {
-            tracing::info!(plugin = %self.name, "{e}");
-            CoreError::NotFound {
-                kind: "network driver or plugin",
-                name: self.name.clone(),
-            }
-        })?;
-        if let (Addr::Unix(p), Some(own)) = (&addr, &self.own)
-            && (p == own
-                || std::fs::canonicalize(p)
-                    .ok()
-                    .is_some_and(|c| Some(c) == std::fs::canonicalize(own).ok()))
-        {
-            return Err(self.err(
-                "its socket is this lnet daemon's own: lnet serves its networks directly (-d bridge)",
-                false,
-            ));
-        }
-        let bounds = self.bounds_now();
-        let v = client::call(&addr, "/Plugin.Activate", &json!({}), bounds)
-            .map_err(|e| self.note(e))?;
-        let implements: Vec<&str> = v
-            .get("Implements")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if !implements.contains(&"NetworkDriver") {
-            return Err(self.err(
-                format!("it implements {implements:?}, not NetworkDriver"),
-                false,
-            ));
-        }
-        let caps = client::call(&addr, "/NetworkDriver.GetCapabilities", &json!({}), bounds)
-            .map_err(|e| self.note(e))?;
-        let scope = match caps.get("Scope").and_then(Value::as_str) {
-            Some("global") => Scope::Global,
-            _ => Scope::Local,
-        };
-        let a = Active { addr, scope };
-        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = Some(a.clone());
-        tracing::info!(plugin = %self.name, addr = %a.addr, ?scope, "network plugin activated");
-        Ok(a)
-    }
-
-    /// The bounds of the next call: no retries while the plugin is known to be down.
-    fn bounds_now(&self) -> Bounds {
-        let down = self.down_since.lock().unwrap_or_else(|p| p.into_inner());
-        match *down {
-            Some(t) if t.elapsed() < DOWN_FOR => Bounds {
-                retry: Duration::ZERO,
-                ..self.bounds
-            },
-            _ => self.bounds,
-        }
-    }
-
-    /// Remembers a call's failure: a plugin that cannot be reached is found and activated
-    /// anew next time (it may have restarted elsewhere), and not waited for meanwhile.
-    fn note(&self, e: CallError) -> CoreError {
-        // A plugin that hangs is as good as gone: its next calls fail at once too.
-        if matches!(e, CallError::Unreachable { .. } | CallError::Timeout { .. }) {
-            *self.down_since.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
-            *self.active.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        }
-        self.call_error(e)
+        self.plugin.err(message, unreachable)
     }
 
     /// `/NetworkDriver.<method>` with `body`.
     fn call(&self, method: &str, body: Value) -> Result<Value> {
-        let a = self.activate()?;
-        let started = Instant::now();
-        let res = client::call(
-            &a.addr,
-            &format!("/NetworkDriver.{method}"),
-            &body,
-            self.bounds_now(),
+        // Optional calls a plugin need not implement, as dockerd treats them.
+        let optional = matches!(
+            method,
+            "ProgramExternalConnectivity"
+                | "RevokeExternalConnectivity"
+                | "EndpointOperInfo"
+                | "DiscoverNew"
+                | "DiscoverDelete"
         );
-        tracing::debug!(plugin = %self.name, %method, ok = res.is_ok(), ms = started.elapsed().as_secs_f64() * 1e3, "plugin call");
-        match res {
-            Ok(v) => {
-                *self.down_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                Ok(v)
-            }
-            // Optional calls a plugin need not implement, as dockerd treats them.
-            Err(CallError::Refused { status: 404, .. })
-                if matches!(
-                    method,
-                    "ProgramExternalConnectivity"
-                        | "RevokeExternalConnectivity"
-                        | "EndpointOperInfo"
-                        | "DiscoverNew"
-                        | "DiscoverDelete"
-                ) =>
-            {
-                Ok(json!({}))
-            }
-            Err(e) => Err(self.note(e)),
-        }
+        self.plugin.call(method, body, optional)
     }
 
     /// The gateways lnet's IPAM gave the network (the plugin is told them in
@@ -363,12 +252,7 @@ impl Driver for RemoteDriver {
 
     fn capabilities(&self) -> Capabilities {
         // Never a call here: the controller asks under its lock. `prepare` activates first.
-        let scope = self
-            .active
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map_or(Scope::Local, |a| a.scope);
+        let scope = self.plugin.learnt().unwrap_or(Scope::Local);
         Capabilities {
             scope,
             calls_out: true,
@@ -377,7 +261,7 @@ impl Driver for RemoteDriver {
     }
 
     fn prepare(&self) -> Result<()> {
-        if self.activate()?.scope == Scope::Global {
+        if self.plugin.activate()?.1 == Scope::Global {
             return Err(self.err(
                 "it is a global-scope driver, and this lnet daemon has no cluster store (--cluster-store)",
                 false,
@@ -387,14 +271,7 @@ impl Driver for RemoteDriver {
     }
 
     fn reachable(&self) -> std::result::Result<(), String> {
-        let addr = self.dirs.find(&self.name)?;
-        let quick = Bounds {
-            answer: Duration::from_secs(5),
-            retry: Duration::ZERO,
-        };
-        client::call(&addr, "/Plugin.Activate", &json!({}), quick)
-            .map(drop)
-            .map_err(|e| e.to_string())
+        self.plugin.reachable()
     }
 
     fn plan_network(&self, _plan: &mut PlanNetwork<'_>) -> Result<Value> {
@@ -415,7 +292,7 @@ impl Driver for RemoteDriver {
                 .filter(|p| p.pool.addr().is_ipv6() == v6)
                 .map(|p| {
                     json!({
-                        "AddressSpace": "LocalDefault",
+                        "AddressSpace": p.address_space.as_deref().unwrap_or("LocalDefault"),
                         "Pool": p.pool.to_string(),
                         "Gateway": p.gateway.map(|g| g.to_string()).unwrap_or_default(),
                         "AuxAddresses": p.aux_addresses.iter()

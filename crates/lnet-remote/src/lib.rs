@@ -3,8 +3,9 @@
 //! `/usr/lib/docker/plugins`), activated on first use, and called as dockerd calls them —
 //! with dockerd's back-off when a plugin cannot be reached, and, unlike dockerd, a bound on
 //! every wait, so a plugin that hangs cannot hang lnet. [`finder`] gives the controller's
-//! driver registry a way to find them by name ([`lnet_core::Registry::with_finder`]); the
-//! controller journals around each call as around any kernel step.
+//! driver registry a way to find them by name ([`lnet_core::Registry::with_finder`]), and
+//! [`ipam_finder`] IPAM plugins likewise; the controller journals around each call as
+//! around any kernel step.
 //!
 //! It sits beside lnet-core's built-in drivers, above the protocol's types (lnet-plugin);
 //! lnet-core knows nothing of HTTP.
@@ -12,6 +13,8 @@
 pub mod client;
 pub mod discovery;
 mod driver;
+mod ipam;
+mod plugin;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use std::sync::Arc;
 pub use client::{Addr, Bounds, CallError};
 pub use discovery::Dirs;
 pub use driver::RemoteDriver;
+pub use ipam::RemoteIpam;
 
 /// How remote drivers are found and called.
 #[derive(Debug, Clone, Default)]
@@ -35,17 +39,32 @@ pub struct RemoteConfig {
 /// plugin's (whether one is there is learnt when it is first used, so that a network whose
 /// plugin has gone keeps its records and is reported, not dropped).
 pub fn finder(config: RemoteConfig) -> Arc<lnet_core::Finder> {
-    let dirs = Arc::new(config.dirs);
+    let find = finding(config);
     Arc::new(move |name: &str| {
-        if !discovery::valid_name(name) {
-            return None;
-        }
-        let d: Arc<dyn lnet_core::Driver> = Arc::new(RemoteDriver::new(
-            name,
-            dirs.clone(),
-            config.bounds,
-            config.own_socket.clone(),
-        ));
-        Some(d)
+        find(name).map(|(dirs, bounds, own)| {
+            Arc::new(RemoteDriver::new(name, dirs, bounds, own)) as Arc<dyn lnet_core::Driver>
+        })
     })
+}
+
+/// A finder for [`lnet_core::Registry::with_ipam_finder`]: IPAM plugins, as [`finder`] finds
+/// network plugins.
+pub fn ipam_finder(config: RemoteConfig) -> Arc<lnet_core::IpamFinder> {
+    let find = finding(config);
+    Arc::new(move |name: &str| {
+        find(name).map(|(dirs, bounds, own)| {
+            Arc::new(RemoteIpam::new(name, dirs, bounds, own)) as Arc<dyn lnet_core::IpamDriver>
+        })
+    })
+}
+
+/// What a plugin of a name is made with, for any name a plugin could have.
+type Making = (Arc<Dirs>, Bounds, Option<PathBuf>);
+
+fn finding(config: RemoteConfig) -> impl Fn(&str) -> Option<Making> {
+    let dirs = Arc::new(config.dirs);
+    move |name: &str| {
+        discovery::valid_name(name)
+            .then(|| (dirs.clone(), config.bounds, config.own_socket.clone()))
+    }
 }

@@ -162,6 +162,14 @@ pub struct PoolAssignment {
     /// Auxiliary addresses reserved in the pool.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub aux_addresses: BTreeMap<String, IpAddr>,
+    /// The pool's id at a remote IPAM driver (a plugin), which every later call about the
+    /// pool names; `None` for lnet's built-in IPAM, which needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_id: Option<String>,
+    /// The remote IPAM driver's address space the pool is in (a network driver that is a
+    /// plugin is told it); `None` for lnet's built-in IPAM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address_space: Option<String>,
 }
 
 impl PoolAssignment {

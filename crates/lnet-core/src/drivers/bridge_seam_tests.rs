@@ -39,6 +39,8 @@ fn net_with(options: &[(&str, &str)]) -> NetworkRecord {
             sub_pool: None,
             gateway: Some("10.7.0.1/24".parse().unwrap()),
             aux_addresses: BTreeMap::new(),
+            pool_id: None,
+            address_space: None,
         }],
         enable_ipv6: false,
         internal: false,

@@ -84,6 +84,7 @@ impl State {
         network_id: &str,
         name: &str,
         opts: EndpointOptions,
+        granted: Option<(Option<ipnet::IpNet>, Option<ipnet::IpNet>)>,
     ) -> Result<Created> {
         ids::validate_name("name", name)?;
         let net = self
@@ -159,10 +160,12 @@ impl State {
                 self.release_hold(&net, *ip);
             }
         }
-        let (v4, v6) = if uses_ipam {
-            self.ipam.allocate_endpoint(&net, opts.ipv4, opts.ipv6)?
-        } else {
-            (None, None)
+        // An IPAM plugin's grants were asked for without the lock; what goes wrong from
+        // here on gives them back (the caller does). lnet's own IPAM allocates here.
+        let (v4, v6) = match granted {
+            Some(g) => g,
+            None if uses_ipam => self.ipam.allocate_endpoint(&net, opts.ipv4, opts.ipv6)?,
+            None => (None, None),
         };
         let ports = match default_host_ip {
             None => Vec::new(),

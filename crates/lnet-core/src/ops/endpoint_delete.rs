@@ -38,10 +38,12 @@ impl State {
             .ok()
             .cloned()
             .and_then(|n| cx.driver(&n.driver).ok().map(|d| (d, n)));
+        let plugin_ipam = |net: &NetworkRecord| matches!(cx.ipam_of(net), Ok(Some(_)));
         match driver {
-            Some((d, net)) if d.capabilities().calls_out => {
+            Some((d, net)) if d.capabilities().calls_out || plugin_ipam(&net) => {
                 ep.state = Lifecycle::Deleting;
                 cx.store.put(&mut ep)?;
+                crate::failpoint::hit("endpoint-delete:journaled");
                 self.endpoints.insert(ep.clone());
                 Ok(Some((d, net, ep)))
             }
@@ -49,7 +51,7 @@ impl State {
         }
     }
 
-    /// Records a delete whose driver was told: the record goes whatever the driver said
+    /// Records a delete whose driver (and IPAM plugin) was told: the record goes whatever the driver said
     /// (a plugin that refuses to let go must not keep lnet's record and addresses); what it
     /// said is logged.
     pub(crate) fn delete_endpoint_end(
@@ -102,7 +104,7 @@ impl State {
             if tell
                 && let Err(e) = cx
                     .driver(&net.driver)
-                    .and_then(|d| d.delete_endpoint(&net, &ep))
+                    .and_then(|d| tell_endpoint_gone(cx, &d, &net, &ep, !hold))
             {
                 tracing::warn!(endpoint = %ep.name, error = %e, "the driver could not let the endpoint go");
             }
@@ -111,5 +113,29 @@ impl State {
         self.endpoints.remove(&ep.id);
         tracing::debug!(endpoint = %ep.name, "endpoint deleted");
         Ok(())
+    }
+}
+
+/// Tells whoever outside lnet keeps something of endpoint `ep` that it is gone: its driver
+/// ([`Driver::delete_endpoint`]), then — with `release` — its network's IPAM plugin, which
+/// takes its addresses back. Both are told whatever the first says; every error is reported.
+pub(crate) fn tell_endpoint_gone(
+    cx: &Cx,
+    driver: &Arc<dyn Driver>,
+    net: &NetworkRecord,
+    ep: &EndpointRecord,
+    release: bool,
+) -> Result<()> {
+    let told = driver.delete_endpoint(net, ep);
+    let released = match cx.ipam_of(net) {
+        Ok(Some(ipam)) if release => {
+            crate::ipam_driver::release_endpoint_record(ipam.as_ref(), net, ep)
+        }
+        Ok(_) => Ok(()),
+        Err(e) => Err(e),
+    };
+    match (told, released) {
+        (Ok(()), r) | (r, Ok(())) => r,
+        (Err(a), Err(b)) => Err(CoreError::Many(vec![a, b])),
     }
 }

@@ -20,6 +20,7 @@ pub(crate) use dns::{
     ResolverSockets, redirect_drift, redirect_rules_here, redirect_rules_in, reopen_resolver,
 };
 pub(crate) use endpoint_create::Created;
+pub(crate) use endpoint_delete::tell_endpoint_gone;
 pub(crate) use published::{PortPlan, check_ports};
 pub use published::{firewall_check_records, firewall_expected};
 pub(crate) use sandbox_create::{make_sandbox, remove_sandbox_artifacts, write_resolv_conf};

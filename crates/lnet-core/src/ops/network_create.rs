@@ -58,14 +58,15 @@ impl Creating {
 }
 
 impl State {
-    /// Validates, plans and journals network `id` as `creating`.
-    pub(crate) fn network_create_begin(
-        &mut self,
+    /// Checks a network create's input, changing nothing: the driver, and the options as
+    /// the create takes them (the IPAM driver named, flags given as options switched on).
+    pub(crate) fn network_create_check(
+        &self,
         cx: &Cx,
         id: &str,
         (driver_name, name): (&str, &str),
         mut opts: NetworkOptions,
-    ) -> Result<Creating> {
+    ) -> Result<(Arc<dyn Driver>, NetworkOptions)> {
         ids::validate_name("name", name)?;
         if let Some(n) = self.networks.get(id) {
             return Err(CoreError::InUse(format!(
@@ -93,7 +94,7 @@ impl State {
         if opts.ipam.driver.is_empty() {
             opts.ipam.driver = "default".into();
         }
-        ipam::validate_driver(&opts.ipam)?;
+        cx.drivers.ipam(&opts.ipam.driver)?;
         for (k, v) in [
             ("com.docker.network.enable_ipv6", &mut opts.enable_ipv6),
             ("com.docker.network.internal", &mut opts.internal),
@@ -123,6 +124,38 @@ impl State {
         }
         for c in opts.ipam.v4.iter().chain(opts.ipam.v6.iter()) {
             validate_pool_config(c)?;
+        }
+        Ok((driver, opts))
+    }
+
+    /// Validates, plans and journals network `id` as `creating`. `granted`: the pools an
+    /// IPAM plugin granted it (asked without the state lock, after
+    /// [`State::network_create_check`]); lnet's own IPAM allocates here.
+    pub(crate) fn network_create_begin(
+        &mut self,
+        cx: &Cx,
+        id: &str,
+        (driver_name, name): (&str, &str),
+        opts: NetworkOptions,
+        granted: Option<Vec<lnet_store::PoolAssignment>>,
+    ) -> Result<Creating> {
+        let (driver, opts) = self.network_create_check(cx, id, (driver_name, name), opts)?;
+        let caps = driver.capabilities();
+        if granted.is_some() == ipam::is_builtin(&opts.ipam.driver) {
+            return Err(CoreError::Forbidden(format!(
+                "network {name}: IPAM driver {} is {}, and its pools were {}",
+                opts.ipam.driver,
+                if granted.is_some() {
+                    "lnet's own"
+                } else {
+                    "a plugin"
+                },
+                if granted.is_some() {
+                    "granted by a plugin"
+                } else {
+                    "not asked of it"
+                },
+            )));
         }
         let id = id.to_string();
         let (state, adopted) = {
@@ -155,10 +188,14 @@ impl State {
                 self.ipam.release_pool_hold(s.trunc());
             }
         }
-        let exclude = self.host_prefixes(cx, adopted);
-        let pools =
-            self.ipam
-                .allocate_network(&id, "local", &opts.ipam, opts.enable_ipv6, &exclude)?;
+        let pools = match granted {
+            Some(pools) => pools,
+            None => {
+                let exclude = self.host_prefixes(cx, adopted);
+                self.ipam
+                    .allocate_network(&id, "local", &opts.ipam, opts.enable_ipv6, &exclude)?
+            }
+        };
         let mut rec = NetworkRecord {
             schema: SCHEMA_VERSION,
             state: Lifecycle::Creating,
@@ -273,8 +310,13 @@ impl State {
                 "its driver could not be told; the next start tells it".into(),
             )),
         };
-        if let Err(undo) = undone {
+        // A plugin's pools go back before the record goes, as in a delete, which the caller
+        // finishes without the state lock ([`State::network_delete_begin`] on).
+        let remote = !ipam::is_builtin(&rec.ipam.driver);
+        if let Err(undo) = &undone {
             tracing::error!(network = %rec.name, error = %undo, "undoing network create failed; delete it to retry");
+        }
+        if undone.is_err() || remote {
             rec.state = Lifecycle::Deleting;
             if let Err(e) = cx.store.put(&mut rec) {
                 tracing::error!(network = %rec.name, error = %e, "recording the network as deleting failed; start-up will roll it back");

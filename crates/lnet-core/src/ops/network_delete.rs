@@ -1,5 +1,6 @@
 //! Network delete: validate → record `deleting` → remove the kernel objects → release IPAM →
-//! delete the record. The pools are released only after the kernel work succeeded and
+//! delete the record. An IPAM plugin's pools are given back before the record goes (its
+//! grants are not derived state); one that cannot be reached keeps the network `deleting`. The pools are released only after the kernel work succeeded and
 //! exactly once, so a failed or retried delete can never free a pool another network got
 //! meanwhile (libnetwork hazard 5.3.5); a crash after the first write is finished at start
 //! without ever re-reserving the pools (the bug libnetwork's seed commit fixed).
@@ -15,6 +16,7 @@ use lnet_store::{Lifecycle, NetworkRecord};
 
 use crate::driver::Driver;
 use crate::error::{CoreError, Result};
+use crate::ipam_driver::IpamDriver;
 use crate::kernel::HostKernel;
 use crate::state::{Cx, State};
 
@@ -22,13 +24,19 @@ use crate::state::{Cx, State};
 #[derive(Debug)]
 pub(crate) struct Deleting {
     driver: Arc<dyn Driver>,
+    ipam: Option<Arc<dyn IpamDriver>>,
     rec: NetworkRecord,
 }
 
 impl Deleting {
-    /// The kernel's part: the network's kernel objects go.
+    /// The part without the state lock: the network's kernel objects go, then an IPAM
+    /// plugin's pools go back (lnet's own are released with the record).
     pub(crate) fn kernel(&self, host: &mut HostKernel) -> Result<()> {
-        self.driver.delete_network(host, &self.rec)
+        self.driver.delete_network(host, &self.rec)?;
+        match &self.ipam {
+            Some(ipam) => crate::ipam_driver::release_pools(ipam.as_ref(), &self.rec.pools),
+            None => Ok(()),
+        }
     }
 }
 
@@ -52,6 +60,7 @@ impl State {
             )));
         }
         let driver = cx.driver(&rec.driver)?;
+        let ipam = cx.ipam_of(rec)?;
         let mut rec = rec.clone();
         if rec.state != Lifecycle::Deleting {
             rec.state = Lifecycle::Deleting;
@@ -59,7 +68,7 @@ impl State {
             self.networks.insert(id.to_string(), rec.clone());
         }
         crate::failpoint::hit("network-delete:recorded");
-        Ok(Deleting { driver, rec })
+        Ok(Deleting { driver, ipam, rec })
     }
 
     /// Once the kernel's part is done: the pools go back and the record goes. A failed
