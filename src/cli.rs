@@ -62,7 +62,7 @@ pub enum NetworkCommand {
 pub struct NetworkCreateArgs {
     /// The network's name.
     pub name: String,
-    /// The driver (bridge, host, null, …).
+    /// The driver (bridge, macvlan, ipvlan, host, null, or a plugin).
     #[arg(short = 'd', long, default_value = "bridge")]
     pub driver: String,
     /// A subnet in CIDR form (repeatable: one per pool, IPv4 or IPv6).

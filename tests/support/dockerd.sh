@@ -60,11 +60,16 @@ dl_setup() {
         fi
     done
     $made || { echo "dockerd.sh: cannot make a mount namespace at $D/ns/mnt" >&2; return 1; }
-    # inside the new mount ns: make every shared mount private except $D/exec, then mask /run
+    # inside the new mount ns: make every shared mount private except $D/exec, then mask /run.
+    # A mount gone between the listing and its turn (a container's namespace of another
+    # test's dockerd, unmounted meanwhile) needs nothing.
     nsenter --mount="$D/ns/mnt" sh -ec '
         D=$1
         awk -v keep="$D/exec" "{for(i=7;\$i!=\"-\";i++) if (\$i ~ /^shared:/) {if (\$5!=keep) print \$5; break}}" \
-            /proc/self/mountinfo | while read -r mp; do mount --make-private "$(printf "%b" "$mp")"; done
+            /proc/self/mountinfo | while read -r mp; do
+                mp=$(printf "%b" "$mp")
+                mount --make-private "$mp" 2>/dev/null || ! mountpoint -q "$mp"
+            done
         mount -t tmpfs -o mode=755 dockerlab-run /run
         mkdir -p /run/docker/plugins /run/containerd
         mount --bind "$D/plugins" /run/docker/plugins

@@ -109,6 +109,35 @@ pub struct JoinPlan {
     pub handover_ifname: Option<String>,
 }
 
+impl JoinPlan {
+    /// The plan of a join that puts one interface in the sandbox and nothing in the host
+    /// (a plugin's, a macvlan's): refused for a sandbox lnet does not open (host
+    /// networking, an engine's namespace), `what` naming the network in the refusal.
+    pub fn sandbox_side(sandbox: &SandboxRecord, what: &str) -> Result<JoinPlan> {
+        if !sandbox.lnet_inside() {
+            return Err(CoreError::Forbidden(format!(
+                "sandbox {} uses host networking or an engine's namespace, and cannot join {what}",
+                sandbox.container_id
+            )));
+        }
+        Ok(JoinPlan {
+            host_ifname: None,
+            iface_prefix: Some("eth".into()),
+            handover_ifname: None,
+        })
+    }
+}
+
+/// The name a join's interface has in the sandbox, as journaled.
+pub fn sandbox_ifname<'a>(ep: &EndpointRecord, join: &'a JoinRecord) -> Result<&'a str> {
+    join.container_ifname.as_deref().ok_or_else(|| {
+        CoreError::Forbidden(format!(
+            "endpoint {} has a join record without its interface name; leave and join again",
+            ep.name
+        ))
+    })
+}
+
 /// Whether [`Driver::join`] makes a join for the first time or puts an existing one right.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinMode {

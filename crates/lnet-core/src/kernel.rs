@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use lnet_kernel::{AddrFlags, BridgeOptions, IpFamily, IpNet, Link, Netlink, Netns, VethSpec};
+use lnet_kernel::{
+    AddrFlags, BridgeOptions, IpFamily, IpNet, Link, Netlink, Netns, SubLinkSpec, VethSpec,
+};
 
 use crate::error::{CoreError, Result};
 use crate::firewall::{Firewall, PortFw, Want};
@@ -35,6 +37,10 @@ pub trait Links: std::fmt::Debug + Send {
     fn ensure_bridge(&mut self, name: &str, opts: BridgeOptions<'_>) -> lnet_kernel::Result<Link>;
     /// Makes a veth pair; the host end's index.
     fn create_veth(&mut self, spec: VethSpec<'_>) -> lnet_kernel::Result<u32>;
+    /// Makes a link on a parent (macvlan, ipvlan, VLAN); its index if made here.
+    fn create_sublink(&mut self, spec: SubLinkSpec<'_>) -> lnet_kernel::Result<Option<u32>>;
+    /// Whether the kernel has link type `kind`; nothing is made.
+    fn kind_supported(&mut self, kind: &str) -> lnet_kernel::Result<bool>;
     /// Deletes link `name`; `false` when it was not there.
     fn delete_link(&mut self, name: &str) -> lnet_kernel::Result<bool>;
     /// Brings a link up.
@@ -86,6 +92,12 @@ impl Links for Netlink {
     }
     fn create_veth(&mut self, spec: VethSpec<'_>) -> lnet_kernel::Result<u32> {
         Netlink::create_veth(self, spec)
+    }
+    fn create_sublink(&mut self, spec: SubLinkSpec<'_>) -> lnet_kernel::Result<Option<u32>> {
+        Netlink::create_sublink(self, spec)
+    }
+    fn kind_supported(&mut self, kind: &str) -> lnet_kernel::Result<bool> {
+        Netlink::kind_supported(self, kind)
     }
     fn delete_link(&mut self, name: &str) -> lnet_kernel::Result<bool> {
         Netlink::delete_link(self, name)

@@ -71,6 +71,7 @@ pub use controller::{Controller, Endpoint, Handover, Network, Sandbox};
 pub use doctor::{DoctorReport, Finding};
 pub use driver::{
     Capabilities, Driver, Finder, JoinMode, JoinPlan, NetworkFacts, PlanNetwork, Registry, Scope,
+    sandbox_ifname,
 };
 pub use error::{CoreError, ErrorKind, Result};
 pub use files::ResolvConf;

@@ -34,6 +34,8 @@ pub(crate) struct World {
     /// Veth pairs: the host end's index, the peer's name in the sandbox.
     pairs: BTreeMap<u32, String>,
     next_index: u32,
+    /// Link types this kernel lacks (`ipvlan`, `vlan`, `dummy`).
+    pub(crate) kinds_missing: Vec<String>,
 }
 
 /// A world shared by a fake host and a fake sandbox.
@@ -309,6 +311,47 @@ impl Links for FakeLinks {
         w.host.links.insert(spec.host_name.into(), host);
         w.sandbox.links.insert(spec.peer_name.into(), peer);
         Ok(hi)
+    }
+
+    fn create_sublink(
+        &mut self,
+        spec: lnet_kernel::SubLinkSpec<'_>,
+    ) -> lnet_kernel::Result<Option<u32>> {
+        let mut w = self.fake.world();
+        let kind = spec.kind.kernel_kind();
+        w.call(
+            self.side,
+            format!(
+                "create_sublink {kind} {} parent {} in {}",
+                spec.name,
+                spec.parent,
+                if spec.ns.is_some() { "sandbox" } else { "here" }
+            ),
+        )?;
+        if w.kinds_missing.contains(&kind.to_string()) {
+            return Err(errno_error(spec.name, libc::EOPNOTSUPP));
+        }
+        let side = if spec.ns.is_some() {
+            Side::Sandbox
+        } else {
+            self.side
+        };
+        if w.ns(side).links.contains_key(spec.name) {
+            return Err(errno_error(spec.name, libc::EEXIST));
+        }
+        let index = w.next_index;
+        w.next_index += 1;
+        let mut l = link(index, spec.name, kind);
+        l.mac = spec.mac.or(l.mac);
+        l.up = spec.up;
+        w.ns(side).links.insert(spec.name.into(), l);
+        Ok(spec.ns.is_none().then_some(index))
+    }
+
+    fn kind_supported(&mut self, kind: &str) -> lnet_kernel::Result<bool> {
+        let mut w = self.fake.world();
+        w.call(self.side, format!("kind_supported {kind}"))?;
+        Ok(!w.kinds_missing.contains(&kind.to_string()))
     }
 
     fn delete_link(&mut self, name: &str) -> lnet_kernel::Result<bool> {

@@ -71,7 +71,7 @@ fn bad_network_requests_change_nothing() {
     assert_refused(
         &env,
         InvalidInput,
-        &["driver", "macvlan9", "bridge, host, null"],
+        &["driver", "macvlan9", "bridge, host, ipvlan, macvlan, null"],
         create("n", "macvlan9", NetworkOptions::default()),
     );
     for overlapping in ["10.50.1.0/24", "10.0.0.0/8", "10.50.0.0/16"] {

@@ -123,6 +123,18 @@ impl KernelError {
         matches!(self, KernelError::AlreadyMounted { .. }) || self.errno() == Some(libc::EEXIST)
     }
 
+    /// True when the object is held by something else (`EBUSY`: a parent taken whole by a
+    /// passthru macvlan, or by links of another kind).
+    pub fn is_busy(&self) -> bool {
+        self.errno() == Some(libc::EBUSY)
+    }
+
+    /// True when the kernel lacks what was asked for (`EOPNOTSUPP`: a link type it was
+    /// built without, whose module it could not load).
+    pub fn is_unsupported(&self) -> bool {
+        self.errno() == Some(libc::EOPNOTSUPP)
+    }
+
     /// True when a bridge has no room for another port (`EXFULL`: the kernel allows
     /// `BR_MAX_PORTS`, 1024, per bridge).
     pub fn is_full(&self) -> bool {

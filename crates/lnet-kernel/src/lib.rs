@@ -84,7 +84,10 @@ pub use addr::{AddrFlags, AddressInfo};
 pub use conntrack::{Conntrack, CtEntry, CtTuple};
 pub use error::{KernelError, Result};
 pub use ipnet::IpNet;
-pub use link::{BridgeOptions, LOOPBACK_INDEX, Link, MAX_ALIAS_LEN, VethSpec, format_mac};
+pub use link::{
+    BridgeOptions, IpvlanFlag, IpvlanMode, LOOPBACK_INDEX, Link, MAX_ALIAS_LEN, MacvlanMode,
+    SubLinkKind, SubLinkSpec, VethSpec, format_mac,
+};
 pub use netlink::Netlink;
 pub use netns::Netns;
 pub use route::{IpFamily, Route};

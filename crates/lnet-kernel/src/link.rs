@@ -256,6 +256,155 @@ pub struct VethSpec<'a> {
     // peer up from its namespace afterwards.
 }
 
+/// A macvlan link's mode (`IFLA_MACVLAN_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacvlanMode {
+    /// Links on the same parent talk to each other directly.
+    Bridge,
+    /// No traffic between links on the same parent.
+    Private,
+    /// Traffic between links goes out to the switch and back (802.1Qbg).
+    Vepa,
+    /// One link takes the parent over.
+    Passthru,
+}
+
+/// An ipvlan link's mode (`IFLA_IPVLAN_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpvlanMode {
+    /// Switched at layer 2 on the parent's MAC.
+    L2,
+    /// Routed at layer 3.
+    L3,
+    /// Routed at layer 3, through the host's netfilter.
+    L3s,
+}
+
+/// An ipvlan link's flag (`IFLA_IPVLAN_FLAGS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpvlanFlag {
+    /// Links on the same parent talk to each other directly.
+    Bridge,
+    /// No traffic between links on the same parent.
+    Private,
+    /// Traffic between links goes out and back.
+    Vepa,
+}
+
+/// What kind of link [`SubLinkSpec`] makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubLinkKind {
+    /// A macvlan on the parent.
+    Macvlan(MacvlanMode),
+    /// An ipvlan on the parent.
+    Ipvlan(IpvlanMode, IpvlanFlag),
+    /// An 802.1q VLAN sub-interface of the parent, with this VLAN id (1–4094).
+    Vlan(u16),
+    /// A dummy link, which has no parent (an isolated network's stand-in parent).
+    Dummy,
+}
+
+impl SubLinkKind {
+    /// The kernel's name for the kind (`ip link add … type NAME`).
+    pub fn kernel_kind(&self) -> &'static str {
+        match self {
+            SubLinkKind::Macvlan(_) => "macvlan",
+            SubLinkKind::Ipvlan(..) => "ipvlan",
+            SubLinkKind::Vlan(_) => "vlan",
+            SubLinkKind::Dummy => "dummy",
+        }
+    }
+}
+
+/// A link made on a parent link in one request: a container's macvlan or ipvlan interface
+/// (made straight in the sandbox's namespace with its final name and MAC), or a VLAN
+/// sub-interface.
+#[derive(Debug, Clone, Copy)]
+pub struct SubLinkSpec<'a> {
+    /// Its name, in the namespace it is made in.
+    pub name: &'a str,
+    /// What it is.
+    pub kind: SubLinkKind,
+    /// The parent's index, in the socket's namespace (`IFLA_LINK`); unused for a dummy.
+    pub parent: u32,
+    /// Namespace to make it in (`IFLA_NET_NS_FD`); `None`: the socket's.
+    pub ns: Option<&'a Netns>,
+    /// Its MAC; without it the kernel picks one.
+    pub mac: Option<[u8; 6]>,
+    /// Its MTU; without it, the parent's.
+    pub mtu: Option<u32>,
+    /// Made administratively up.
+    pub up: bool,
+}
+
+/// The request that makes `spec`.
+pub(crate) fn sublink_message(spec: &SubLinkSpec<'_>) -> LinkMessage {
+    use rtnetlink::packet_route::link::{
+        InfoIpVlan, InfoMacVlan, InfoVlan, IpVlanFlags, IpVlanMode, MacVlanMode,
+    };
+    let data = match spec.kind {
+        SubLinkKind::Macvlan(m) => Some(InfoData::MacVlan(vec![InfoMacVlan::Mode(match m {
+            MacvlanMode::Bridge => MacVlanMode::Bridge,
+            MacvlanMode::Private => MacVlanMode::Private,
+            MacvlanMode::Vepa => MacVlanMode::Vepa,
+            MacvlanMode::Passthru => MacVlanMode::Passthrough,
+        })])),
+        SubLinkKind::Ipvlan(m, f) => Some(InfoData::IpVlan(vec![
+            InfoIpVlan::Mode(match m {
+                IpvlanMode::L2 => IpVlanMode::L2,
+                IpvlanMode::L3 => IpVlanMode::L3,
+                IpvlanMode::L3s => IpVlanMode::L3S,
+            }),
+            InfoIpVlan::Flags(match f {
+                IpvlanFlag::Bridge => IpVlanFlags::empty(),
+                IpvlanFlag::Private => IpVlanFlags::Private,
+                IpvlanFlag::Vepa => IpVlanFlags::Vepa,
+            }),
+        ])),
+        SubLinkKind::Vlan(id) => Some(InfoData::Vlan(vec![InfoVlan::Id(id)])),
+        SubLinkKind::Dummy => None,
+    };
+    let kind = match spec.kind {
+        SubLinkKind::Macvlan(_) => InfoKind::MacVlan,
+        SubLinkKind::Ipvlan(..) => InfoKind::IpVlan,
+        SubLinkKind::Vlan(_) => InfoKind::Vlan,
+        SubLinkKind::Dummy => InfoKind::Dummy,
+    };
+    let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(kind).name(spec.name);
+    if let Some(data) = data {
+        b = b.set_info_data(data);
+    }
+    if spec.kind != SubLinkKind::Dummy {
+        b = b.link(spec.parent);
+    }
+    if let Some(mac) = spec.mac {
+        b = b.address(mac.to_vec());
+    }
+    if let Some(mtu) = spec.mtu {
+        b = b.mtu(mtu);
+    }
+    if let Some(ns) = spec.ns {
+        // The fd stays open (borrowed from `ns`) until the request is sent.
+        b = b.setns_by_fd(ns.fd().as_raw_fd());
+    }
+    if spec.up {
+        b = b.up();
+    }
+    b.build()
+}
+
+/// The request [`Netlink::kind_supported`] sends: a link of `kind` with a one-byte
+/// address, which every link type that knows addresses refuses in its validation
+/// (`EINVAL`) before anything is made, while a kind the kernel does not have is refused
+/// `EOPNOTSUPP`.
+pub(crate) fn probe_message(kind: &str) -> LinkMessage {
+    let mut msg = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::from(kind))
+        .name("lnetprobe0")
+        .build();
+    msg.attributes.push(LinkAttribute::Address(vec![0]));
+    msg
+}
+
 /// Format a MAC address as `aa:bb:cc:dd:ee:ff`.
 pub fn format_mac(mac: &[u8; 6]) -> String {
     let [a, b, c, d, e, f] = mac;
@@ -489,6 +638,69 @@ impl Netlink {
             host = host.up();
         }
         Ok(self.create_link(host.build(), spec.host_name, op)?.index)
+    }
+
+    /// Make a link on a parent ([`SubLinkSpec`]). Its index when it is made in the socket's
+    /// namespace; made in another, `None` (the kernel echoes it there, not here). If the
+    /// name is taken where it is made, the error has [`KernelError::is_exists`] true; a kind
+    /// the kernel lacks, [`KernelError::is_unsupported`].
+    pub fn create_sublink(&mut self, spec: SubLinkSpec<'_>) -> Result<Option<u32>> {
+        let op = || {
+            let mut s = format!(
+                "create {} {} on parent index {}",
+                spec.kind.kernel_kind(),
+                spec.name,
+                spec.parent
+            );
+            if let Some(ns) = spec.ns {
+                s.push_str(&format!(" in netns {}", ns.describe()));
+            }
+            s
+        };
+        check_ifname(op, spec.name)?;
+        if let SubLinkKind::Vlan(id) = spec.kind
+            && !(1..=4094).contains(&id)
+        {
+            return Err(KernelError::invalid(op(), "a VLAN id is 1 to 4094"));
+        }
+        let mut index = 0;
+        self.transact(
+            RouteNetlinkMessage::NewLink(sublink_message(&spec)),
+            NLM_F_CREATE | NLM_F_EXCL | NLM_F_ECHO,
+            |m| {
+                if let RouteNetlinkMessage::NewLink(l) = m {
+                    index = l.header.index;
+                }
+            },
+        )
+        .op(op)?;
+        if spec.ns.is_some() {
+            return Ok(None);
+        }
+        if index == 0 {
+            // A kernel that does not echo: look it up.
+            index = self.link_by_name(spec.name)?.map_or(0, |l| l.index);
+        }
+        Ok(Some(index))
+    }
+
+    /// Whether the kernel has link type `kind` (`macvlan`, `ipvlan`, `vlan`, `dummy`),
+    /// loading its module if it can. Nothing is made: see [`probe_message`].
+    pub fn kind_supported(&mut self, kind: &str) -> Result<bool> {
+        let op = || format!("probe link type {kind}");
+        match self.ack(
+            RouteNetlinkMessage::NewLink(probe_message(kind)),
+            NLM_F_CREATE | NLM_F_EXCL,
+        ) {
+            Err(e) if e.errno() == Some(libc::EOPNOTSUPP) => Ok(false),
+            Err(e) if e.errno() == Some(libc::EINVAL) => Ok(true),
+            // Made after all (a type that checks no address): it is there, and goes again.
+            Ok(()) => {
+                self.delete_link("lnetprobe0")?;
+                Ok(true)
+            }
+            Err(e) => Err(e.into_kernel(op())),
+        }
     }
 
     /// Ensure no link named `name` exists. Returns `true` if one was deleted,
@@ -852,6 +1064,96 @@ mod tests {
         assert!(
             e.contains("malformed RTM_NEWLINK") && e.contains("2 byte(s) left"),
             "{e}"
+        );
+    }
+
+    /// One netlink attribute as the kernel reads it: length, type, payload, padding.
+    fn nla(ty: u16, payload: &[u8]) -> Vec<u8> {
+        let len = 4 + payload.len();
+        let mut v = (len as u16).to_ne_bytes().to_vec();
+        v.extend_from_slice(&ty.to_ne_bytes());
+        v.extend_from_slice(payload);
+        v.resize(len.div_ceil(4) * 4, 0);
+        v
+    }
+
+    fn has(raw: &[u8], part: &[u8]) -> bool {
+        raw.windows(part.len()).any(|w| w == part)
+    }
+
+    /// `IFLA_LINKINFO` (18) > `IFLA_INFO_KIND` (1) and `IFLA_INFO_DATA` (2) holding
+    /// `data`, as `linux/if_link.h` numbers them.
+    fn info(kind: &str, data: &[u8]) -> Vec<u8> {
+        let mut k = kind.as_bytes().to_vec();
+        k.push(0);
+        let mut inner = nla(1, &k);
+        inner.extend(nla(2, data));
+        nla(18, &inner)
+    }
+
+    fn spec(kind: SubLinkKind) -> SubLinkSpec<'static> {
+        SubLinkSpec {
+            name: "eth1",
+            kind,
+            parent: 7,
+            ns: None,
+            mac: Some([2, 0x42, 10, 0, 0, 5]),
+            mtu: None,
+            up: false,
+        }
+    }
+
+    #[test]
+    fn sublinks_are_asked_for_in_the_kernels_words() {
+        // macvlan: IFLA_MACVLAN_MODE (1), u32; bridge 4, private 1, vepa 2, passthru 8.
+        for (mode, value) in [
+            (MacvlanMode::Bridge, 4u32),
+            (MacvlanMode::Private, 1),
+            (MacvlanMode::Vepa, 2),
+            (MacvlanMode::Passthru, 8),
+        ] {
+            let raw = bytes(sublink_message(&spec(SubLinkKind::Macvlan(mode))));
+            assert!(
+                has(&raw, &info("macvlan", &nla(1, &value.to_ne_bytes()))),
+                "{mode:?}"
+            );
+            // IFLA_IFNAME (3), IFLA_LINK (5), IFLA_ADDRESS (1).
+            assert!(has(&raw, &nla(3, b"eth1\0")));
+            assert!(has(&raw, &nla(5, &7u32.to_ne_bytes())));
+            assert!(has(&raw, &nla(1, &[2, 0x42, 10, 0, 0, 5])));
+        }
+        // ipvlan: IFLA_IPVLAN_MODE (1), u16: l2 0, l3 1, l3s 2; IFLA_IPVLAN_FLAGS (2), u16:
+        // bridge 0, private 1, vepa 2.
+        for (mode, flag, m, f) in [
+            (IpvlanMode::L2, IpvlanFlag::Bridge, 0u16, 0u16),
+            (IpvlanMode::L3, IpvlanFlag::Private, 1, 1),
+            (IpvlanMode::L3s, IpvlanFlag::Vepa, 2, 2),
+        ] {
+            let raw = bytes(sublink_message(&spec(SubLinkKind::Ipvlan(mode, flag))));
+            let mut data = nla(1, &m.to_ne_bytes());
+            data.extend(nla(2, &f.to_ne_bytes()));
+            assert!(has(&raw, &info("ipvlan", &data)), "{mode:?} {flag:?}");
+        }
+        // vlan: IFLA_VLAN_ID (1), u16.
+        let raw = bytes(sublink_message(&spec(SubLinkKind::Vlan(10))));
+        assert!(has(&raw, &info("vlan", &nla(1, &10u16.to_ne_bytes()))));
+    }
+
+    #[test]
+    fn the_kind_probe_asks_for_nothing_a_kernel_could_make() {
+        // A one-byte IFLA_ADDRESS: refused by every link type's validation before it
+        // could be made, so a kernel that has the type answers EINVAL and makes nothing.
+        let raw = bytes(probe_message("dummy"));
+        assert!(has(&raw, &nla(1, &[0])));
+        let mut kind = b"dummy".to_vec();
+        kind.push(0);
+        assert!(has(&raw, &nla(18, &nla(1, &kind))));
+        // No parent: macvlan, ipvlan and vlan cannot be made without one either.
+        assert!(
+            !probe_message("macvlan")
+                .attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::Link(_)))
         );
     }
 }

@@ -498,3 +498,64 @@ fn a_bridge_keeps_the_mtu_it_was_made_with_when_its_ports_come_and_go() {
         assert_eq!(nl.link_by_index(br.index).unwrap().unwrap().mtu, 9000);
     }
 }
+
+#[test]
+fn a_macvlan_is_made_in_another_namespace_on_a_parent_here() {
+    skip_unless_root!();
+    let mut nl = setup();
+    // The parent: one end of a veth pair (a LAN port stands in).
+    nl.create_veth(VethSpec {
+        host_name: "lan0",
+        peer_name: "lan0p",
+        host_up: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let parent = nl.link_by_name("lan0").unwrap().unwrap();
+    let ns = TempNetns::new().unwrap();
+    let mac = [0x02, 0x42, 0x0a, 0x00, 0x00, 0x07];
+    let made = nl
+        .create_sublink(lnet_kernel::SubLinkSpec {
+            name: "eth0",
+            kind: lnet_kernel::SubLinkKind::Macvlan(lnet_kernel::MacvlanMode::Private),
+            parent: parent.index,
+            ns: Some(&ns),
+            mac: Some(mac),
+            mtu: None,
+            up: false,
+        })
+        .unwrap();
+    assert_eq!(made, None, "made in another namespace: its index is there");
+    assert!(nl.link_by_name("eth0").unwrap().is_none(), "made here");
+    let mut inside = Netlink::in_netns(&ns).unwrap();
+    let l = inside.link_by_name("eth0").unwrap().unwrap();
+    assert!(l.is_kind("macvlan"), "{l:?}");
+    assert_eq!(l.mac, Some(mac));
+    // The same name again there: taken.
+    let again = nl.create_sublink(lnet_kernel::SubLinkSpec {
+        name: "eth0",
+        kind: lnet_kernel::SubLinkKind::Macvlan(lnet_kernel::MacvlanMode::Bridge),
+        parent: parent.index,
+        ns: Some(&ns),
+        mac: None,
+        mtu: None,
+        up: false,
+    });
+    assert!(again.unwrap_err().is_exists());
+}
+
+#[test]
+fn the_kind_probe_tells_what_the_kernel_has_and_makes_nothing() {
+    skip_unless_root!();
+    let mut nl = setup();
+    let before = nl.links().unwrap().len();
+    for kind in ["macvlan", "veth", "bridge"] {
+        assert!(nl.kind_supported(kind).unwrap(), "{kind}");
+    }
+    assert!(!nl.kind_supported("nosuchkind").unwrap());
+    // What this machine lacks is answered too, whichever way (ipvlan, vlan, dummy).
+    for kind in ["ipvlan", "vlan", "dummy"] {
+        let _ = nl.kind_supported(kind).unwrap();
+    }
+    assert_eq!(nl.links().unwrap().len(), before, "the probe made a link");
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use lnet_core::want::{Drift, LinkWant, Side, Wanted};
 use lnet_core::{
     Capabilities, Config, CoreError, Driver, HostOps, JoinMode, JoinPlan, NetworkFacts,
-    PlanNetwork, Result, SandboxOps, Scope,
+    PlanNetwork, Result, SandboxOps, Scope, sandbox_ifname,
 };
 use lnet_plugin::{EndpointInterface, JoinResponse};
 use lnet_store::{EndpointRecord, JoinRecord, NetworkRecord, SandboxRecord};
@@ -398,17 +398,10 @@ impl Driver for RemoteDriver {
         _ep: &EndpointRecord,
         sandbox: &SandboxRecord,
     ) -> Result<JoinPlan> {
-        if !sandbox.lnet_inside() {
-            return Err(CoreError::Forbidden(format!(
-                "sandbox {} uses host networking or an engine's namespace, and cannot join network {} of plugin {}",
-                sandbox.container_id, net.name, self.name
-            )));
-        }
-        Ok(JoinPlan {
-            host_ifname: None,
-            iface_prefix: Some("eth".into()),
-            handover_ifname: None,
-        })
+        JoinPlan::sandbox_side(
+            sandbox,
+            &format!("network {} of plugin {}", net.name, self.name),
+        )
     }
 
     fn join(
@@ -420,12 +413,7 @@ impl Driver for RemoteDriver {
         join: &JoinRecord,
         mode: JoinMode,
     ) -> Result<()> {
-        let name = join.container_ifname.as_deref().ok_or_else(|| {
-            CoreError::Forbidden(format!(
-                "endpoint {} has a join record without its interface name; leave and join again",
-                ep.name
-            ))
-        })?;
+        let name = sandbox_ifname(ep, join)?;
         if mode == JoinMode::Repair {
             let want = Self::want_peer(ep, name);
             let (have, drift) = lnet_core::reconcile::observe(sandbox.links(), &want, |_| None)?;

@@ -42,17 +42,20 @@
 //!    driver a library user wrote, registered and called in order, is in `tests/drivers.rs`.
 
 pub mod bridge;
+pub mod lan;
 pub mod passive;
 
 use std::sync::Arc;
 
 use crate::driver::Registry;
 
-/// The built-in drivers: `bridge`, `host` and `null`.
+/// The built-in drivers: `bridge`, `macvlan`, `ipvlan`, `host` and `null`.
 pub fn builtin() -> Registry {
     let mut r = Registry::empty();
     for d in [
         Arc::new(bridge::BridgeDriver::default()) as Arc<dyn crate::driver::Driver>,
+        Arc::new(lan::LanDriver::macvlan()),
+        Arc::new(lan::LanDriver::ipvlan()),
         Arc::new(passive::PassiveDriver::HOST),
         Arc::new(passive::PassiveDriver::NULL),
     ] {
